@@ -1,0 +1,8 @@
+// Package dcstest is the conformance kit of DCS plugins. RunConformance
+// checks a backend against the contract of dcs.Backend with several
+// independent clients of one store; MemoryStore is the in-memory reference
+// backend that passes it.
+//
+// Every real plugin runs the kit against its real server, in process and
+// again through its built binary over a go-plugin handshake.
+package dcstest

@@ -1,0 +1,180 @@
+package cluster
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+
+	"github.com/custos-ha/custos/plugin/sdk/dcs"
+)
+
+// Leader is the holder of the leader key.
+type Leader struct {
+	Name    string
+	Version string
+	Session string
+	// Member is the leader's member value; empty (only Name set) when the
+	// leader has no member key.
+	Member Member
+}
+
+// Raw is a stored value kept as bytes with its version.
+type Raw struct {
+	Data    []byte
+	Version string
+}
+
+// Cluster is one node's view of the whole cluster (Patroni's read model).
+type Cluster struct {
+	// Initialize is the system identifier; nil when the key is absent, ""
+	// while a bootstrap is in progress.
+	Initialize        *string
+	InitializeVersion string
+	// Config is the raw /config value; nil when absent.
+	Config   *Raw
+	Leader   *Leader
+	Members  []Member
+	Failover *Failover
+	Sync     *SyncState
+	History  History
+	// HasHistory tells an absent /history from an empty one.
+	HasHistory bool
+	Status     Status
+	Failsafe   Failsafe
+}
+
+// FromDCS decodes a raw DCS read. A malformed value never fails the whole
+// read: the key is treated as absent (a malformed member as a member with
+// no data) and the problem is returned so the caller can log and publish
+// it.
+func FromDCS(raw *dcs.Cluster) (*Cluster, []error) {
+	var problems []error
+	c := &Cluster{}
+	if raw == nil {
+		return c, nil
+	}
+	if raw.Initialize != nil {
+		s := string(bytes.TrimSpace(raw.Initialize.Data))
+		c.Initialize = &s
+		c.InitializeVersion = raw.Initialize.Version
+	}
+	if raw.Config != nil {
+		c.Config = &Raw{Data: raw.Config.Data, Version: raw.Config.Version}
+	}
+	for _, rm := range raw.Members {
+		m, err := ParseMember(rm.Name, rm.Data)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("ignoring malformed value of members/%s: %w", rm.Name, err))
+		}
+		m.Version, m.Session = rm.Version, rm.Session
+		c.Members = append(c.Members, m)
+	}
+	sort.Slice(c.Members, func(i, j int) bool { return c.Members[i].Name < c.Members[j].Name })
+	if raw.Leader != nil && raw.Leader.Name != "" {
+		l := &Leader{Name: raw.Leader.Name, Version: raw.Leader.Version, Session: raw.Leader.Session, Member: Member{Name: raw.Leader.Name}}
+		if m := c.Member(raw.Leader.Name); m != nil {
+			l.Member = *m
+		}
+		c.Leader = l
+	}
+	if raw.Failover != nil {
+		f, err := ParseFailover(raw.Failover.Data)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("ignoring malformed /failover: %w", err))
+		} else {
+			f.Version = raw.Failover.Version
+			c.Failover = &f
+		}
+	}
+	if raw.Sync != nil {
+		s, err := ParseSyncState(raw.Sync.Data)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("ignoring malformed /sync: %w", err))
+			s = SyncState{}
+		}
+		s.Version = raw.Sync.Version
+		c.Sync = &s
+	}
+	if raw.History != nil {
+		h, err := ParseHistory(raw.History.Data)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("ignoring malformed /history: %w", err))
+		} else {
+			c.History, c.HasHistory = h, true
+		}
+	}
+	if raw.Status != nil {
+		s, err := ParseStatus(raw.Status.Data)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("ignoring malformed /status: %w", err))
+		} else {
+			c.Status = s
+		}
+	}
+	if raw.Failsafe != nil {
+		f, err := ParseFailsafe(raw.Failsafe.Data)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("ignoring malformed /failsafe: %w", err))
+		} else {
+			c.Failsafe = f
+		}
+	}
+	return c, problems
+}
+
+// Member returns the member with the name, or nil.
+func (c *Cluster) Member(name string) *Member {
+	for i := range c.Members {
+		if c.Members[i].Name == name {
+			return &c.Members[i]
+		}
+	}
+	return nil
+}
+
+// LeaderName is the leader's name, "" when unlocked.
+func (c *Cluster) LeaderName() string {
+	if c.Leader == nil {
+		return ""
+	}
+	return c.Leader.Name
+}
+
+// IsLocked reports whether some member holds the leader key.
+func (c *Cluster) IsLocked() bool { return c.Leader != nil }
+
+// Timeline is the cluster's timeline from /history: the last line's
+// timeline + 1, 1 for an empty history, 0 when absent.
+func (c *Cluster) Timeline() int {
+	if !c.HasHistory {
+		return 0
+	}
+	if len(c.History) == 0 {
+		return 1
+	}
+	return c.History[len(c.History)-1].Timeline + 1
+}
+
+// SysID is the system identifier from /initialize, "" when unknown.
+func (c *Cluster) SysID() string {
+	if c.Initialize == nil {
+		return ""
+	}
+	return *c.Initialize
+}
+
+// IsSync reports whether the member is listed in /sync.
+func (c *Cluster) IsSync(name string) bool { return c.Sync != nil && c.Sync.Matches(name) }
+
+// LagOf is the member's lag behind the leader's last known position in
+// bytes (never below 0), and false when unknown.
+func (c *Cluster) LagOf(m Member) (int64, bool) {
+	if m.XLogLocation == nil || c.Status.Optime == 0 {
+		return 0, false
+	}
+	lag := c.Status.Optime - *m.XLogLocation
+	if lag < 0 {
+		lag = 0
+	}
+	return lag, true
+}

@@ -1,0 +1,539 @@
+package ha
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/custos-ha/custos/core/cluster"
+)
+
+// Decide returns what to do in this cycle. It is pure: the same Input gives
+// the same Decision.
+func Decide(in Input) Decision {
+	d := &decider{in: in, c: in.Cluster, pg: in.Postgres, mem: in.Memory}
+	d.decide()
+	if in.Cluster != nil && !in.ShuttingDown && !d.needPeers {
+		d.add(Action{Kind: ActTouchMember})
+	}
+	return Decision{Actions: d.actions, Reason: d.reason, NeedPeers: d.needPeers, Memory: d.mem}
+}
+
+type decider struct {
+	in  Input
+	c   *cluster.Cluster
+	pg  Postgres
+	mem Memory
+
+	actions   []Action
+	reason    string
+	needPeers bool
+}
+
+func (d *decider) add(actions ...Action) { d.actions = append(d.actions, actions...) }
+
+func (d *decider) say(format string, args ...any) { d.reason = fmt.Sprintf(format, args...) }
+
+// held reports whether this member holds the leader key.
+func (d *decider) held() bool { return d.c != nil && d.c.LeaderName() == d.in.Name }
+
+func (d *decider) decide() {
+	if d.in.ShuttingDown {
+		d.shutdown()
+		return
+	}
+	bootstrapFailed := d.outcome()
+	if d.c == nil {
+		d.dcsDown()
+		return
+	}
+	if d.pg.Primary() && d.c.Leader != nil && !d.held() && !d.in.Config.Paused {
+		// Never two primaries: this outranks everything else, even a
+		// background action in progress.
+		if d.in.Busy != nil {
+			d.add(Action{Kind: ActCancel})
+		}
+		d.add(Action{Kind: ActStop, Mode: StopImmediate})
+		d.mem.Demoted = true
+		d.say("demoting self because I do not have the lock and I was a leader")
+		return
+	}
+	if bootstrapFailed != "" {
+		if d.pg.Running {
+			d.add(Action{Kind: ActStop, Mode: StopImmediate})
+		}
+		d.add(Action{Kind: ActCancelInitialize}, Action{Kind: ActRemoveDataDir})
+		d.say("bootstrap failed: %s; removing the data directory and cancelling the initialization", bootstrapFailed)
+		return
+	}
+	if d.in.Busy != nil {
+		if d.in.Busy.Kind == ActPromote && !d.held() {
+			d.add(Action{Kind: ActCancel})
+			d.say("leader key lost while promoting: cancelling the promotion")
+			return
+		}
+		if d.held() {
+			d.add(Action{Kind: ActRenewLeader})
+		}
+		d.say("%s in progress since %s", d.in.Busy.Kind, d.in.Busy.Since.UTC().Format("15:04:05"))
+		return
+	}
+	switch d.pg.DataDir {
+	case DataDirBroken:
+		if d.held() {
+			d.add(Action{Kind: ActReleaseLeader})
+		}
+		d.say("data directory unusable: %s", d.pg.Problem)
+		return
+	case DataDirUnknown:
+		d.say("data directory state unknown: %s", d.pg.Problem)
+		return
+	case DataDirEmpty:
+		d.noData()
+		return
+	}
+	if sysid := d.c.SysID(); sysid != "" && d.pg.SysID != "" && sysid != d.pg.SysID {
+		if d.held() {
+			d.add(Action{Kind: ActReleaseLeader})
+		}
+		d.say("system identifier %s of the data directory differs from the cluster's %s: not starting", d.pg.SysID, sysid)
+		return
+	}
+	if d.mem.Bootstrapping {
+		d.finishBootstrap()
+		return
+	}
+	if !d.pg.Running {
+		d.recover()
+		return
+	}
+	if !d.pg.Ready {
+		if d.held() {
+			d.add(Action{Kind: ActRenewLeader})
+		}
+		d.say("postgres is running but not answering: %s", d.pg.Problem)
+		return
+	}
+	d.mem.CrashedAt = timeZero
+	if d.held() {
+		d.leader()
+		return
+	}
+	if d.c.Initialize == nil && !d.c.IsLocked() && !d.pg.InRecovery {
+		// A running primary of a cluster without /initialize adopts it.
+		d.add(Action{Kind: ActWriteInitialize})
+	}
+	if d.c.Leader == nil {
+		d.race()
+		return
+	}
+	d.follow()
+}
+
+// outcome takes in the background action that just finished; it returns
+// the error of a failed bootstrap, which decides the cycle.
+func (d *decider) outcome() (bootstrapFailed string) {
+	o := d.in.Outcome
+	if o == nil {
+		return ""
+	}
+	switch o.Kind {
+	case ActBootstrap:
+		d.mem.Bootstrapping = o.Err == ""
+		return o.Err
+	case ActRewind:
+		d.mem.RewindFailed = o.Err != ""
+		d.mem.Rewound = o.Err == ""
+	}
+	return ""
+}
+
+func (d *decider) shutdown() {
+	if d.pg.Running {
+		d.add(Action{Kind: ActStop, Mode: StopFast})
+	}
+	if d.c == nil || d.held() {
+		d.add(Action{Kind: ActReleaseLeader})
+	}
+	d.say("shutting down")
+}
+
+func (d *decider) dcsDown() {
+	cfg := d.in.Config
+	down := d.in.Now.Sub(d.in.DCSLastSeen)
+	switch {
+	case d.pg.Primary() && !cfg.Paused && down >= cfg.RetryTimeout:
+		d.add(Action{Kind: ActStop, Mode: StopFast})
+		d.mem.Demoted = true
+		d.say("demoting self because the DCS is not accessible for %s and I was a leader (%s)", down.Round(1e6), d.in.DCSError)
+	case d.pg.Primary():
+		d.say("DCS is not accessible (%s); still primary for up to retry_timeout %s", d.in.DCSError, cfg.RetryTimeout)
+	case !d.pg.Running && d.pg.DataDir == DataDirInitialized && !cfg.Paused && d.in.Busy == nil:
+		d.add(Action{Kind: ActStart})
+		d.say("DCS is not accessible (%s); starting as a read-only replica", d.in.DCSError)
+	default:
+		d.say("DCS is not accessible: %s", d.in.DCSError)
+	}
+}
+
+// noData handles an empty data directory: bootstrap or clone.
+func (d *decider) noData() {
+	c := d.c
+	switch {
+	case d.held():
+		d.add(Action{Kind: ActReleaseLeader})
+		d.say("data directory is empty while I hold the leader key: releasing it")
+	case c.Leader != nil:
+		src := d.cloneSource()
+		if src == "" {
+			d.say("waiting for leader %s to run before cloning from it", c.LeaderName())
+			return
+		}
+		d.add(Action{Kind: ActCreateReplica, Member: src})
+		d.say("trying to bootstrap from %s %s", map[bool]string{true: "leader", false: "replica"}[src == c.LeaderName()], src)
+	case c.Initialize == nil && d.in.Config.Tags.CanFailover():
+		d.add(Action{Kind: ActRaceInitialize}, Action{Kind: ActBootstrap})
+		d.say("trying to bootstrap a new cluster")
+	case c.Initialize == nil:
+		d.say("waiting for a leader to bootstrap: I am nofailover and will not bootstrap")
+	default:
+		d.say("waiting for leader to bootstrap")
+	}
+}
+
+// cloneSource picks a running member tagged clonefrom, else the leader.
+func (d *decider) cloneSource() string {
+	var candidates []string
+	for _, m := range d.c.Members {
+		if m.Name != d.in.Name && m.Tags.CloneFrom && m.IsRunning() {
+			candidates = append(candidates, m.Name)
+		}
+	}
+	if len(candidates) > 0 {
+		sort.Strings(candidates)
+		return candidates[0]
+	}
+	if l := d.c.Leader; l != nil && l.Member.IsRunning() {
+		return l.Name
+	}
+	return ""
+}
+
+// finishBootstrap publishes a freshly bootstrapped cluster.
+func (d *decider) finishBootstrap() {
+	if d.c.Leader != nil && !d.held() {
+		d.mem.Bootstrapping = false
+		d.say("%s leads the cluster: abandoning my bootstrap", d.c.LeaderName())
+		return
+	}
+	lock := Action{Kind: ActAcquireLeader}
+	if d.held() {
+		lock = Action{Kind: ActRenewLeader}
+	}
+	if !d.pg.Primary() {
+		d.say("waiting for the new cluster's primary to accept connections")
+		if !d.pg.Running {
+			d.add(lock, Action{Kind: ActStart, AsPrimary: true})
+		}
+		return
+	}
+	if d.held() && d.c.SysID() == d.pg.SysID && d.c.Config != nil {
+		d.mem.Bootstrapping = false
+		d.leader()
+		return
+	}
+	d.add(lock, Action{Kind: ActWriteInitialize})
+	if d.c.Config == nil {
+		d.add(Action{Kind: ActWriteConfig})
+	}
+	d.say("initialized a new cluster")
+}
+
+// leader runs the cycle of the leader key's holder with PostgreSQL up.
+func (d *decider) leader() {
+	d.add(Action{Kind: ActRenewLeader})
+	if d.pg.InRecovery {
+		d.add(Action{Kind: ActPromote})
+		d.say("promoting self because I hold the leader key")
+		return
+	}
+	d.mem.Demoted = false
+	if d.c.Initialize == nil || *d.c.Initialize != d.pg.SysID {
+		d.add(Action{Kind: ActWriteInitialize})
+	}
+	if d.c.Config == nil {
+		d.add(Action{Kind: ActWriteConfig})
+	}
+	if d.pg.Timeline > 1 && d.c.Timeline() != d.pg.Timeline {
+		d.add(Action{Kind: ActWriteHistory})
+	}
+	if d.in.Config.UseSlots {
+		d.add(Action{Kind: ActSyncSlots, Slots: d.memberSlots()})
+	}
+	d.say("no action. I am (%s), the leader with the lock", d.in.Name)
+}
+
+// memberSlots are the physical slots the primary keeps: one per other
+// member that streams from it (not nostream, not cascading from another).
+func (d *decider) memberSlots() []string {
+	slots := []string{}
+	for _, m := range d.c.Members {
+		if m.Name == d.in.Name || m.Tags.NoStream {
+			continue
+		}
+		if m.Tags.ReplicateFrom != "" && m.Tags.ReplicateFrom != d.in.Name {
+			continue
+		}
+		slots = append(slots, SlotName(m.Name))
+	}
+	sort.Strings(slots)
+	return slots
+}
+
+// race runs the leader race: no leader key, PostgreSQL up.
+func (d *decider) race() {
+	cfg := d.in.Config
+	switch {
+	case d.pg.Primary():
+		if tl := d.c.Timeline(); tl > 0 && d.pg.Timeline < tl {
+			d.add(Action{Kind: ActStop, Mode: StopFast})
+			d.say("demoting self: a stale primary on timeline %d behind the cluster's %d", d.pg.Timeline, tl)
+			return
+		}
+		d.add(Action{Kind: ActAcquireLeader})
+		d.say("acquiring the leader key as the running primary")
+		return
+	case cfg.Paused:
+		d.say("paused: no leader race")
+		return
+	case !cfg.Tags.CanFailover():
+		d.follow()
+		d.say("no leader; I am nofailover and will not take part in the race")
+		return
+	}
+	if !d.in.PeersFetched {
+		d.needPeers = true
+		d.say("no leader: asking the peers before the leader race")
+		return
+	}
+	if ok, why := d.healthiest(); !ok {
+		d.follow()
+		d.say("no leader, and I am not the healthiest node: %s", why)
+		return
+	}
+	d.add(Action{Kind: ActAcquireLeader}, Action{Kind: ActPromote})
+	d.say("promoting self to leader by acquiring the leader key")
+}
+
+// healthiest is Patroni's is_healthiest_node core check.
+func (d *decider) healthiest() (bool, string) {
+	cfg := d.in.Config
+	if opt := d.c.Status.Optime; opt > 0 && opt-d.pg.LSN > cfg.MaximumLagOnFailover {
+		return false, fmt.Sprintf("my lag %d bytes is above maximum_lag_on_failover %d", opt-d.pg.LSN, cfg.MaximumLagOnFailover)
+	}
+	if cfg.CheckTimeline {
+		if tl := d.c.Timeline(); tl > 0 && d.pg.Timeline < tl {
+			return false, fmt.Sprintf("my timeline %d is behind the cluster's %d", d.pg.Timeline, tl)
+		}
+	}
+	mine := cfg.Tags.Priority()
+	for _, p := range d.in.Peers {
+		if p.Name == d.in.Name || !p.Reachable || p.NoFailover {
+			continue
+		}
+		switch {
+		case p.Primary:
+			return false, fmt.Sprintf("%s is running as a primary", p.Name)
+		case p.LSN > d.pg.LSN:
+			return false, fmt.Sprintf("%s is ahead (%d > %d)", p.Name, p.LSN, d.pg.LSN)
+		case p.LSN == d.pg.LSN && p.FailoverPriority > mine:
+			return false, fmt.Sprintf("%s has the same position and a higher failover_priority (%d > %d)", p.Name, p.FailoverPriority, mine)
+		}
+	}
+	return true, ""
+}
+
+// follow runs the cycle of a member whose PostgreSQL is up while another
+// member (or nobody) holds the leader key.
+func (d *decider) follow() {
+	leader := d.c.LeaderName()
+	if leader != "" && d.divergedWhileRunning() {
+		d.add(Action{Kind: ActStop, Mode: StopFast})
+		d.say("my WAL went past where leader %s branched off: stopping for pg_rewind", leader)
+		return
+	}
+	if d.pg.Upstream != leader {
+		d.add(Action{Kind: ActFollow, Member: leader})
+		if leader == "" {
+			d.say("no leader: stop following %s", d.pg.Upstream)
+		} else {
+			d.say("following new leader %s", leader)
+		}
+		return
+	}
+	if leader == "" {
+		d.say("no leader, running as a replica without upstream")
+		return
+	}
+	d.say("no action. I am (%s), a secondary, and following a leader (%s)", d.in.Name, leader)
+}
+
+// divergedWhileRunning: a running replica that is not streaming, on an
+// older timeline than the leader's, replayed past the leader's switch point.
+func (d *decider) divergedWhileRunning() bool {
+	if !d.pg.InRecovery || d.pg.Streaming {
+		return false
+	}
+	leaderTL := d.leaderTimeline()
+	if leaderTL <= d.pg.Timeline || d.pg.Timeline == 0 {
+		return false
+	}
+	switchLSN, ok := d.switchPoint(d.pg.Timeline)
+	return ok && d.pg.LSN > switchLSN
+}
+
+func (d *decider) leaderTimeline() int {
+	if l := d.c.Leader; l != nil && l.Member.Timeline > 0 {
+		return l.Member.Timeline
+	}
+	return d.c.Timeline()
+}
+
+// switchPoint finds where the cluster left the timeline, from /history.
+func (d *decider) switchPoint(tl int) (int64, bool) {
+	for _, l := range d.c.History {
+		if l.Timeline == tl {
+			return l.LSN, true
+		}
+	}
+	return 0, false
+}
+
+// wasPrimary tells from pg_control whether the stopped PostgreSQL ran as a
+// primary.
+func (d *decider) wasPrimary() bool {
+	if d.pg.BackupLabel {
+		// A fresh base backup or a rewound directory carries the
+		// source's "in production" state.
+		return false
+	}
+	switch d.pg.ControlState {
+	case ControlInProduction, ControlShutDown, ControlShuttingDown, ControlInCrashRecovery:
+		return true
+	}
+	return false
+}
+
+// recover handles an initialized data directory with PostgreSQL down.
+func (d *decider) recover() {
+	cfg := d.in.Config
+	c := d.c
+	if cfg.Paused {
+		if d.held() {
+			d.add(Action{Kind: ActReleaseLeader})
+		}
+		d.say("postgres is not running and the cluster is paused: not starting it")
+		return
+	}
+	if d.held() {
+		if !d.wasPrimary() {
+			d.add(Action{Kind: ActRenewLeader}, Action{Kind: ActStart})
+			d.say("starting read-only with the leader key held; promote follows")
+			return
+		}
+		if d.mem.CrashedAt.IsZero() {
+			d.mem.CrashedAt = d.in.Now
+		}
+		switch {
+		case cfg.PrimaryStartTimeout == 0 && d.failoverPossible():
+			d.add(Action{Kind: ActReleaseLeader})
+			d.mem.CrashedAt = timeZero
+			d.say("postgres is down and primary_start_timeout is 0: releasing the leader key for a failover")
+		case d.in.Now.Sub(d.mem.CrashedAt) > cfg.PrimaryStartTimeout && d.failoverPossible():
+			d.add(Action{Kind: ActReleaseLeader})
+			d.mem.CrashedAt = timeZero
+			d.say("postgres did not start within primary_start_timeout %s: releasing the leader key", cfg.PrimaryStartTimeout)
+		default:
+			d.add(Action{Kind: ActRenewLeader}, Action{Kind: ActStart, AsPrimary: true})
+			d.say("starting primary after failure")
+		}
+		return
+	}
+	leader := c.LeaderName()
+	if leader == "" {
+		// Like Patroni after its own restart: start read-only and race
+		// with the others on the positions they report.
+		d.add(Action{Kind: ActStart})
+		d.say("starting as a replica without a leader")
+		return
+	}
+	need, known := d.needsRewind()
+	if d.mem.Rewound {
+		need, known = false, true
+	}
+	switch {
+	case !known:
+		d.say("waiting for leader %s to publish the history of its timeline", leader)
+	case need && d.mem.RewindFailed && cfg.RemoveDataDirectoryOnRewindFailure:
+		d.add(Action{Kind: ActRemoveDataDir})
+		d.mem.RewindFailed = false
+		d.say("pg_rewind failed: removing the data directory to clone it again")
+	case need && d.mem.RewindFailed:
+		d.say("pg_rewind failed and remove_data_directory_on_rewind_failure is off: staying down")
+	case need && cfg.UsePgRewind:
+		d.add(Action{Kind: ActRewind, Member: leader})
+		d.say("running pg_rewind from %s", leader)
+	case need && cfg.RemoveDataDirectoryOnDivergedTimelines:
+		d.add(Action{Kind: ActRemoveDataDir})
+		d.say("diverged from leader %s and use_pg_rewind is off: removing the data directory", leader)
+	case need:
+		d.say("diverged from leader %s; use_pg_rewind and remove_data_directory_on_diverged_timelines are off: staying down", leader)
+	default:
+		d.mem.Demoted = false
+		d.mem.Rewound = false
+		d.add(Action{Kind: ActStart, Member: leader})
+		d.say("starting as a secondary following %s", leader)
+	}
+}
+
+// needsRewind decides whether the stopped local data diverged from the
+// leader's timeline (reference §3.6); known is false while the leader's
+// history does not yet cover the local timeline.
+func (d *decider) needsRewind() (need, known bool) {
+	mine := d.pg.ControlTimeline
+	theirs := d.leaderTimeline()
+	if mine == 0 || theirs == 0 {
+		return false, true
+	}
+	if mine > theirs {
+		return true, true
+	}
+	if mine == theirs {
+		return false, true
+	}
+	switchLSN, ok := d.switchPoint(mine)
+	if !ok {
+		for _, l := range d.c.History {
+			if l.Timeline > mine {
+				// The line was trimmed (max_timelines_history): let
+				// pg_rewind judge a former primary.
+				return d.wasPrimary(), true
+			}
+		}
+		return false, false
+	}
+	if d.wasPrimary() {
+		return !(d.pg.ControlState == ControlShutDown && d.pg.CheckpointLSN < switchLSN), true
+	}
+	return max(d.pg.CheckpointLSN, d.pg.MinRecoveryEnd) > switchLSN, true
+}
+
+// failoverPossible: another member could take over (a running replica
+// that may fail over).
+func (d *decider) failoverPossible() bool {
+	for _, m := range d.c.Members {
+		if m.Name != d.in.Name && m.IsRunning() && !cluster.IsPrimaryRole(m.Role) && m.Tags.CanFailover() {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,63 @@
+package ha
+
+import (
+	"errors"
+	"fmt"
+)
+
+// CheckInvariants returns the safety rules a decision breaks, nil when it
+// keeps them all. Tests check it on every scenario and on random inputs;
+// the controller may check it too before executing.
+func CheckInvariants(in Input, d Decision) error {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	held := in.Cluster != nil && in.Cluster.LeaderName() == in.Name
+	otherLeader := in.Cluster != nil && in.Cluster.Leader != nil && !held
+
+	lockSecured := false // a leader-key write precedes this point
+	promotes := 0
+	stops := false
+	for i, a := range d.Actions {
+		switch a.Kind {
+		case ActAcquireLeader:
+			if in.Cluster == nil {
+				fail("action %d: %s while the DCS is not accessible", i, a.Kind)
+			}
+			if otherLeader {
+				fail("action %d: acquire_leader while %s holds the key", i, in.Cluster.LeaderName())
+			}
+			lockSecured = true
+		case ActRenewLeader:
+			if !held {
+				fail("action %d: renew_leader without holding the key", i)
+			}
+			lockSecured = true
+		case ActPromote:
+			promotes++
+			if !lockSecured {
+				fail("action %d: promote without holding the leader key", i)
+			}
+		case ActStart:
+			if a.AsPrimary && !lockSecured {
+				fail("action %d: start as primary without holding the leader key", i)
+			}
+			if stops {
+				fail("action %d: start after stop in the same decision", i)
+			}
+		case ActStop:
+			stops = true
+		case ActRemoveDataDir:
+			if in.Postgres.Running && !stops {
+				fail("action %d: remove_data_dir while postgres runs", i)
+			}
+		}
+	}
+	if promotes > 1 {
+		fail("%d promotes in one decision", promotes)
+	}
+	if otherLeader && in.Postgres.Primary() && !stops && !in.Config.Paused {
+		fail("running primary while %s holds the leader key, and no stop", in.Cluster.LeaderName())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,367 @@
+package ha
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/datadriven"
+
+	"github.com/custos-ha/custos/core/cluster"
+)
+
+// Scenario files: testdata/*.txt. Commands:
+//
+//	world      the input block describes the whole world (replaces it):
+//	             name: pg2
+//	             now: 100                      seconds since the epoch of the test
+//	             config: ttl=30 loop_wait=10 retry_timeout=10 max_lag=1048576
+//	                     primary_start_timeout=300 use_pg_rewind remove_on_rewind_failure
+//	                     remove_on_diverged check_timeline paused use_slots nofailover priority=N
+//	             dcs: down since=90 error=...   (no cluster line: DCS reachable)
+//	             cluster: initialize=SYSID|empty leader=NAME optime=N history=TL:LSN,TL:LSN config
+//	             member: NAME role=R state=S xlog=N timeline=N nofailover clonefrom replicatefrom=X nostream
+//	             pg: datadir=empty|initialized|broken sysid=X running ready recovery timeline=N lsn=N
+//	                 upstream=X streaming control="shut down" checkpoint=N minrecovery=N controltl=N
+//	             busy: KIND since=N
+//	             memory: bootstrapping crashed_at=N rewind_failed demoted
+//	             shutting_down
+//	set        like world, but only changes the lines given
+//	decide     runs Decide; the input block may give this cycle's extras:
+//	             peer: NAME reachable primary lsn=N priority=N nofailover
+//	             outcome: KIND [err=...]
+//	           The returned Memory is kept for the next decide, as the
+//	           controller does.
+func TestScenarios(t *testing.T) {
+	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+		w := &world{}
+		datadriven.RunTest(t, path, func(t *testing.T, td *datadriven.TestData) string {
+			switch td.Cmd {
+			case "world":
+				w.reset()
+				w.apply(t, td.Input)
+				return ""
+			case "set":
+				w.apply(t, td.Input)
+				return ""
+			case "decide":
+				in := w.input(t, td.Input)
+				dec := Decide(in)
+				if err := CheckInvariants(in, dec); err != nil {
+					t.Fatalf("%s: invariant broken: %v", td.Pos, err)
+				}
+				w.mem = dec.Memory
+				return render(dec)
+			}
+			t.Fatalf("%s: unknown command %q", td.Pos, td.Cmd)
+			return ""
+		})
+	})
+}
+
+type world struct {
+	lines map[string][]string // kind -> lines, in order (member lines accumulate)
+	mem   Memory
+}
+
+func (w *world) reset() {
+	w.lines = map[string][]string{}
+	w.mem = Memory{}
+}
+
+func (w *world) apply(t *testing.T, input string) {
+	members := false
+	for _, line := range strings.Split(input, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		kind, rest, _ := strings.Cut(line, ":")
+		kind = strings.TrimSpace(kind)
+		switch kind {
+		case "member":
+			if !members {
+				// A set with member lines replaces the member list.
+				w.lines["member"] = nil
+				members = true
+			}
+			w.lines["member"] = append(w.lines["member"], strings.TrimSpace(rest))
+		case "memory":
+			w.mem = parseMemory(t, strings.TrimSpace(rest))
+		default:
+			w.lines[kind] = []string{strings.TrimSpace(rest)}
+		}
+	}
+}
+
+func epoch(secs float64) time.Time {
+	return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(secs * float64(time.Second)))
+}
+
+// fields splits `a=b c="d e" f` into a map; bare words map to "".
+func fields(t *testing.T, s string) (first string, kv map[string]string) {
+	kv = map[string]string{}
+	var toks []string
+	for s = strings.TrimSpace(s); s != ""; s = strings.TrimSpace(s) {
+		end := strings.IndexByte(s, ' ')
+		if q := strings.Index(s, `="`); q >= 0 && (end < 0 || q < end) {
+			close := strings.IndexByte(s[q+2:], '"')
+			if close < 0 {
+				t.Fatalf("unterminated quote in %q", s)
+			}
+			end = q + 2 + close + 1
+		}
+		if end < 0 {
+			end = len(s)
+		}
+		toks = append(toks, s[:end])
+		s = s[end:]
+	}
+	for i, tok := range toks {
+		k, v, ok := strings.Cut(tok, "=")
+		if !ok && i == 0 {
+			first = tok
+			continue
+		}
+		kv[k] = strings.Trim(v, `"`)
+	}
+	return first, kv
+}
+
+// flags splits `a=b c` into a map where bare words map to "".
+func flags(t *testing.T, s string) map[string]string {
+	first, kv := fields(t, s)
+	if first != "" {
+		kv[first] = ""
+	}
+	return kv
+}
+
+func num(t *testing.T, kv map[string]string, k string) int64 {
+	v, ok := kv[k]
+	if !ok {
+		return 0
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		t.Fatalf("%s=%q is not a number", k, v)
+	}
+	return n
+}
+
+func has(kv map[string]string, k string) bool { _, ok := kv[k]; return ok }
+
+func (w *world) one(kind string) string {
+	if l := w.lines[kind]; len(l) > 0 {
+		return l[0]
+	}
+	return ""
+}
+
+func (w *world) input(t *testing.T, extra string) Input {
+	in := Input{Name: w.one("name"), Memory: w.mem}
+	nowSecs, _ := strconv.ParseFloat(w.one("now"), 64)
+	in.Now = epoch(nowSecs)
+
+	cfg := flags(t, w.one("config"))
+	in.Config = Config{
+		TTL:                                    30 * time.Second,
+		LoopWait:                               10 * time.Second,
+		RetryTimeout:                           10 * time.Second,
+		MaximumLagOnFailover:                   1048576,
+		PrimaryStartTimeout:                    300 * time.Second,
+		UsePgRewind:                            has(cfg, "use_pg_rewind"),
+		RemoveDataDirectoryOnRewindFailure:     has(cfg, "remove_on_rewind_failure"),
+		RemoveDataDirectoryOnDivergedTimelines: has(cfg, "remove_on_diverged"),
+		CheckTimeline:                          has(cfg, "check_timeline"),
+		Paused:                                 has(cfg, "paused"),
+		UseSlots:                               has(cfg, "use_slots"),
+	}
+	for k, dst := range map[string]*time.Duration{"ttl": &in.Config.TTL, "loop_wait": &in.Config.LoopWait, "retry_timeout": &in.Config.RetryTimeout, "primary_start_timeout": &in.Config.PrimaryStartTimeout} {
+		if has(cfg, k) {
+			*dst = time.Duration(num(t, cfg, k)) * time.Second
+		}
+	}
+	if has(cfg, "max_lag") {
+		in.Config.MaximumLagOnFailover = num(t, cfg, "max_lag")
+	}
+	in.Config.Tags.NoFailover = has(cfg, "nofailover")
+	if has(cfg, "priority") {
+		p := int(num(t, cfg, "priority"))
+		in.Config.Tags.FailoverPriority = &p
+	}
+
+	if dcsLine := w.one("dcs"); dcsLine != "" {
+		_, kv := fields(t, dcsLine)
+		in.DCSError = kv["error"]
+		if in.DCSError == "" {
+			in.DCSError = "connection refused"
+		}
+		in.DCSLastSeen = epoch(float64(num(t, kv, "since")))
+	} else {
+		in.DCSLastSeen = in.Now
+		in.Cluster = w.cluster(t)
+	}
+
+	pg := flags(t, w.one("pg"))
+	in.Postgres = Postgres{
+		SysID:           pg["sysid"],
+		Running:         has(pg, "running"),
+		Ready:           has(pg, "ready"),
+		InRecovery:      has(pg, "recovery"),
+		Timeline:        int(num(t, pg, "timeline")),
+		LSN:             num(t, pg, "lsn"),
+		Upstream:        pg["upstream"],
+		Streaming:       has(pg, "streaming"),
+		ControlState:    pg["control"],
+		CheckpointLSN:   num(t, pg, "checkpoint"),
+		MinRecoveryEnd:  num(t, pg, "minrecovery"),
+		ControlTimeline: int(num(t, pg, "controltl")),
+		Problem:         pg["problem"],
+		BackupLabel:     has(pg, "backup_label"),
+	}
+	switch pg["datadir"] {
+	case "empty":
+		in.Postgres.DataDir = DataDirEmpty
+	case "initialized":
+		in.Postgres.DataDir = DataDirInitialized
+	case "broken":
+		in.Postgres.DataDir = DataDirBroken
+	}
+	if b := w.one("busy"); b != "" {
+		kind, kv := fields(t, b)
+		in.Busy = &Busy{Kind: Kind(kind), Since: epoch(float64(num(t, kv, "since")))}
+	}
+	in.ShuttingDown = len(w.lines["shutting_down"]) > 0
+
+	for _, line := range strings.Split(extra, "\n") {
+		kind, rest, _ := strings.Cut(strings.TrimSpace(line), ":")
+		switch strings.TrimSpace(kind) {
+		case "":
+		case "peer":
+			name, kv := fields(t, rest)
+			in.PeersFetched = true
+			in.Peers = append(in.Peers, Peer{
+				Name: name, Reachable: has(kv, "reachable"), Primary: has(kv, "primary"), Running: true,
+				LSN: num(t, kv, "lsn"), NoFailover: has(kv, "nofailover"), FailoverPriority: int(num(t, kv, "priority")),
+			})
+		case "peers":
+			in.PeersFetched = true
+		case "outcome":
+			k, kv := fields(t, rest)
+			in.Outcome = &Outcome{Kind: Kind(k), Err: kv["err"], At: in.Now}
+		default:
+			t.Fatalf("unknown decide input %q", line)
+		}
+	}
+	for i := range in.Peers {
+		if in.Peers[i].FailoverPriority == 0 && !strings.Contains(extra, "priority=0") {
+			in.Peers[i].FailoverPriority = 1
+		}
+	}
+	return in
+}
+
+func (w *world) cluster(t *testing.T) *cluster.Cluster {
+	kv := flags(t, w.one("cluster"))
+	c := &cluster.Cluster{}
+	if v, ok := kv["initialize"]; ok {
+		if v == "empty" {
+			v = ""
+		}
+		c.Initialize = &v
+	}
+	if has(kv, "config") {
+		c.Config = &cluster.Raw{Data: []byte(`{}`), Version: "1"}
+	}
+	c.Status.Optime = num(t, kv, "optime")
+	if h, ok := kv["history"]; ok {
+		c.HasHistory = true
+		for _, part := range strings.Split(h, ",") {
+			if part == "" {
+				continue
+			}
+			tl, lsn, _ := strings.Cut(part, ":")
+			tln, _ := strconv.Atoi(tl)
+			lsnn, _ := strconv.ParseInt(lsn, 10, 64)
+			c.History = append(c.History, cluster.HistoryLine{Timeline: tln, LSN: lsnn})
+		}
+	}
+	for _, line := range w.lines["member"] {
+		name, mkv := fields(t, line)
+		m := cluster.Member{Name: name, Role: mkv["role"], State: mkv["state"], Timeline: int(num(t, mkv, "timeline"))}
+		if has(mkv, "xlog") {
+			x := num(t, mkv, "xlog")
+			m.XLogLocation = &x
+		}
+		m.Tags.NoFailover = has(mkv, "nofailover")
+		m.Tags.CloneFrom = has(mkv, "clonefrom")
+		m.Tags.NoStream = has(mkv, "nostream")
+		m.Tags.ReplicateFrom = mkv["replicatefrom"]
+		c.Members = append(c.Members, m)
+	}
+	if l, ok := kv["leader"]; ok {
+		c.Leader = &cluster.Leader{Name: l, Member: cluster.Member{Name: l}}
+		if m := c.Member(l); m != nil {
+			c.Leader.Member = *m
+		}
+	}
+	return c
+}
+
+func parseMemory(t *testing.T, s string) Memory {
+	kv := flags(t, s)
+	m := Memory{Bootstrapping: has(kv, "bootstrapping"), RewindFailed: has(kv, "rewind_failed"), Demoted: has(kv, "demoted"), Rewound: has(kv, "rewound")}
+	if has(kv, "crashed_at") {
+		m.CrashedAt = epoch(float64(num(t, kv, "crashed_at")))
+	}
+	return m
+}
+
+func render(d Decision) string {
+	var b strings.Builder
+	for _, a := range d.Actions {
+		b.WriteString(string(a.Kind))
+		if a.Member != "" {
+			fmt.Fprintf(&b, " member=%s", a.Member)
+		}
+		if a.Mode != "" {
+			fmt.Fprintf(&b, " mode=%s", a.Mode)
+		}
+		if a.AsPrimary {
+			b.WriteString(" as_primary")
+		}
+		if a.Kind == ActSyncSlots {
+			fmt.Fprintf(&b, " slots=[%s]", strings.Join(a.Slots, ","))
+		}
+		b.WriteByte('\n')
+	}
+	if d.NeedPeers {
+		b.WriteString("need_peers\n")
+	}
+	fmt.Fprintf(&b, "reason: %s\n", d.Reason)
+	var mem []string
+	if d.Memory.Bootstrapping {
+		mem = append(mem, "bootstrapping")
+	}
+	if !d.Memory.CrashedAt.IsZero() {
+		mem = append(mem, fmt.Sprintf("crashed_at=%d", d.Memory.CrashedAt.Sub(epoch(0))/time.Second))
+	}
+	if d.Memory.RewindFailed {
+		mem = append(mem, "rewind_failed")
+	}
+	if d.Memory.Demoted {
+		mem = append(mem, "demoted")
+	}
+	if d.Memory.Rewound {
+		mem = append(mem, "rewound")
+	}
+	if len(mem) > 0 {
+		sort.Strings(mem)
+		fmt.Fprintf(&b, "memory: %s\n", strings.Join(mem, " "))
+	}
+	return b.String()
+}

@@ -1,0 +1,274 @@
+package ha
+
+import (
+	"time"
+
+	"github.com/custos-ha/custos/core/cluster"
+)
+
+// Config is what Decide needs of the configuration: the dynamic settings in
+// effect and this member's local ones.
+type Config struct {
+	TTL                  time.Duration
+	LoopWait             time.Duration
+	RetryTimeout         time.Duration
+	MaximumLagOnFailover int64
+	PrimaryStartTimeout  time.Duration
+	CheckTimeline        bool
+	Paused               bool
+	UseSlots             bool
+
+	UsePgRewind                            bool
+	RemoveDataDirectoryOnRewindFailure     bool
+	RemoveDataDirectoryOnDivergedTimelines bool
+
+	// Tags are this member's tags.
+	Tags cluster.Tags
+}
+
+// DataDir is the state of the local data directory.
+type DataDir int
+
+// Data directory states.
+const (
+	DataDirUnknown DataDir = iota
+	// DataDirEmpty: absent or empty; a bootstrap or clone may create it.
+	DataDirEmpty
+	// DataDirInitialized: holds a PostgreSQL cluster.
+	DataDirInitialized
+	// DataDirBroken: present but unusable (not a directory, wrong owner,
+	// garbage); nothing is started and nothing is wiped automatically.
+	DataDirBroken
+)
+
+func (d DataDir) String() string {
+	switch d {
+	case DataDirEmpty:
+		return "empty"
+	case DataDirInitialized:
+		return "initialized"
+	case DataDirBroken:
+		return "broken"
+	}
+	return "unknown"
+}
+
+// pg_control "Database cluster state" values Decide cares about.
+const (
+	ControlInProduction       = "in production"
+	ControlShutDown           = "shut down"
+	ControlShutDownInRecovery = "shut down in recovery"
+	ControlShuttingDown       = "shutting down"
+	ControlInCrashRecovery    = "in crash recovery"
+	ControlInArchiveRecovery  = "in archive recovery"
+	ControlStartingUp         = "starting up"
+	ControlUnknown            = ""
+)
+
+// Postgres is the observation of the local PostgreSQL.
+type Postgres struct {
+	DataDir DataDir
+	// Problem explains a broken data dir or a failed observation.
+	Problem string
+	// SysID is the database system identifier from pg_control.
+	SysID string
+	// ControlState is pg_control's "Database cluster state".
+	ControlState string
+	// CheckpointLSN is pg_control's latest checkpoint location.
+	CheckpointLSN int64
+	// MinRecoveryEnd is pg_control's minimum recovery ending location.
+	MinRecoveryEnd int64
+	// ControlTimeline is the newest timeline pg_control knows: the larger of
+	// the latest checkpoint's and the minimum recovery ending location's.
+	ControlTimeline int
+	// BackupLabel: the data directory holds a backup_label (a fresh clone
+	// or a rewound directory not started yet).
+	BackupLabel bool
+
+	// Running: the postmaster process is alive.
+	Running bool
+	// Ready: it accepts connections and was queried this cycle.
+	Ready      bool
+	InRecovery bool
+	Timeline   int
+	// LSN is the current WAL position (primary) or max(received, replayed).
+	LSN int64
+	// Upstream is the member the replica is configured to follow, "" for
+	// none.
+	Upstream  string
+	Streaming bool
+}
+
+// Primary reports whether PostgreSQL runs as a primary.
+func (p Postgres) Primary() bool { return p.Running && p.Ready && !p.InRecovery }
+
+// Peer is another member's answer to GET /patroni, gathered by the
+// controller when Decide asks for it.
+type Peer struct {
+	Name      string
+	Reachable bool
+	// Primary: it says it runs a primary (role primary/master or a WAL
+	// location without received/replayed positions).
+	Primary          bool
+	Running          bool
+	LSN              int64
+	Timeline         int
+	NoFailover       bool
+	FailoverPriority int
+	WatchdogFailed   bool
+}
+
+// Busy describes an action that runs in the background.
+type Busy struct {
+	Kind  Kind
+	Since time.Time
+}
+
+// Outcome is the result of an action that finished since the last cycle.
+type Outcome struct {
+	Kind Kind
+	// Err is empty on success.
+	Err string
+	At  time.Time
+}
+
+// Memory is what Decide remembers between cycles; it returns the new value
+// in every Decision and gets it back in the next Input.
+type Memory struct {
+	// Bootstrapping: this member won the initialize race and has not yet
+	// published the new cluster.
+	Bootstrapping bool
+	// CrashedAt is when PostgreSQL was found down while this member held
+	// the leader key as a primary.
+	CrashedAt time.Time
+	// RewindFailed: a pg_rewind failed; it is not retried until the data
+	// directory changes.
+	RewindFailed bool
+	// Demoted: this member stopped a primary and has not started as a
+	// replica since.
+	Demoted bool
+	// Rewound: pg_rewind succeeded; the next start follows the leader
+	// without another divergence check.
+	Rewound bool
+}
+
+// Input is one observation of the world.
+type Input struct {
+	Now  time.Time
+	Name string
+	// APIURL and ConnURL are this member's published addresses.
+	Config Config
+
+	// Cluster is the DCS view; nil when the DCS could not be read.
+	Cluster *cluster.Cluster
+	// DCSError says why the DCS could not be read.
+	DCSError string
+	// DCSLastSeen is when the DCS was last read successfully.
+	DCSLastSeen time.Time
+
+	Postgres Postgres
+
+	// Busy is the background action in progress, if any.
+	Busy *Busy
+	// Outcome is the background action that finished since the last cycle.
+	Outcome *Outcome
+
+	// Peers are the other members' answers, when PeersFetched.
+	Peers        []Peer
+	PeersFetched bool
+
+	// ShuttingDown: the agent was asked to stop.
+	ShuttingDown bool
+
+	Memory Memory
+}
+
+// Kind names an action.
+type Kind string
+
+// Actions. The controller executes a Decision's actions in order and stops
+// at the first that fails; long ones (marked async) run in the background and
+// come back as an Outcome.
+const (
+	// ActAcquireLeader creates the leader key (create-only).
+	ActAcquireLeader Kind = "acquire_leader"
+	// ActRenewLeader renews the leader key and publishes /status.
+	ActRenewLeader Kind = "renew_leader"
+	// ActReleaseLeader deletes the leader key if it is mine.
+	ActReleaseLeader Kind = "release_leader"
+	// ActRaceInitialize creates /initialize with "" (create-only).
+	ActRaceInitialize Kind = "race_initialize"
+	// ActWriteInitialize writes the local system identifier to /initialize
+	// (compare-and-set on the version read, or create-only when absent).
+	ActWriteInitialize Kind = "write_initialize"
+	// ActCancelInitialize deletes /initialize after a failed bootstrap.
+	ActCancelInitialize Kind = "cancel_initialize"
+	// ActWriteConfig seeds /config from bootstrap.dcs.
+	ActWriteConfig Kind = "write_config"
+	// ActWriteHistory writes /history from the local timeline history.
+	ActWriteHistory Kind = "write_history"
+	// ActBootstrap (async) runs initdb and starts the new primary.
+	ActBootstrap Kind = "bootstrap"
+	// ActCreateReplica (async) clones the data directory from Member.
+	ActCreateReplica Kind = "create_replica"
+	// ActStart (async) starts PostgreSQL, as a primary or following Member.
+	ActStart Kind = "start"
+	// ActStop stops PostgreSQL with Mode (smart, fast, immediate).
+	ActStop Kind = "stop"
+	// ActPromote (async) promotes the local replica.
+	ActPromote Kind = "promote"
+	// ActFollow points the running replica at Member ("" for none).
+	ActFollow Kind = "follow"
+	// ActRewind (async) runs pg_rewind against Member.
+	ActRewind Kind = "rewind"
+	// ActRemoveDataDir wipes the data directory.
+	ActRemoveDataDir Kind = "remove_data_dir"
+	// ActSyncSlots makes the physical member slots match Slots.
+	ActSyncSlots Kind = "sync_slots"
+	// ActTouchMember publishes this member's key. It runs even when an
+	// earlier action of the decision failed.
+	ActTouchMember Kind = "touch_member"
+	// ActCancel cancels the background action in progress.
+	ActCancel Kind = "cancel"
+)
+
+// Async reports whether the action runs in the background.
+func (k Kind) Async() bool {
+	switch k {
+	case ActBootstrap, ActCreateReplica, ActStart, ActPromote, ActRewind:
+		return true
+	}
+	return false
+}
+
+// Stop modes.
+const (
+	StopSmart     = "smart"
+	StopFast      = "fast"
+	StopImmediate = "immediate"
+)
+
+// Action is one step for the controller.
+type Action struct {
+	Kind Kind
+	// Member is the clone source, upstream or rewind source.
+	Member string
+	// Mode is the stop mode.
+	Mode string
+	// AsPrimary: start as a primary (ActStart).
+	AsPrimary bool
+	// Slots is the wanted set of member slot names (ActSyncSlots).
+	Slots []string
+}
+
+// Decision is what Decide returns.
+type Decision struct {
+	Actions []Action
+	// Reason says in one line what this cycle does and why.
+	Reason string
+	// NeedPeers: Decide wants the peers' /patroni answers before deciding
+	// the leader race; the controller fetches them and calls again.
+	NeedPeers bool
+	// Memory is what to remember for the next cycle.
+	Memory Memory
+}

@@ -1,0 +1,5 @@
+package ha
+
+import "time"
+
+var timeZero time.Time

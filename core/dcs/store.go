@@ -1,0 +1,229 @@
+package dcs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/custos-ha/custos/core/cluster"
+	sdkdcs "github.com/custos-ha/custos/plugin/sdk/dcs"
+)
+
+// watchRetryDelay is the pause before re-opening a broken watch; short, so
+// a replica misses little, long enough not to spin against a dead store.
+const watchRetryDelay = 500 * time.Millisecond
+
+// Store is the agent's handle on the DCS.
+type Store struct {
+	backend sdkdcs.Backend
+	logger  hclog.Logger
+
+	mu         sync.Mutex
+	opTimeout  time.Duration
+	lastStatus []byte
+	problems   string
+
+	wake chan struct{}
+}
+
+// New wraps a configured backend. opTimeout bounds every call (the HA loop
+// uses retry_timeout).
+func New(backend sdkdcs.Backend, logger hclog.Logger, opTimeout time.Duration) *Store {
+	return &Store{backend: backend, logger: logger, opTimeout: opTimeout, wake: make(chan struct{}, 1)}
+}
+
+// SetTimeout changes the per-call timeout (retry_timeout changed).
+func (s *Store) SetTimeout(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opTimeout = d
+}
+
+func (s *Store) ctx(parent context.Context) (context.Context, context.CancelFunc) {
+	s.mu.Lock()
+	d := s.opTimeout
+	s.mu.Unlock()
+	return context.WithTimeout(parent, d)
+}
+
+// Backend is the plugin backend, for the operations that need it raw.
+func (s *Store) Backend() sdkdcs.Backend { return s.backend }
+
+// Wake fires when the watch saw a change the HA loop must react to at once.
+func (s *Store) Wake() <-chan struct{} { return s.wake }
+
+func (s *Store) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Read gets the whole cluster. Malformed values are logged once (when the
+// set of problems changes) and returned, never fatal.
+func (s *Store) Read(ctx context.Context) (*cluster.Cluster, []error, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	raw, err := s.backend.GetCluster(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the cluster from the DCS: %w", err)
+	}
+	c, problems := cluster.FromDCS(raw)
+	var msgs []string
+	for _, p := range problems {
+		msgs = append(msgs, p.Error())
+	}
+	joined := strings.Join(msgs, "; ")
+	s.mu.Lock()
+	changed := joined != s.problems
+	s.problems = joined
+	s.mu.Unlock()
+	if changed && joined != "" {
+		s.logger.Warn("malformed values in the DCS", "problems", joined)
+	}
+	return c, problems, nil
+}
+
+// Watch runs until ctx ends, waking the HA loop on changes of the keys it
+// must react to at once: the leader key, /failover, /config, /initialize
+// and /sync. A broken watch is re-opened; the re-open wakes the loop too, as
+// events may have been missed.
+func (s *Store) Watch(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := s.backend.Watch(ctx, func(e sdkdcs.Event) {
+			switch e.Path {
+			case sdkdcs.LeaderPath, string(sdkdcs.KeyFailover), string(sdkdcs.KeyConfig), string(sdkdcs.KeyInitialize), string(sdkdcs.KeySync):
+				s.signal()
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		s.logger.Debug("DCS watch ended; re-opening", "error", err)
+		s.signal()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(watchRetryDelay):
+		}
+	}
+}
+
+// AcquireLeader races for the leader key.
+func (s *Store) AcquireLeader(ctx context.Context) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if _, err := s.backend.AcquireLeader(ctx); err != nil {
+		return fmt.Errorf("acquiring the leader key: %w", err)
+	}
+	return nil
+}
+
+// RenewLeader renews the leader key and publishes /status when it changed.
+func (s *Store) RenewLeader(ctx context.Context, status cluster.Status) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if err := s.backend.RenewLeader(ctx); err != nil {
+		return fmt.Errorf("renewing the leader key: %w", err)
+	}
+	data := status.Marshal()
+	s.mu.Lock()
+	same := string(data) == string(s.lastStatus)
+	s.mu.Unlock()
+	if same {
+		return nil
+	}
+	if err := s.backend.Set(ctx, sdkdcs.KeyStatus, data); err != nil {
+		return fmt.Errorf("writing /status: %w", err)
+	}
+	s.mu.Lock()
+	s.lastStatus = data
+	s.mu.Unlock()
+	return nil
+}
+
+// ReleaseLeader deletes the leader key if it is still mine.
+func (s *Store) ReleaseLeader(ctx context.Context) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if err := s.backend.DeleteLeader(ctx); err != nil {
+		return fmt.Errorf("releasing the leader key: %w", err)
+	}
+	return nil
+}
+
+// TouchMember publishes the member key and refreshes its TTL.
+func (s *Store) TouchMember(ctx context.Context, m cluster.Member) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if err := s.backend.TouchMember(ctx, m.Marshal()); err != nil {
+		return fmt.Errorf("writing members/%s: %w", m.Name, err)
+	}
+	return nil
+}
+
+// RaceInitialize creates /initialize empty; ErrExists when another member
+// got there first.
+func (s *Store) RaceInitialize(ctx context.Context) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if _, err := s.backend.CompareAndSet(ctx, sdkdcs.KeyInitialize, []byte(""), ""); err != nil {
+		return fmt.Errorf("racing for /initialize: %w", err)
+	}
+	return nil
+}
+
+// WriteInitialize stores the system identifier over the version read
+// (create-only when the key was absent).
+func (s *Store) WriteInitialize(ctx context.Context, sysid, version string) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if _, err := s.backend.CompareAndSet(ctx, sdkdcs.KeyInitialize, []byte(sysid), version); err != nil {
+		return fmt.Errorf("writing /initialize = %s: %w", sysid, err)
+	}
+	return nil
+}
+
+// CancelInitialize deletes /initialize after a failed bootstrap.
+func (s *Store) CancelInitialize(ctx context.Context) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if err := s.backend.CompareAndDelete(ctx, sdkdcs.KeyInitialize, ""); err != nil {
+		return fmt.Errorf("cancelling the initialization: %w", err)
+	}
+	return nil
+}
+
+// WriteConfig creates /config; a config written meanwhile by another member
+// is left alone.
+func (s *Store) WriteConfig(ctx context.Context, data []byte) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	_, err := s.backend.CompareAndSet(ctx, sdkdcs.KeyConfig, data, "")
+	if err != nil && !errors.Is(err, sdkdcs.ErrExists) {
+		return fmt.Errorf("writing /config: %w", err)
+	}
+	return nil
+}
+
+// SetHistory writes /history.
+func (s *Store) SetHistory(ctx context.Context, h cluster.History) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if err := s.backend.Set(ctx, sdkdcs.KeyHistory, h.Marshal()); err != nil {
+		return fmt.Errorf("writing /history: %w", err)
+	}
+	return nil
+}
+
+// Close closes the backend.
+func (s *Store) Close(ctx context.Context) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return s.backend.Close(ctx)
+}

@@ -1,0 +1,147 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/custos-ha/custos/core/cluster"
+	"github.com/custos-ha/custos/core/ha"
+)
+
+// run executes one action.
+func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Observation) error {
+	clu := in.Cluster
+	switch a.Kind {
+	case ha.ActAcquireLeader:
+		return c.store.AcquireLeader(ctx)
+	case ha.ActRenewLeader:
+		status := cluster.Status{}
+		if clu != nil {
+			status = clu.Status
+		}
+		if obs.HA.Primary() {
+			status = cluster.Status{Optime: obs.HA.LSN}
+		}
+		return c.store.RenewLeader(ctx, status)
+	case ha.ActReleaseLeader:
+		return c.store.ReleaseLeader(ctx)
+	case ha.ActRaceInitialize:
+		return c.store.RaceInitialize(ctx)
+	case ha.ActWriteInitialize:
+		version := ""
+		if clu != nil && clu.Initialize != nil {
+			version = clu.InitializeVersion
+		}
+		return c.store.WriteInitialize(ctx, obs.HA.SysID, version)
+	case ha.ActCancelInitialize:
+		return c.store.CancelInitialize(ctx)
+	case ha.ActWriteConfig:
+		data, err := c.opts.Bootstrap.MarshalJSON()
+		if err != nil {
+			return fmt.Errorf("encoding bootstrap.dcs: %w", err)
+		}
+		return c.store.WriteConfig(ctx, data)
+	case ha.ActWriteHistory:
+		return c.writeHistory(ctx, clu, obs)
+	case ha.ActStop:
+		c.expectStop = true
+		defer func() { c.expectStop = false }()
+		return c.local.Stop(ctx, a.Mode)
+	case ha.ActFollow:
+		return c.local.Follow(ctx, memberOf(clu, a.Member))
+	case ha.ActRemoveDataDir:
+		return c.local.RemoveDataDir(ctx)
+	case ha.ActSyncSlots:
+		return c.local.SyncSlots(ctx, a.Slots)
+	case ha.ActTouchMember:
+		return c.store.TouchMember(ctx, c.member(in, obs))
+	case ha.ActCancel:
+		if c.busy != nil {
+			c.busy.cancel()
+		}
+		return nil
+	case ha.ActBootstrap:
+		return c.startAsync(a.Kind, c.local.Bootstrap)
+	case ha.ActCreateReplica:
+		src := memberOf(clu, a.Member)
+		if src == nil {
+			return fmt.Errorf("clone source %s has no member key", a.Member)
+		}
+		return c.startAsync(a.Kind, func(ctx context.Context) error { return c.local.CreateReplica(ctx, *src) })
+	case ha.ActStart:
+		upstream := memberOf(clu, a.Member)
+		c.crashed = false
+		return c.startAsync(a.Kind, func(ctx context.Context) error { return c.local.Start(ctx, a.AsPrimary, upstream) })
+	case ha.ActPromote:
+		return c.startAsync(a.Kind, c.local.Promote)
+	case ha.ActRewind:
+		src := memberOf(clu, a.Member)
+		if src == nil {
+			return fmt.Errorf("rewind source %s has no member key", a.Member)
+		}
+		return c.startAsync(a.Kind, func(ctx context.Context) error { return c.local.Rewind(ctx, *src) })
+	}
+	return fmt.Errorf("unknown action %q", a.Kind)
+}
+
+// memberOf returns the named member, nil for "" or an unknown name.
+func memberOf(clu *cluster.Cluster, name string) *cluster.Member {
+	if clu == nil || name == "" {
+		return nil
+	}
+	if m := clu.Member(name); m != nil {
+		cp := *m
+		return &cp
+	}
+	return nil
+}
+
+// startAsync runs a long action in the background; its outcome wakes the
+// loop.
+func (c *Controller) startAsync(kind ha.Kind, fn func(context.Context) error) error {
+	if c.busy != nil {
+		return fmt.Errorf("%s still in progress", c.busy.kind)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{kind: kind, since: c.now(), cancel: cancel, done: make(chan struct{})}
+	c.busy = r
+	go func() {
+		defer close(r.done)
+		defer cancel()
+		err := fn(ctx)
+		o := ha.Outcome{Kind: kind, At: c.now()}
+		if err != nil {
+			o.Err = err.Error()
+		}
+		c.asyncDone <- o
+	}()
+	return nil
+}
+
+// writeHistory publishes /history from the local timeline history: lines
+// already in the DCS keep their timestamps; new ones get now and my name.
+func (c *Controller) writeHistory(ctx context.Context, clu *cluster.Cluster, obs Observation) error {
+	local, err := c.local.History(ctx, obs.HA.Timeline)
+	if err != nil {
+		return fmt.Errorf("reading the local timeline history: %w", err)
+	}
+	known := map[int]cluster.HistoryLine{}
+	if clu != nil {
+		for _, l := range clu.History {
+			known[l.Timeline] = l
+		}
+	}
+	out := make(cluster.History, 0, len(local))
+	for i, l := range local {
+		if k, ok := known[l.Timeline]; ok && k.LSN == l.LSN {
+			out = append(out, k)
+			continue
+		}
+		if i == len(local)-1 {
+			l.Timestamp = cluster.FormatTime(c.now())
+			l.NewLeader = c.opts.Name
+		}
+		out = append(out, l)
+	}
+	return c.store.SetHistory(ctx, out)
+}

@@ -1,0 +1,437 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/custos-ha/custos/core/cluster"
+	"github.com/custos-ha/custos/core/config"
+	"github.com/custos-ha/custos/core/dcs"
+	"github.com/custos-ha/custos/core/ha"
+)
+
+// Timing of the loop besides loop_wait.
+const (
+	// retryInterval is how soon a cycle runs again after a failed DCS read
+	// or a failed action: short, so a primary re-checks its lock well
+	// within retry_timeout.
+	retryInterval = time.Second
+	// peerTimeout bounds the leader race's GET /patroni calls (Patroni: 2 s).
+	peerTimeout = 2 * time.Second
+	// shutdownTimeout bounds the final cycle: stopping PostgreSQL and
+	// releasing the leader key.
+	shutdownTimeout = 2 * time.Minute
+)
+
+// Options are the controller's fixed settings.
+type Options struct {
+	Name    string
+	Scope   string
+	ConnURL string
+	APIURL  string
+	// Version is the agent version published in the member key.
+	Version string
+	Tags    cluster.Tags
+	// Bootstrap is the dynamic configuration from [bootstrap.dcs]: what
+	// seeds /config and what applies while /config is absent.
+	Bootstrap config.Dynamic
+	// UsePgRewind overrides the dynamic use_pg_rewind when set locally.
+	UsePgRewind                            *bool
+	RemoveDataDirectoryOnRewindFailure     bool
+	RemoveDataDirectoryOnDivergedTimelines bool
+}
+
+// Controller runs the HA loop of one member.
+type Controller struct {
+	opts   Options
+	store  *dcs.Store
+	local  Local
+	peers  Peers
+	logger hclog.Logger
+	now    func() time.Time
+
+	// Loop state, owned by Run's goroutine.
+	mem         ha.Memory
+	busy        *running
+	outcome     *ha.Outcome
+	dcsLastSeen time.Time
+	dyn         config.Dynamic
+	dynRaw      string
+	ttl         time.Duration
+	crashed     bool
+	expectStop  bool
+	startFailed bool
+	role        string
+
+	kick      chan struct{}
+	asyncDone chan ha.Outcome
+	state     atomic.Pointer[State]
+}
+
+// running is the background action in progress.
+type running struct {
+	kind   ha.Kind
+	since  time.Time
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New returns a controller; Run drives it.
+func New(opts Options, store *dcs.Store, local Local, peers Peers, logger hclog.Logger) *Controller {
+	c := &Controller{
+		opts: opts, store: store, local: local, peers: peers, logger: logger,
+		now:       time.Now,
+		dyn:       opts.Bootstrap,
+		kick:      make(chan struct{}, 1),
+		asyncDone: make(chan ha.Outcome, 1),
+	}
+	c.state.Store(&State{Member: cluster.Member{Name: opts.Name}})
+	return c
+}
+
+// State returns the state published after the last cycle. It is never
+// modified after publication.
+func (c *Controller) State() *State { return c.state.Load() }
+
+// Wake asks for a cycle now.
+func (c *Controller) Wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run runs cycles until ctx is cancelled, then shuts down: it cancels a
+// background action, stops PostgreSQL and releases the leader key.
+func (c *Controller) Run(ctx context.Context) error {
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.store.Watch(watchCtx)
+	}()
+	defer func() {
+		stopWatch()
+		wg.Wait()
+	}()
+	for {
+		wait := c.cycle(ctx, false)
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			c.shutdown()
+			return nil
+		case <-timer.C:
+		case <-c.store.Wake():
+		case <-c.kick:
+		case <-c.local.Exited():
+			if !c.expectStop {
+				c.crashed = true
+				c.logger.Warn("postmaster exited")
+			}
+		case o := <-c.asyncDone:
+			c.finishAsync(o)
+		}
+		timer.Stop()
+	}
+}
+
+func (c *Controller) finishAsync(o ha.Outcome) {
+	c.busy = nil
+	c.outcome = &o
+	if o.Kind == ha.ActStart {
+		c.startFailed = o.Err != ""
+		if o.Err == "" {
+			c.crashed = false
+		}
+	}
+	if o.Err != "" {
+		c.logger.Error("background action failed", "action", o.Kind, "error", o.Err)
+	} else {
+		c.logger.Info("background action done", "action", o.Kind)
+	}
+}
+
+func (c *Controller) shutdown() {
+	if c.busy != nil {
+		c.busy.cancel()
+		<-c.busy.done
+		// Drain the outcome of the cancelled action.
+		select {
+		case o := <-c.asyncDone:
+			c.finishAsync(o)
+		default:
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	c.cycle(ctx, true)
+}
+
+// cycle runs one HA cycle and returns how long to wait for the next.
+func (c *Controller) cycle(ctx context.Context, shuttingDown bool) time.Duration {
+	start := c.now()
+	clu, _, readErr := c.store.Read(ctx)
+	if readErr == nil {
+		c.dcsLastSeen = start
+		c.applyDynamic(clu)
+	}
+	obs := c.local.Observe(ctx)
+	in := ha.Input{
+		Now:          start,
+		Name:         c.opts.Name,
+		Config:       c.haConfig(),
+		Cluster:      clu,
+		DCSLastSeen:  c.dcsLastSeen,
+		Postgres:     obs.HA,
+		Outcome:      c.outcome,
+		ShuttingDown: shuttingDown,
+		Memory:       c.mem,
+	}
+	if readErr != nil {
+		in.DCSError = readErr.Error()
+		if c.dcsLastSeen.IsZero() {
+			// Never seen: count from the start so a primary found running
+			// at start-up is not demoted before retry_timeout.
+			c.dcsLastSeen = start
+			in.DCSLastSeen = start
+		}
+	}
+	if c.busy != nil {
+		in.Busy = &ha.Busy{Kind: c.busy.kind, Since: c.busy.since}
+	}
+	c.outcome = nil
+
+	dec := ha.Decide(in)
+	if dec.NeedPeers {
+		in.Peers, in.PeersFetched = c.fetchPeers(ctx, clu), true
+		dec = ha.Decide(in)
+	}
+	if err := ha.CheckInvariants(in, dec); err != nil {
+		// A bug in Decide must not become a second primary.
+		c.logger.Error("refusing a decision that breaks a safety invariant", "reason", dec.Reason, "error", err)
+		dec.Actions = nil
+	}
+	c.mem = dec.Memory
+
+	failed := c.execute(ctx, in, dec, obs)
+	member := c.member(in, obs)
+	c.publish(in, dec, obs, member, failed)
+
+	line := []any{"reason", dec.Reason}
+	if len(dec.Actions) > 0 {
+		line = append(line, "actions", actionNames(dec.Actions))
+	}
+	if failed != nil {
+		line = append(line, "error", failed)
+		c.logger.Warn("ha cycle", line...)
+	} else {
+		c.logger.Info("ha cycle", line...)
+	}
+	if readErr != nil || failed != nil {
+		return min(retryInterval, c.dyn.LoopWait.Duration())
+	}
+	return c.dyn.LoopWait.Duration()
+}
+
+func actionNames(actions []ha.Action) string {
+	names := make([]string, 0, len(actions))
+	for _, a := range actions {
+		n := string(a.Kind)
+		if a.Member != "" {
+			n += "(" + a.Member + ")"
+		}
+		if a.Mode != "" {
+			n += "(" + a.Mode + ")"
+		}
+		names = append(names, n)
+	}
+	return strings.Join(names, ",")
+}
+
+// applyDynamic takes the dynamic configuration from /config (or the local
+// bootstrap one while it is absent) and applies TTL changes.
+func (c *Controller) applyDynamic(clu *cluster.Cluster) {
+	dyn := c.opts.Bootstrap
+	raw := ""
+	if clu.Config != nil {
+		raw = string(clu.Config.Data)
+		var problems config.Problems
+		dyn, problems = config.ParseDynamic(clu.Config.Data)
+		if len(problems) > 0 && raw != c.dynRaw {
+			c.logger.Warn("invalid values in /config; defaults apply to them", "problems", problems.Error())
+		}
+	}
+	c.dynRaw = raw
+	c.dyn = dyn
+	c.store.SetTimeout(dyn.RetryTimeout.Duration())
+	if ttl := dyn.TTL.Duration(); ttl != c.ttl {
+		if c.ttl != 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), dyn.RetryTimeout.Duration())
+			if err := c.store.Backend().SetTTL(ctx, ttl); err != nil {
+				c.logger.Warn("changing the TTL", "ttl", ttl, "error", err)
+			}
+			cancel()
+		}
+		c.ttl = ttl
+	}
+}
+
+func (c *Controller) haConfig() ha.Config {
+	d := c.dyn
+	usePgRewind := d.PostgreSQL.UsePgRewind
+	if c.opts.UsePgRewind != nil {
+		usePgRewind = *c.opts.UsePgRewind
+	}
+	return ha.Config{
+		TTL:                                    d.TTL.Duration(),
+		LoopWait:                               d.LoopWait.Duration(),
+		RetryTimeout:                           d.RetryTimeout.Duration(),
+		MaximumLagOnFailover:                   int64(d.MaximumLagOnFailover),
+		PrimaryStartTimeout:                    d.PrimaryStartTimeout.Duration(),
+		CheckTimeline:                          d.CheckTimeline,
+		Paused:                                 d.Pause,
+		UseSlots:                               d.PostgreSQL.UseSlots,
+		UsePgRewind:                            usePgRewind,
+		RemoveDataDirectoryOnRewindFailure:     c.opts.RemoveDataDirectoryOnRewindFailure,
+		RemoveDataDirectoryOnDivergedTimelines: c.opts.RemoveDataDirectoryOnDivergedTimelines,
+		Tags:                                   c.opts.Tags,
+	}
+}
+
+// fetchPeers asks every other member with an api_url about itself, in
+// parallel.
+func (c *Controller) fetchPeers(ctx context.Context, clu *cluster.Cluster) []ha.Peer {
+	if clu == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		peers []ha.Peer
+	)
+	for _, m := range clu.Members {
+		if m.Name == c.opts.Name || m.APIURL == "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, err := c.peers.Status(ctx, m)
+			if err != nil {
+				c.logger.Debug("peer unreachable", "member", m.Name, "error", err)
+				p = ha.Peer{Name: m.Name}
+			}
+			p.Name = m.Name
+			mu.Lock()
+			peers = append(peers, p)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return peers
+}
+
+// execute runs the decision's actions in order, stopping at the first
+// failure; touch_member runs regardless.
+func (c *Controller) execute(ctx context.Context, in ha.Input, dec ha.Decision, obs Observation) error {
+	var failed error
+	for _, a := range dec.Actions {
+		if failed != nil && a.Kind != ha.ActTouchMember {
+			continue
+		}
+		if err := c.run(ctx, in, a, obs); err != nil {
+			if a.Kind == ha.ActTouchMember {
+				failed = errors.Join(failed, err)
+			} else {
+				failed = fmt.Errorf("%s: %w", a.Kind, err)
+			}
+		}
+	}
+	return failed
+}
+
+func (c *Controller) member(in ha.Input, obs Observation) cluster.Member {
+	m := cluster.Member{
+		Name:         c.opts.Name,
+		ConnURL:      c.opts.ConnURL,
+		APIURL:       c.opts.APIURL,
+		AgentVersion: c.opts.Version,
+		Tags:         c.opts.Tags,
+		Pause:        c.dyn.Pause,
+		State:        c.stateName(obs),
+		Role:         c.roleName(obs),
+	}
+	if obs.HA.Timeline > 0 {
+		m.Timeline = obs.HA.Timeline
+	}
+	if obs.HA.Running && obs.HA.Ready {
+		lsn := obs.HA.LSN
+		m.XLogLocation = &lsn
+	}
+	if obs.HA.InRecovery {
+		m.ReceiveLSN, m.ReplayLSN = obs.ReceiveLSN, obs.ReplayLSN
+		m.ReplicationState = obs.ReplicationState
+	}
+	m.PendingRestart = obs.PendingRestart
+	if len(obs.PendingReasons) > 0 {
+		m.PendingRestartReason = obs.PendingReasons
+	}
+	return m
+}
+
+// stateName is Patroni's "state" of the member.
+func (c *Controller) stateName(obs Observation) string {
+	if c.busy != nil {
+		switch c.busy.kind {
+		case ha.ActBootstrap:
+			return "initializing new cluster"
+		case ha.ActCreateReplica:
+			return "creating replica"
+		case ha.ActStart:
+			return "starting"
+		case ha.ActRewind:
+			return "stopped"
+		}
+	}
+	switch {
+	case obs.HA.Running && obs.HA.Ready:
+		return "running"
+	case obs.HA.Running:
+		return "starting"
+	case c.startFailed:
+		return "start failed"
+	case c.crashed:
+		return "crashed"
+	}
+	return "stopped"
+}
+
+// roleName is Patroni's "role" of the member; a stopped member keeps its
+// last role.
+func (c *Controller) roleName(obs Observation) string {
+	switch {
+	case obs.HA.DataDir == ha.DataDirEmpty:
+		c.role = cluster.RoleUninitialized
+	case obs.HA.Running && obs.HA.Ready && obs.HA.InRecovery:
+		c.role = cluster.RoleReplica
+	case obs.HA.Running && obs.HA.Ready:
+		c.role = cluster.RolePrimary
+	case c.mem.Demoted:
+		c.role = cluster.RoleDemoted
+	case c.role == "":
+		c.role = cluster.RoleReplica
+	}
+	return c.role
+}

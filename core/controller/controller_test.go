@@ -1,0 +1,216 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/custos-ha/custos/core/cluster"
+	"github.com/custos-ha/custos/core/config"
+	"github.com/custos-ha/custos/core/dcs"
+	"github.com/custos-ha/custos/core/ha"
+	sdkdcs "github.com/custos-ha/custos/plugin/sdk/dcs"
+	"github.com/custos-ha/custos/plugin/sdk/dcs/dcstest"
+)
+
+// fakePG is a PostgreSQL in memory: enough state for the HA flows.
+type fakePG struct {
+	mu        sync.Mutex
+	data      bool
+	running   bool
+	recovery  bool
+	timeline  int
+	lsn       int64
+	upstream  string
+	control   string
+	starts    int
+	failStart bool
+	exited    chan struct{}
+}
+
+func newFakePG() *fakePG { return &fakePG{exited: make(chan struct{}, 1), timeline: 1} }
+
+func (f *fakePG) Observe(context.Context) Observation {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	o := ha.Postgres{DataDir: ha.DataDirEmpty}
+	if f.data {
+		o = ha.Postgres{DataDir: ha.DataDirInitialized, SysID: "7001", ControlState: f.control, ControlTimeline: f.timeline,
+			Running: f.running, Ready: f.running, InRecovery: f.recovery, Timeline: f.timeline, LSN: f.lsn, Upstream: f.upstream}
+	}
+	return Observation{HA: o}
+}
+func (f *fakePG) Exited() <-chan struct{} { return f.exited }
+func (f *fakePG) Bootstrap(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.data, f.running, f.recovery, f.lsn, f.control = true, true, false, 100, ha.ControlInProduction
+	return nil
+}
+func (f *fakePG) CreateReplica(context.Context, cluster.Member) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.data, f.control = true, ha.ControlInArchiveRecovery
+	return nil
+}
+func (f *fakePG) Start(_ context.Context, asPrimary bool, upstream *cluster.Member) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.starts++
+	if f.failStart {
+		return errors.New("could not start")
+	}
+	f.running, f.recovery = true, !asPrimary
+	f.upstream = ""
+	if upstream != nil {
+		f.upstream = upstream.Name
+	}
+	return nil
+}
+func (f *fakePG) Stop(context.Context, string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.running = false
+	return nil
+}
+func (f *fakePG) Promote(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.recovery = false
+	f.timeline++
+	return nil
+}
+func (f *fakePG) Follow(_ context.Context, upstream *cluster.Member) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.upstream = ""
+	if upstream != nil {
+		f.upstream = upstream.Name
+	}
+	return nil
+}
+func (f *fakePG) Rewind(context.Context, cluster.Member) error { return nil }
+func (f *fakePG) RemoveDataDir(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.data = false
+	return nil
+}
+func (f *fakePG) SyncSlots(context.Context, []string) error { return nil }
+func (f *fakePG) History(context.Context, int) (cluster.History, error) {
+	return cluster.History{{Timeline: 1, LSN: 100, Reason: "no recovery target specified"}}, nil
+}
+
+// crash kills the fake postmaster.
+func (f *fakePG) crash() {
+	f.mu.Lock()
+	f.running = false
+	f.mu.Unlock()
+	f.exited <- struct{}{}
+}
+
+type noPeers struct{}
+
+func (noPeers) Status(context.Context, cluster.Member) (ha.Peer, error) {
+	return ha.Peer{}, errors.New("unreachable")
+}
+
+func newController(t *testing.T, mem *dcstest.MemoryStore, name string, pg Local) *Controller {
+	t.Helper()
+	b := mem.NewBackend()
+	if err := b.Configure(context.Background(), sdkdcs.ConfigureRequest{Scope: "demo", Member: name, TTL: 30 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	dyn := config.DefaultDynamic()
+	dyn.LoopWait = 1
+	store := dcs.New(b, hclog.NewNullLogger(), 5*time.Second)
+	return New(Options{Name: name, Scope: "demo", ConnURL: "postgres://127.0.0.1:5432/postgres", APIURL: "http://127.0.0.1:8008/patroni", Version: "test", Bootstrap: dyn},
+		store, pg, noPeers{}, hclog.NewNullLogger())
+}
+
+// eventually polls cond in virtual time.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for i := 0; i < 600; i++ {
+		if cond() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond) // virtual time inside the bubble
+	}
+	t.Fatalf("never happened: %s", what)
+}
+
+func read(t *testing.T, mem *dcstest.MemoryStore) *cluster.Cluster {
+	b := mem.NewBackend()
+	if err := b.Configure(context.Background(), sdkdcs.ConfigureRequest{Scope: "demo", Member: "reader", TTL: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := b.GetCluster(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := cluster.FromDCS(raw)
+	return c
+}
+
+func TestBootstrapCloneAndFailover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := dcstest.NewMemoryStore()
+		defer mem.Stop()
+		type runningController struct {
+			cancel context.CancelFunc
+			done   chan struct{}
+		}
+		start := func(c *Controller) runningController {
+			ctx, cancel := context.WithCancel(context.Background())
+			r := runningController{cancel: cancel, done: make(chan struct{})}
+			go func() { defer close(r.done); _ = c.Run(ctx) }()
+			return r
+		}
+		stop := func(r runningController) { r.cancel(); <-r.done }
+		pg1, pg2 := newFakePG(), newFakePG()
+		c1 := newController(t, mem, "pg1", pg1)
+		r1 := start(c1)
+		eventually(t, "pg1 bootstraps and leads", func() bool {
+			c := read(t, mem)
+			return c.LeaderName() == "pg1" && c.SysID() == "7001" && c.Config != nil && c.Member("pg1") != nil && c.Member("pg1").State == "running"
+		})
+		c2 := newController(t, mem, "pg2", pg2)
+		r2 := start(c2)
+		defer stop(r2)
+		eventually(t, "pg2 clones and follows pg1", func() bool {
+			m := read(t, mem).Member("pg2")
+			return m != nil && m.State == "running" && m.Role == cluster.RoleReplica && c2.State().Observation.HA.Upstream == "pg1"
+		})
+
+		// The primary's postmaster dies: restarted in place, the key kept.
+		starts := pg1.starts
+		pg1.crash()
+		eventually(t, "pg1 restarted in place", func() bool {
+			pg1.mu.Lock()
+			defer pg1.mu.Unlock()
+			return pg1.starts > starts && pg1.running && !pg1.recovery
+		})
+		if l := read(t, mem).LeaderName(); l != "pg1" {
+			t.Fatalf("leader after the in-place restart: %q", l)
+		}
+
+		// pg1's agent stops: PostgreSQL stopped, key released, pg2 promoted.
+		stop(r1)
+		eventually(t, "pg2 promoted after pg1's shutdown", func() bool {
+			c := read(t, mem)
+			pg2.mu.Lock()
+			defer pg2.mu.Unlock()
+			return c.LeaderName() == "pg2" && !pg2.recovery && pg2.running
+		})
+		if pg1.running {
+			t.Fatal("pg1's PostgreSQL still runs after its agent stopped")
+		}
+		eventually(t, "history published for timeline 2", func() bool { return len(read(t, mem).History) == 1 })
+	})
+}

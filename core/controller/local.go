@@ -1,0 +1,78 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	"github.com/custos-ha/custos/core/cluster"
+	"github.com/custos-ha/custos/core/ha"
+)
+
+// Local is what the controller needs of the local PostgreSQL. The agent
+// provides it on top of core/postgres and the replica plugins; tests use a
+// fake.
+type Local interface {
+	// Observe looks at the data directory and, when PostgreSQL runs, asks
+	// it about itself. It never fails: problems go into the observation.
+	Observe(ctx context.Context) Observation
+	// Exited fires when the postmaster exits.
+	Exited() <-chan struct{}
+
+	// Bootstrap creates a new cluster (initdb), starts it as a primary
+	// and creates the agent's roles.
+	Bootstrap(ctx context.Context) error
+	// CreateReplica fills the empty data directory from the source member,
+	// trying the configured replica methods in order.
+	CreateReplica(ctx context.Context, source cluster.Member) error
+	// Start starts PostgreSQL as a primary, or as a replica following
+	// upstream (nil: no upstream), and returns once it accepts
+	// connections.
+	Start(ctx context.Context, asPrimary bool, upstream *cluster.Member) error
+	// Stop stops PostgreSQL with the mode (smart, fast, immediate).
+	Stop(ctx context.Context, mode string) error
+	// Promote promotes the replica and returns once it runs as primary.
+	Promote(ctx context.Context) error
+	// Follow points the running replica at upstream (nil: none).
+	Follow(ctx context.Context, upstream *cluster.Member) error
+	// Rewind runs pg_rewind against the source member.
+	Rewind(ctx context.Context, source cluster.Member) error
+	// RemoveDataDir wipes the data directory.
+	RemoveDataDir(ctx context.Context) error
+	// SyncSlots makes the physical member slots match the names.
+	SyncSlots(ctx context.Context, slots []string) error
+	// History returns the timeline history of the given timeline from the
+	// local timeline history file, as /history lines.
+	History(ctx context.Context, timeline int) (cluster.History, error)
+}
+
+// Observation is one look at the local PostgreSQL.
+type Observation struct {
+	// HA is what the decision needs.
+	HA ha.Postgres
+	// For publishing (member key, /patroni, /metrics):
+	ReceiveLSN       *int64
+	ReplayLSN        *int64
+	ReplayPaused     bool
+	ReplayedAt       *time.Time
+	ReplicationState string
+	ServerVersion    int
+	PostmasterStart  time.Time
+	PendingRestart   bool
+	PendingReasons   map[string]any
+	Replication      []Replication
+}
+
+// Replication is one row of pg_stat_replication.
+type Replication struct {
+	Usename         string `json:"usename"`
+	ApplicationName string `json:"application_name"`
+	ClientAddr      string `json:"client_addr"`
+	State           string `json:"state"`
+	SyncState       string `json:"sync_state"`
+	SyncPriority    int    `json:"sync_priority"`
+}
+
+// Peers asks another member about itself (GET /patroni).
+type Peers interface {
+	Status(ctx context.Context, m cluster.Member) (ha.Peer, error)
+}

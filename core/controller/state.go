@@ -1,0 +1,58 @@
+package controller
+
+import (
+	"time"
+
+	"github.com/custos-ha/custos/core/cluster"
+	"github.com/custos-ha/custos/core/config"
+	"github.com/custos-ha/custos/core/ha"
+)
+
+// State is what the controller publishes after each cycle for the REST API
+// and metrics. A published State is never modified.
+type State struct {
+	// At is when the cycle ended.
+	At     time.Time
+	Reason string
+	// Error is the failure of the cycle's actions, if any.
+	Error string
+	// Member is the member value as published (or as it would be, when the
+	// DCS is down).
+	Member cluster.Member
+	// Cluster is the last DCS view (nil before the first read).
+	Cluster      *cluster.Cluster
+	DCSReachable bool
+	DCSLastSeen  time.Time
+	Observation  Observation
+	// Dynamic is the dynamic configuration in effect.
+	Dynamic config.Dynamic
+	// HoldsLeader: this member held the leader key at the last read.
+	HoldsLeader bool
+	Busy        ha.Kind
+}
+
+func (c *Controller) publish(in ha.Input, dec ha.Decision, obs Observation, m cluster.Member, failed error) {
+	prev := c.state.Load()
+	s := &State{
+		At:           c.now(),
+		Reason:       dec.Reason,
+		Member:       m,
+		Cluster:      in.Cluster,
+		DCSReachable: in.Cluster != nil,
+		DCSLastSeen:  c.dcsLastSeen,
+		Observation:  obs,
+		Dynamic:      c.dyn,
+		HoldsLeader:  in.Cluster != nil && in.Cluster.LeaderName() == c.opts.Name,
+	}
+	if in.Cluster == nil && prev != nil {
+		// Keep serving the last view, marked unreachable.
+		s.Cluster = prev.Cluster
+	}
+	if failed != nil {
+		s.Error = failed.Error()
+	}
+	if c.busy != nil {
+		s.Busy = c.busy.kind
+	}
+	c.state.Store(s)
+}

@@ -1,0 +1,147 @@
+package etcd3
+
+import (
+	"context"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/custos-ha/custos/plugin/sdk/dcs"
+)
+
+// AcquireLeader runs Patroni's leader race: a transaction that puts
+// leader=<member> on this member's lease only if the key has never been
+// created (create_revision == 0). It returns the key's mod_revision.
+func (b *Backend) AcquireLeader(ctx context.Context) (string, error) {
+	s, err := b.state()
+	if err != nil {
+		return "", err
+	}
+	key := s.key(dcs.LeaderPath)
+	octx, cancel := s.opContext(ctx)
+	defer cancel()
+	var resp *clientv3.TxnResponse
+	err = b.withLease(octx, s, func(id clientv3.LeaseID) error {
+		var err error
+		resp, err = s.client.Txn(octx).
+			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, s.member, clientv3.WithLease(id))).
+			Commit()
+		return err
+	})
+	if err != nil {
+		return "", b.storeErr(ctx, "acquiring leader key "+key, err)
+	}
+	if !resp.Succeeded {
+		return "", fmt.Errorf("acquiring leader key %s: %w", key, dcs.ErrExists)
+	}
+	return revString(resp.Header.Revision), nil
+}
+
+// RenewLeader keeps the lease alive. When the leader key already holds this
+// member's name on this lease, that is all: the key is not rewritten and its
+// mod_revision stays, as in Patroni. Otherwise (the lease was granted anew,
+// or the key is gone) one transaction rewrites the key if it holds this
+// member's name, or else creates it if absent; when neither applies another
+// member holds it (ErrVersionMismatch).
+func (b *Backend) RenewLeader(ctx context.Context) error {
+	s, err := b.state()
+	if err != nil {
+		return err
+	}
+	key := s.key(dcs.LeaderPath)
+	octx, cancel := s.opContext(ctx)
+	defer cancel()
+	mine := clientv3.Compare(clientv3.Value(key), "=", s.member)
+	absent := clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+	var resp *clientv3.TxnResponse
+	err = b.withLease(octx, s, func(id clientv3.LeaseID) error {
+		put := clientv3.OpPut(key, s.member, clientv3.WithLease(id))
+		var err error
+		resp, err = s.client.Txn(octx).
+			If(mine, clientv3.Compare(clientv3.LeaseValue(key), "=", id)).
+			Else(clientv3.OpTxn([]clientv3.Cmp{mine}, []clientv3.Op{put},
+				[]clientv3.Op{clientv3.OpTxn([]clientv3.Cmp{absent}, []clientv3.Op{put}, nil)})).
+			Commit()
+		return err
+	})
+	if err != nil {
+		return b.storeErr(ctx, "renewing leader key "+key, err)
+	}
+	if resp.Succeeded {
+		return nil
+	}
+	rewrite := resp.Responses[0].GetResponseTxn()
+	if rewrite.GetSucceeded() {
+		b.logger.Info("leader key moved to the current lease", "key", key)
+		return nil
+	}
+	if len(rewrite.GetResponses()) > 0 && rewrite.GetResponses()[0].GetResponseTxn().GetSucceeded() {
+		b.logger.Info("leader key was gone; created it again", "key", key)
+		return nil
+	}
+	return fmt.Errorf("renewing leader key %s: held by another member: %w", key, dcs.ErrVersionMismatch)
+}
+
+// TakeLeader writes leader=<member> on this member's lease unconditionally.
+func (b *Backend) TakeLeader(ctx context.Context) error {
+	s, err := b.state()
+	if err != nil {
+		return err
+	}
+	key := s.key(dcs.LeaderPath)
+	octx, cancel := s.opContext(ctx)
+	defer cancel()
+	err = b.withLease(octx, s, func(id clientv3.LeaseID) error {
+		_, err := s.client.Put(octx, key, s.member, clientv3.WithLease(id))
+		return err
+	})
+	if err != nil {
+		return b.storeErr(ctx, "taking leader key "+key, err)
+	}
+	return nil
+}
+
+// DeleteLeader deletes the leader key if it holds this member's name. The
+// lease stays: the member key lives on it.
+func (b *Backend) DeleteLeader(ctx context.Context) error {
+	s, err := b.state()
+	if err != nil {
+		return err
+	}
+	key := s.key(dcs.LeaderPath)
+	octx, cancel := s.opContext(ctx)
+	defer cancel()
+	resp, err := s.client.Txn(octx).
+		If(clientv3.Compare(clientv3.Value(key), "=", s.member)).
+		Then(clientv3.OpDelete(key)).
+		Else(clientv3.OpGet(key, clientv3.WithCountOnly())).
+		Commit()
+	if err != nil {
+		return b.storeErr(ctx, "deleting leader key "+key, err)
+	}
+	if resp.Succeeded || resp.Responses[0].GetResponseRange().GetCount() == 0 {
+		return nil
+	}
+	return fmt.Errorf("deleting leader key %s: held by another member: %w", key, dcs.ErrVersionMismatch)
+}
+
+// TouchMember writes members/<member> on this member's lease and keeps the
+// lease alive.
+func (b *Backend) TouchMember(ctx context.Context, data []byte) error {
+	s, err := b.state()
+	if err != nil {
+		return err
+	}
+	key := s.key(dcs.MembersPath + s.member)
+	octx, cancel := s.opContext(ctx)
+	defer cancel()
+	err = b.withLease(octx, s, func(id clientv3.LeaseID) error {
+		_, err := s.client.Put(octx, key, string(data), clientv3.WithLease(id))
+		return err
+	})
+	if err != nil {
+		return b.storeErr(ctx, "writing member key "+key, err)
+	}
+	return nil
+}

@@ -1,0 +1,21 @@
+// Package api is custos's REST API, wire-compatible with Patroni's (reference
+// §1): the health checks HAProxy, Kubernetes probes and load balancers call,
+// the read endpoints patronictl and peers use (/patroni, /cluster, /history,
+// /config, /failsafe), and /metrics with Patroni's metric names.
+//
+// It answers from the agent's cached state only: the controller publishes an
+// immutable Snapshot after every HA cycle (Latest holds it behind an atomic
+// pointer) and each request reads the newest one. No request runs SQL or
+// calls the DCS, and no request takes a lock the HA loop holds.
+//
+// The package owns the wire shape of the status document (Status) and of the
+// cluster document (ClusterInfo); package api/client decodes them from custos
+// and from Patroni 3.0.2 and 4.x.
+//
+// Routing follows Patroni: METHOD /<segment>/... goes to the handler for
+// that method and first path segment when there is one; every other GET is a
+// health check decided by substring match on the path, and HEAD and OPTIONS
+// on any path run the same check but answer with a bare status line
+// ("HTTP/1.0 200 OK\r\n\r\n") as HAProxy's httpchk expects. Unsafe methods
+// (POST, PUT, PATCH, DELETE) pass the access checks of reference §1.7 first.
+package api

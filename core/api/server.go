@@ -1,0 +1,464 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Server timeouts. Health checkers send one small request per connection
+// and the answers come from memory, so only slow or stuck clients ever hit
+// them.
+const (
+	// ReadHeaderTimeout bounds how long a client may take to send its
+	// request headers (slowloris protection); HAProxy and kubelet send them
+	// at once.
+	ReadHeaderTimeout = 10 * time.Second
+	// ReadTimeout bounds reading a whole request; request bodies are small
+	// JSON documents (PATCH /config, POST /switchover).
+	ReadTimeout = 30 * time.Second
+	// WriteTimeout bounds writing a response. Handlers that wait longer on
+	// purpose (a switchover polls the DCS for up to 2*max(10s, loop_wait))
+	// extend their own deadline with http.ResponseController.
+	WriteTimeout = 30 * time.Second
+	// IdleTimeout closes kept-alive connections nobody reuses.
+	IdleTimeout = 2 * time.Minute
+	// ShutdownTimeout is how long a graceful shutdown waits for requests in
+	// flight before closing their connections.
+	ShutdownTimeout = 5 * time.Second
+	// MaxHeaderBytes caps request headers; Patroni's clients send a few
+	// hundred bytes.
+	MaxHeaderBytes = 64 << 10
+)
+
+// Client certificate policies (restapi.verify_client).
+const (
+	VerifyClientNone     = "none"
+	VerifyClientOptional = "optional"
+	VerifyClientRequired = "required"
+)
+
+// ServerConfig is the [restapi] section as the server needs it.
+type ServerConfig struct {
+	// Username and Password enable basic authentication of unsafe methods
+	// (POST, PUT, PATCH, DELETE) when Username is set.
+	Username string
+	Password string
+	// CertFile and KeyFile turn on HTTPS; the pair is re-read when either
+	// file changes, so certificates rotate without a restart.
+	CertFile string
+	KeyFile  string
+	// CAFile holds the CAs that sign client certificates.
+	CAFile string
+	// VerifyClient is VerifyClientNone (the default when empty),
+	// VerifyClientOptional (a client certificate is checked when sent and
+	// required for unsafe methods) or VerifyClientRequired (every request).
+	VerifyClient string
+	// Allowlist restricts unsafe methods to these client addresses: IPs,
+	// CIDR networks or host names (resolved when the server starts).
+	Allowlist []string
+	// AllowlistIncludeMembers also admits the hosts of the members'
+	// api_url, resolved at request time.
+	AllowlistIncludeMembers bool
+	// HTTPExtraHeaders are added to every response but the bare status
+	// lines; HTTPSExtraHeaders too when TLS is on.
+	HTTPExtraHeaders  map[string]string
+	HTTPSExtraHeaders map[string]string
+}
+
+// Server is the REST API server.
+type Server struct {
+	cfg    ServerConfig
+	src    Source
+	logger hclog.Logger
+	// now is the clock; tests replace it.
+	now func() time.Time
+	// routes maps a method and a first path segment to its handler.
+	routes  map[string]map[string]http.Handler
+	metrics prometheus.Gatherer
+	// status caches the encoded status document of the newest snapshot.
+	status atomic.Pointer[encodedStatus]
+	// authHeader is the expected Authorization value, "" without auth.
+	authHeader string
+	// allowlist is the resolved restapi.allowlist.
+	allowlist []*net.IPNet
+	// tls: the server serves HTTPS (decides https_extra_headers and the
+	// client certificate check of unsafe methods).
+	tls bool
+}
+
+type encodedStatus struct {
+	snap *Snapshot
+	body []byte
+}
+
+// New returns a server answering from src. Nothing is checked or opened
+// until Serve.
+func New(cfg ServerConfig, src Source, logger hclog.Logger) *Server {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	s := &Server{
+		cfg:     cfg,
+		src:     src,
+		logger:  logger,
+		now:     time.Now,
+		routes:  map[string]map[string]http.Handler{},
+		metrics: newRegistry(src),
+	}
+	if cfg.Username != "" {
+		s.authHeader = basicAuthHeader(cfg.Username, cfg.Password)
+	}
+	s.handle(http.MethodGet, "patroni", s.getPatroni)
+	s.handle(http.MethodGet, "cluster", s.getCluster)
+	s.handle(http.MethodGet, "history", s.getHistory)
+	s.handle(http.MethodGet, "config", s.getConfig)
+	s.handle(http.MethodGet, "failsafe", s.getFailsafe)
+	s.handle(http.MethodGet, "metrics", s.getMetrics)
+	s.handle(http.MethodGet, "liveness", s.getLiveness)
+	s.handle(http.MethodGet, "readiness", s.getReadiness)
+	return s
+}
+
+// handle routes METHOD /segment/... to h. Unsafe methods pass the access
+// checks of reference §1.7 before h runs.
+func (s *Server) handle(method, segment string, h http.HandlerFunc) {
+	var handler http.Handler = h
+	if unsafeMethod(method) {
+		handler = s.requireAccess(h)
+	}
+	if s.routes[method] == nil {
+		s.routes[method] = map[string]http.Handler{}
+	}
+	s.routes[method][segment] = handler
+}
+
+func unsafeMethod(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	}
+	return true
+}
+
+// firstSegment is the path's first segment, the routing key ("" for "/").
+func firstSegment(path string) string {
+	path = strings.TrimLeft(path, "/")
+	if i := strings.IndexByte(path, '/'); i >= 0 {
+		return path[:i]
+	}
+	return path
+}
+
+// ServeHTTP routes a request as Patroni does.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var rec *statusRecorder
+	if s.logger.IsDebug() {
+		start := s.now()
+		rec = &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		w = rec
+		defer func() {
+			s.logger.Debug("request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr,
+				"status", rec.code, "duration", s.now().Sub(start))
+		}()
+	}
+	if h, ok := s.routes[r.Method][firstSegment(r.URL.Path)]; ok {
+		h.ServeHTTP(w, r)
+		return
+	}
+	switch r.Method {
+	case http.MethodGet:
+		s.serveHealth(w, r, false)
+	case http.MethodHead, http.MethodOptions:
+		s.serveHealth(w, r, true)
+	default:
+		s.writeText(w, http.StatusNotImplemented, "Unsupported method")
+	}
+}
+
+// statusRecorder remembers the status code for the debug log.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// snapshot returns the newest snapshot, or answers 503 and returns nil
+// before the first one (bare when bare is set).
+func (s *Server) snapshot(w http.ResponseWriter, bare bool) *Snapshot {
+	snap := s.src.Snapshot()
+	if snap == nil {
+		if bare {
+			s.writeBare(w, unhealthy)
+		} else {
+			s.writeText(w, http.StatusServiceUnavailable, "agent is starting: no state published yet")
+		}
+	}
+	return snap
+}
+
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request, bare bool) {
+	snap := s.snapshot(w, bare)
+	if snap == nil {
+		return
+	}
+	status := healthCheck(snap, r.URL.Path, parseQuery(r.URL.RawQuery), s.now())
+	if bare {
+		s.writeBare(w, status)
+		return
+	}
+	s.writeStatus(w, snap, status)
+}
+
+// writeStatus answers with the snapshot's status document, encoded once per
+// snapshot.
+func (s *Server) writeStatus(w http.ResponseWriter, snap *Snapshot, status int) {
+	enc := s.status.Load()
+	if enc == nil || enc.snap != snap {
+		body, err := json.Marshal(snap.Status)
+		if err != nil {
+			s.logger.Error("encoding the status document", "error", err)
+			s.writeText(w, http.StatusInternalServerError, "encoding the status document failed")
+			return
+		}
+		enc = &encodedStatus{snap: snap, body: body}
+		s.status.Store(enc)
+	}
+	s.writeBody(w, status, "application/json", enc.body)
+}
+
+// writeBare answers with only a status line ("HTTP/1.0 200 OK\r\n\r\n")
+// and closes the connection: no headers, no body, as HAProxy's httpchk and
+// Patroni's status-only answers expect. net/http always writes headers, so
+// the connection is hijacked. Where it cannot be (HTTP/2, test recorders)
+// the status goes out the normal way.
+func (s *Server) writeBare(w http.ResponseWriter, status int) {
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		w.WriteHeader(status)
+		return
+	}
+	defer func() { _ = conn.Close() }()
+	if rec, ok := w.(*statusRecorder); ok {
+		rec.code = status
+	}
+	_, _ = fmt.Fprintf(buf, "HTTP/1.0 %d %s\r\n\r\n", status, http.StatusText(status))
+	if err := buf.Flush(); err != nil {
+		s.logger.Debug("writing a bare status line", "error", err)
+	}
+}
+
+func (s *Server) setExtraHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	for k, v := range s.cfg.HTTPExtraHeaders {
+		h.Set(k, v)
+	}
+	if s.tls {
+		for k, v := range s.cfg.HTTPSExtraHeaders {
+			h.Set(k, v)
+		}
+	}
+}
+
+func (s *Server) writeBody(w http.ResponseWriter, status int, contentType string, body []byte) {
+	s.setExtraHeaders(w)
+	w.Header().Set("Content-Type", contentType)
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// writeText answers with a plain message, as Patroni's write_response does
+// (its content type is text/html).
+func (s *Server) writeText(w http.ResponseWriter, status int, msg string) {
+	s.writeBody(w, status, "text/html; charset=utf-8", []byte(msg))
+}
+
+func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		s.logger.Error("encoding a response", "error", err)
+		s.writeText(w, http.StatusInternalServerError, "encoding the response failed")
+		return
+	}
+	s.writeBody(w, status, "application/json", body)
+}
+
+// getPatroni is GET /patroni: always 200 with the status document.
+func (s *Server) getPatroni(w http.ResponseWriter, _ *http.Request) {
+	if snap := s.snapshot(w, false); snap != nil {
+		s.writeStatus(w, snap, http.StatusOK)
+	}
+}
+
+// getCluster is GET /cluster: the cluster document of the last DCS view.
+func (s *Server) getCluster(w http.ResponseWriter, _ *http.Request) {
+	snap := s.snapshot(w, false)
+	if snap == nil {
+		return
+	}
+	if snap.Cluster == nil {
+		s.writeText(w, http.StatusServiceUnavailable, "the DCS has not been read yet")
+		return
+	}
+	s.writeJSON(w, http.StatusOK, NewClusterInfo(snap.Cluster, ClusterOptions{
+		Scope:           snap.Status.Patroni.Scope,
+		StandbyCluster:  snap.StandbyCluster,
+		SynchronousMode: snap.SynchronousMode,
+		Paused:          snap.Status.Pause,
+	}))
+}
+
+// getHistory is GET /history: the /history lines, [] when absent.
+func (s *Server) getHistory(w http.ResponseWriter, _ *http.Request) {
+	snap := s.snapshot(w, false)
+	if snap == nil {
+		return
+	}
+	body := []byte("[]")
+	if c := snap.Cluster; c != nil && c.HasHistory {
+		body = c.History.Marshal()
+	}
+	s.writeBody(w, http.StatusOK, "application/json", body)
+}
+
+// getConfig is GET /config: the raw /config value; 502 when it is absent or
+// not a JSON object (Patroni 4.x).
+func (s *Server) getConfig(w http.ResponseWriter, _ *http.Request) {
+	snap := s.snapshot(w, false)
+	if snap == nil {
+		return
+	}
+	var raw []byte
+	if c := snap.Cluster; c != nil && c.Config != nil {
+		raw = bytes.TrimSpace(c.Config.Data)
+	}
+	if len(raw) == 0 || raw[0] != '{' || !json.Valid(raw) {
+		s.writeText(w, http.StatusBadGateway, "no valid /config in the DCS")
+		return
+	}
+	s.writeBody(w, http.StatusOK, "application/json", raw)
+}
+
+// getFailsafe is GET /failsafe: the last /failsafe value; 502 when failsafe
+// mode is off.
+func (s *Server) getFailsafe(w http.ResponseWriter, _ *http.Request) {
+	snap := s.snapshot(w, false)
+	if snap == nil {
+		return
+	}
+	if snap.Failsafe == nil {
+		s.writeText(w, http.StatusBadGateway, "failsafe mode is not active")
+		return
+	}
+	s.writeJSON(w, http.StatusOK, snap.Failsafe)
+}
+
+// getMetrics is GET /metrics in the Prometheus text format.
+func (s *Server) getMetrics(w http.ResponseWriter, _ *http.Request) {
+	var buf bytes.Buffer
+	if err := writeMetrics(&buf, s.metrics); err != nil {
+		s.logger.Error("rendering metrics", "error", err)
+		s.writeText(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	s.writeBody(w, http.StatusOK, metricsContentType, buf.Bytes())
+}
+
+// getLiveness is GET /liveness: a bare status line.
+func (s *Server) getLiveness(w http.ResponseWriter, _ *http.Request) {
+	if snap := s.snapshot(w, true); snap != nil {
+		s.writeBare(w, livenessCheck(snap, s.now()))
+	}
+}
+
+// getReadiness is GET /readiness: a bare status line.
+func (s *Server) getReadiness(w http.ResponseWriter, r *http.Request) {
+	if snap := s.snapshot(w, true); snap != nil {
+		s.writeBare(w, readinessCheck(snap, parseQuery(r.URL.RawQuery), s.now()))
+	}
+}
+
+// ListenAndServe listens on addr (Patroni's restapi.listen: "host:port",
+// with "" or "*" for every address) and serves until ctx ends.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("REST API listen address %q: %w", addr, err)
+	}
+	if host == "*" {
+		host = ""
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		return fmt.Errorf("listening for the REST API on %s: %w", addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve answers requests on ln until ctx ends, then shuts down gracefully:
+// it stops accepting, waits up to ShutdownTimeout for requests in flight and
+// closes what is left. It returns nil after a shutdown, or the error that
+// stopped it. ln is closed in every case.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	addr := ln.Addr().String()
+	tlsCfg, err := s.prepare(ctx)
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("starting the REST API on %s: %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		// HTTP/2 connections cannot be hijacked for bare status lines.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		// "OPTIONS *" is a health check like any other path.
+		DisableGeneralOptionsHandler: true,
+		// TLS handshake errors from TCP-only probes are noise.
+		ErrorLog: s.logger.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
+	}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
+	s.logger.Info("REST API listening", "address", addr, "tls", tlsCfg != nil)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serving the REST API on %s: %w", addr, err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		s.logger.Warn("REST API shutdown timed out; closing open connections", "error", err)
+		_ = srv.Close()
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving the REST API on %s: %w", addr, err)
+	}
+	return nil
+}

@@ -1,0 +1,269 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// observeTimeout bounds one Observe when the caller's context has no
+// earlier deadline: every query is a catalog read that takes milliseconds,
+// so a slower answer means the server is in trouble and the HA loop must
+// not wait on it.
+const observeTimeout = 5 * time.Second
+
+// Observation is what the local server says about itself, read without
+// side effects.
+type Observation struct {
+	InRecovery bool
+	// Timeline is the current timeline: on a primary the one it writes,
+	// on a standby the one its walreceiver receives, else the timeline of
+	// its last restartpoint.
+	Timeline int
+	// CheckpointTimeline is pg_control_checkpoint().timeline_id.
+	CheckpointTimeline int
+	// WALLSN is pg_current_wal_lsn() on a primary (0 on a standby).
+	WALLSN LSN
+	// ReceivedLSN and ReplayedLSN are pg_last_wal_receive_lsn() and
+	// pg_last_wal_replay_lsn() on a standby (0 when unknown).
+	ReceivedLSN  LSN
+	ReplayedLSN  LSN
+	ReplayPaused bool
+	// ReplayedTimestamp is pg_last_xact_replay_timestamp(); nil when
+	// nothing was replayed.
+	ReplayedTimestamp *time.Time
+	// ServerVersion is server_version_num (150004).
+	ServerVersion       int
+	PostmasterStartTime time.Time
+	// WALReceiver is the walreceiver of a standby; nil when there is none.
+	WALReceiver *WALReceiver
+	// Replication lists pg_stat_replication.
+	Replication []ReplicationClient
+	// PendingRestart lists settings changed in the configuration that need
+	// a restart.
+	PendingRestart []PendingSetting
+	// Slots lists pg_replication_slots.
+	Slots []Slot
+}
+
+// Streaming reports whether a standby's walreceiver is streaming.
+func (o Observation) Streaming() bool {
+	return o.WALReceiver != nil && o.WALReceiver.Status == "streaming"
+}
+
+// WALReceiver is the row of pg_stat_wal_receiver.
+type WALReceiver struct {
+	PID              int
+	Status           string
+	ReceivedTimeline int
+	FlushedLSN       LSN
+	LatestEndLSN     LSN
+	SlotName         string
+	SenderHost       string
+	SenderPort       int
+}
+
+// ReplicationClient is a row of pg_stat_replication.
+type ReplicationClient struct {
+	PID             int
+	Usename         string
+	ApplicationName string
+	ClientAddr      string
+	State           string
+	SentLSN         LSN
+	WriteLSN        LSN
+	FlushLSN        LSN
+	ReplayLSN       LSN
+	SyncPriority    int
+	SyncState       string
+}
+
+// PendingSetting is a setting whose new value waits for a restart.
+type PendingSetting struct {
+	Name string
+	// Old is the running value as pg_settings shows it (in Unit); New is
+	// the value in the configuration files when known.
+	Old  string
+	Unit string
+	New  string
+}
+
+// Slot is a row of pg_replication_slots.
+type Slot struct {
+	Name              string
+	Type              string // physical or logical
+	Plugin            string
+	Database          string
+	Temporary         bool
+	Active            bool
+	RestartLSN        LSN
+	ConfirmedFlushLSN LSN
+}
+
+const observeStateSQL = `
+SELECT pg_is_in_recovery(),
+  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END,
+  CASE WHEN pg_is_in_recovery() THEN NULL
+    ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
+  pg_last_wal_receive_lsn()::text,
+  pg_last_wal_replay_lsn()::text,
+  CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END,
+  pg_last_xact_replay_timestamp(),
+  current_setting('server_version_num')::int,
+  pg_postmaster_start_time(),
+  (SELECT timeline_id FROM pg_control_checkpoint())`
+
+const observeReceiverSQL = `
+SELECT pid, status, COALESCE(received_tli, 0), flushed_lsn::text, latest_end_lsn::text,
+  COALESCE(slot_name, ''), COALESCE(sender_host, ''), COALESCE(sender_port, 0)
+FROM pg_stat_wal_receiver`
+
+const observeReplicationSQL = `
+SELECT pid, COALESCE(usename::text, ''), COALESCE(application_name, ''),
+  COALESCE(host(client_addr), ''), COALESCE(state, ''),
+  sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text,
+  COALESCE(sync_priority, 0), COALESCE(sync_state, '')
+FROM pg_stat_replication ORDER BY application_name, pid`
+
+// The newest line of the configuration files for each setting is the
+// value the next restart applies.
+const observePendingSQL = `
+SELECT s.name, COALESCE(s.setting, ''), COALESCE(s.unit, ''), COALESCE(f.setting, '')
+FROM pg_settings s
+LEFT JOIN (SELECT DISTINCT ON (name) name, setting FROM pg_file_settings
+           ORDER BY name, seqno DESC) f ON f.name = s.name
+WHERE s.pending_restart ORDER BY s.name`
+
+const observeSlotsSQL = `
+SELECT slot_name::text, slot_type, COALESCE(plugin::text, ''), COALESCE(database::text, ''),
+  temporary, active, restart_lsn::text, confirmed_flush_lsn::text
+FROM pg_replication_slots ORDER BY slot_name`
+
+// Observe reads the state of the local server in one round of short
+// queries. Errors come back as errors (the server is down, still starting,
+// or too slow); nothing is changed on the server.
+func (p *Postgres) Observe(ctx context.Context) (Observation, error) {
+	ctx, cancel := context.WithTimeout(ctx, observeTimeout)
+	defer cancel()
+	var o Observation
+	err := p.withConnRetry(ctx, func(c *pgx.Conn) error {
+		o = Observation{}
+		var wal, recv, replay *string
+		var tl *int32
+		var replayTS *time.Time
+		var ckptTL int32
+		if err := c.QueryRow(ctx, observeStateSQL).Scan(&o.InRecovery, &wal, &tl, &recv, &replay,
+			&o.ReplayPaused, &replayTS, &o.ServerVersion, &o.PostmasterStartTime, &ckptTL); err != nil {
+			return fmt.Errorf("reading server state: %w", err)
+		}
+		o.CheckpointTimeline = int(ckptTL)
+		o.ReplayedTimestamp = replayTS
+		var err error
+		if o.WALLSN, err = optLSN(wal); err != nil {
+			return err
+		}
+		if o.ReceivedLSN, err = optLSN(recv); err != nil {
+			return err
+		}
+		if o.ReplayedLSN, err = optLSN(replay); err != nil {
+			return err
+		}
+		if tl != nil {
+			o.Timeline = int(*tl)
+		} else {
+			o.Timeline = o.CheckpointTimeline
+		}
+
+		if o.InRecovery {
+			rows, _ := c.Query(ctx, observeReceiverSQL)
+			recvs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (WALReceiver, error) {
+				var w WALReceiver
+				var flushed, latest *string
+				if err := r.Scan(&w.PID, &w.Status, &w.ReceivedTimeline, &flushed, &latest, &w.SlotName, &w.SenderHost, &w.SenderPort); err != nil {
+					return w, err
+				}
+				var err error
+				if w.FlushedLSN, err = optLSN(flushed); err != nil {
+					return w, err
+				}
+				w.LatestEndLSN, err = optLSN(latest)
+				return w, err
+			})
+			if err != nil {
+				return fmt.Errorf("reading pg_stat_wal_receiver: %w", err)
+			}
+			if len(recvs) > 0 && recvs[0].PID != 0 {
+				o.WALReceiver = &recvs[0]
+				if o.WALReceiver.ReceivedTimeline > o.Timeline {
+					o.Timeline = o.WALReceiver.ReceivedTimeline
+				}
+			}
+		}
+
+		rows, _ := c.Query(ctx, observeReplicationSQL)
+		o.Replication, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (ReplicationClient, error) {
+			var rc ReplicationClient
+			var sent, write, flush, replay *string
+			if err := r.Scan(&rc.PID, &rc.Usename, &rc.ApplicationName, &rc.ClientAddr, &rc.State,
+				&sent, &write, &flush, &replay, &rc.SyncPriority, &rc.SyncState); err != nil {
+				return rc, err
+			}
+			return rc, scanLSNs([]*string{sent, write, flush, replay}, []*LSN{&rc.SentLSN, &rc.WriteLSN, &rc.FlushLSN, &rc.ReplayLSN})
+		})
+		if err != nil {
+			return fmt.Errorf("reading pg_stat_replication: %w", err)
+		}
+
+		rows, _ = c.Query(ctx, observePendingSQL)
+		o.PendingRestart, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (PendingSetting, error) {
+			var s PendingSetting
+			return s, r.Scan(&s.Name, &s.Old, &s.Unit, &s.New)
+		})
+		if err != nil {
+			return fmt.Errorf("reading pending restart settings: %w", err)
+		}
+
+		o.Slots, err = querySlots(ctx, c)
+		return err
+	})
+	if err != nil {
+		return Observation{}, fmt.Errorf("observing postgres: %w", err)
+	}
+	return o, nil
+}
+
+func querySlots(ctx context.Context, c *pgx.Conn) ([]Slot, error) {
+	rows, _ := c.Query(ctx, observeSlotsSQL)
+	slots, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Slot, error) {
+		var s Slot
+		var restart, confirmed *string
+		if err := r.Scan(&s.Name, &s.Type, &s.Plugin, &s.Database, &s.Temporary, &s.Active, &restart, &confirmed); err != nil {
+			return s, err
+		}
+		return s, scanLSNs([]*string{restart, confirmed}, []*LSN{&s.RestartLSN, &s.ConfirmedFlushLSN})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading pg_replication_slots: %w", err)
+	}
+	return slots, nil
+}
+
+func optLSN(s *string) (LSN, error) {
+	if s == nil {
+		return 0, nil
+	}
+	return ParseLSN(*s)
+}
+
+func scanLSNs(src []*string, dst []*LSN) error {
+	for i, s := range src {
+		l, err := optLSN(s)
+		if err != nil {
+			return err
+		}
+		*dst[i] = l
+	}
+	return nil
+}

@@ -15,13 +15,11 @@ import (
 // the host-side client, so the kit exercises the wire form of the contract.
 func grpcBackend(t *testing.T, impl dcs.Backend) dcs.Backend {
 	t.Helper()
-	client, server := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{
+	client, _ := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{
 		dcs.PluginName: &dcs.Plugin{Impl: impl},
 	})
-	t.Cleanup(func() {
-		_ = client.Close()
-		server.Stop()
-	})
+	// Closing the client also stops the test server.
+	t.Cleanup(func() { _ = client.Close() })
 	raw, err := client.Dispense(dcs.PluginName)
 	if err != nil {
 		t.Fatal(err)

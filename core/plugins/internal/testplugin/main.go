@@ -1,0 +1,90 @@
+// Command testplugin is a DCS plugin for the tests of package plugins: it
+// serves the in-memory reference backend under the identity name "memory".
+//
+// It reads knobs from the JSON file <its own path>.json when that exists,
+// so that copies of one build behave differently and a test can change the
+// behaviour of the next start:
+//
+//	{"name": "other", "protocol": 2, "crash_at_start": true}
+//
+// name overrides the identity name, protocol makes it serve (and announce)
+// only that protocol version, crash_at_start makes it exit with status 3
+// before the handshake. It logs "test plugin starting" at start, and
+// "configured" and "ttl set" when the host calls Configure and SetTTL.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/custos-ha/custos/plugin/sdk"
+	"github.com/custos-ha/custos/plugin/sdk/dcs"
+	"github.com/custos-ha/custos/plugin/sdk/dcs/dcstest"
+)
+
+type knobs struct {
+	Name         string `json:"name"`
+	Protocol     int    `json:"protocol"`
+	CrashAtStart bool   `json:"crash_at_start"`
+}
+
+func main() {
+	k := knobs{Name: "memory", Protocol: sdk.ProtocolVersion}
+	if data, err := os.ReadFile(os.Args[0] + ".json"); err == nil {
+		if err := json.Unmarshal(data, &k); err != nil {
+			panic(err)
+		}
+	}
+	logger := sdk.NewLogger(k.Name)
+	if k.CrashAtStart {
+		logger.Error("test plugin crashing at start as asked")
+		os.Exit(3)
+	}
+	logger.Info("test plugin starting", "pid", os.Getpid(), "protocol", k.Protocol)
+
+	store := dcstest.NewMemoryStore()
+	defer store.Stop()
+	backend := &loggingBackend{Backend: store.NewBackend(), logger: logger}
+	id := sdk.Identity{
+		Name:         k.Name,
+		Version:      "0.0.1-test",
+		Capabilities: map[string]string{dcs.CapMinTTL: "1"},
+	}
+	if k.Protocol == sdk.ProtocolVersion {
+		dcs.Serve(id, backend, logger)
+		return
+	}
+	id.Kinds = []string{sdk.KindDCS}
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: sdk.Handshake,
+		VersionedPlugins: map[int]plugin.PluginSet{k.Protocol: {
+			sdk.IdentityPluginName: &sdk.IdentityPlugin{Identity: id},
+			dcs.PluginName:         &dcs.Plugin{Impl: backend},
+		}},
+		GRPCServer: plugin.DefaultGRPCServer,
+		Logger:     logger,
+	})
+}
+
+// loggingBackend logs the calls whose replay the host's tests check.
+type loggingBackend struct {
+	dcs.Backend
+	logger hclog.Logger
+}
+
+func (b *loggingBackend) Configure(ctx context.Context, req dcs.ConfigureRequest) error {
+	err := b.Backend.Configure(ctx, req)
+	b.logger.Info("configured", "scope", req.Scope, "member", req.Member, "ttl", req.TTL.String(), "error", err)
+	return err
+}
+
+func (b *loggingBackend) SetTTL(ctx context.Context, ttl time.Duration) error {
+	err := b.Backend.SetTTL(ctx, ttl)
+	b.logger.Info("ttl set", "ttl", ttl.String(), "error", err)
+	return err
+}

@@ -1,0 +1,475 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/custos-ha/custos/plugin/sdk"
+	"github.com/custos-ha/custos/plugin/sdk/dcs"
+)
+
+const (
+	// restartBackoffMin is the wait before the first restart of a plugin
+	// that died: a crash is usually a one-off and the DCS counts as
+	// unreachable until the plugin is back, so come back almost at once.
+	restartBackoffMin = 100 * time.Millisecond
+	// restartBackoffMax caps the wait, doubled after every failed attempt:
+	// a plugin in a crash loop costs little CPU and log, and once it is
+	// fixed (or its DCS is back) it returns within 5 s, well inside
+	// Patroni's default retry_timeout (10 s) and ttl (30 s).
+	restartBackoffMax = 5 * time.Second
+	// restartBackoffReset: a process that stayed up this long counts as
+	// recovered, so its next crash starts again from restartBackoffMin. One
+	// that dies sooner keeps the grown wait, so a plugin that starts and
+	// crashes right after cannot spin.
+	restartBackoffReset = 30 * time.Second
+	// exitPollInterval is how often the supervisor asks go-plugin whether
+	// the process has exited. A call that fails with ErrUnavailable wakes
+	// the supervisor at once; this bounds how late a crash between calls
+	// is noticed.
+	exitPollInterval = 200 * time.Millisecond
+	// replayTimeout bounds replaying Configure and SetTTL on a restarted
+	// plugin: Configure may connect to the DCS and retry for up to
+	// retry_timeout (10 s by default).
+	replayTimeout = 30 * time.Second
+)
+
+// SupervisedDCS is a dcs.Backend on top of a DCS plugin process that
+// survives the process's death. When the process has exited, the
+// supervisor starts the binary again with capped exponential backoff,
+// checks that its identity is still the same DCS plugin, replays the last
+// successful Configure and SetTTL, and only then serves calls with it
+// again.
+//
+// While the plugin is down, every call returns at once with an error
+// wrapping dcs.ErrUnavailable, as a DCS that cannot be reached would; the
+// agent's DCS layer retries within retry_timeout. A call in flight when the
+// process dies fails the same way.
+type SupervisedDCS struct {
+	host   *Host
+	bin    Binary
+	name   string // the identity name every new process must have
+	logger hclog.Logger
+
+	cancel context.CancelFunc // stops the supervisor
+	done   chan struct{}      // closed when the supervisor has returned
+	wake   chan struct{}      // asks the supervisor to look now
+
+	closeOnce sync.Once
+	closeErr  error
+
+	mu       sync.Mutex
+	cur      *dcsInstance // nil while restarting
+	identity sdk.Identity
+	closed   bool
+	attempt  int // restart attempts since the last process that stayed up
+	restarts int // successful restarts
+	// configure and ttl are the last successful Configure and SetTTL;
+	// replaySeq counts their changes, so that a restart that raced with
+	// one replays again before serving.
+	configure *dcs.ConfigureRequest
+	ttl       *time.Duration
+	replaySeq uint64
+}
+
+// dcsInstance is one process of the plugin and its backend client.
+type dcsInstance struct {
+	plugin  *Plugin
+	backend dcs.Backend
+}
+
+var _ dcs.Backend = (*SupervisedDCS)(nil)
+
+// SuperviseDCS takes ownership of a launched DCS plugin and supervises it.
+// Closing the returned backend ends the process.
+func (h *Host) SuperviseDCS(p *Plugin) (*SupervisedDCS, error) {
+	b, err := p.DCS()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &SupervisedDCS{
+		host:     h,
+		bin:      p.Binary,
+		name:     p.Identity.Name,
+		logger:   p.logger,
+		cancel:   cancel,
+		done:     make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		cur:      &dcsInstance{plugin: p, backend: b},
+		identity: p.Identity,
+	}
+	h.mu.Lock()
+	if h.shutdown {
+		h.mu.Unlock()
+		cancel()
+		return nil, fmt.Errorf("supervising plugin %s: the plugin host is shut down", p.Binary.Name)
+	}
+	h.supervisors[s] = struct{}{}
+	h.mu.Unlock()
+	go s.supervise(ctx)
+	return s, nil
+}
+
+// Identity returns the identity of the current (or last) plugin process.
+func (s *SupervisedDCS) Identity() sdk.Identity {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.identity
+}
+
+// Restarts returns how many times the plugin was restarted successfully.
+func (s *SupervisedDCS) Restarts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restarts
+}
+
+// Pid returns the process id of the running plugin, 0 while it is down.
+func (s *SupervisedDCS) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil {
+		return 0
+	}
+	return s.cur.plugin.Pid()
+}
+
+// supervise watches the process and restarts it when it has exited, until
+// ctx ends.
+func (s *SupervisedDCS) supervise(ctx context.Context) {
+	defer close(s.done)
+	poll := time.NewTicker(exitPollInterval)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-poll.C:
+		case <-s.wake:
+		}
+		s.mu.Lock()
+		inst := s.cur
+		s.mu.Unlock()
+		if inst != nil && inst.plugin.Exited() {
+			s.restart(ctx, inst)
+		}
+	}
+}
+
+// restart replaces an exited process, retrying with backoff until a new one
+// serves or ctx ends.
+func (s *SupervisedDCS) restart(ctx context.Context, old *dcsInstance) {
+	s.mu.Lock()
+	s.cur = nil
+	if time.Since(old.plugin.started) >= restartBackoffReset {
+		s.attempt = 0
+	}
+	s.mu.Unlock()
+	down := time.Now()
+	old.plugin.Kill() // reaps go-plugin's goroutines of the dead process
+
+	reason := "plugin process exited"
+	for {
+		s.mu.Lock()
+		s.attempt++
+		attempt := s.attempt
+		s.mu.Unlock()
+		wait := s.backoff(attempt)
+		s.logger.Warn("restarting plugin", "reason", reason, "attempt", attempt, "backoff", wait.String())
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		inst, err := s.start(ctx)
+		if err == nil {
+			s.logger.Info("plugin restarted", "attempt", attempt, "down_for", time.Since(down).Round(time.Millisecond).String(),
+				"pid", inst.plugin.Pid(), "identity", inst.plugin.Identity.String())
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		reason = err.Error()
+	}
+}
+
+// backoff returns the wait before restart attempt n (1-based).
+func (s *SupervisedDCS) backoff(n int) time.Duration {
+	d := s.host.restartMin
+	for i := 1; i < n && d < s.host.restartMax; i++ {
+		d *= 2
+	}
+	return min(d, s.host.restartMax)
+}
+
+// start launches a new process, checks its identity, replays the
+// configuration and publishes it.
+func (s *SupervisedDCS) start(ctx context.Context) (*dcsInstance, error) {
+	lctx, cancel := context.WithTimeout(ctx, startTimeout+identityTimeout)
+	p, err := s.host.Launch(lctx, s.bin)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	if p.Identity.Name != s.name || !p.Identity.Serves(sdk.KindDCS) {
+		p.Kill()
+		return nil, fmt.Errorf("plugin %s now says it is %s, not the dcs plugin %q it was", s.bin.Name, p.Identity, s.name)
+	}
+	b, err := p.DCS()
+	if err != nil {
+		p.Kill()
+		return nil, err
+	}
+	inst := &dcsInstance{plugin: p, backend: b}
+	for {
+		s.mu.Lock()
+		cfg, ttl, seq := s.configure, s.ttl, s.replaySeq
+		s.mu.Unlock()
+		if err := s.replay(ctx, inst, cfg, ttl); err != nil {
+			p.Kill()
+			return nil, err
+		}
+		s.mu.Lock()
+		if seq == s.replaySeq {
+			s.cur = inst
+			s.identity = p.Identity
+			s.restarts++
+			s.mu.Unlock()
+			return inst, nil
+		}
+		// A Configure or SetTTL succeeded meanwhile: replay it too.
+		s.mu.Unlock()
+	}
+}
+
+// replay hands a new process the last configuration.
+func (s *SupervisedDCS) replay(ctx context.Context, inst *dcsInstance, cfg *dcs.ConfigureRequest, ttl *time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, replayTimeout)
+	defer cancel()
+	if cfg != nil {
+		if err := inst.backend.Configure(ctx, *cfg); err != nil {
+			return fmt.Errorf("replaying configure on plugin %s: %w", s.bin.Name, err)
+		}
+	}
+	if ttl != nil {
+		if err := inst.backend.SetTTL(ctx, *ttl); err != nil {
+			return fmt.Errorf("replaying set ttl on plugin %s: %w", s.bin.Name, err)
+		}
+	}
+	return nil
+}
+
+// nudge wakes the supervisor without waiting.
+func (s *SupervisedDCS) nudge() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// instance returns the serving process, or an ErrUnavailable error while
+// there is none.
+func (s *SupervisedDCS) instance() (*dcsInstance, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return nil, fmt.Errorf("dcs plugin %s is closed: %w", s.bin.Name, dcs.ErrUnavailable)
+	case s.cur == nil:
+		return nil, fmt.Errorf("dcs plugin %s is not running (restart attempt %d): %w", s.bin.Name, s.attempt, dcs.ErrUnavailable)
+	}
+	return s.cur, nil
+}
+
+// call runs fn on the serving process and translates the failures that
+// mean "the process went away" into ErrUnavailable.
+func (s *SupervisedDCS) call(ctx context.Context, fn func(dcs.Backend) error) (*dcsInstance, error) {
+	inst, err := s.instance()
+	if err != nil {
+		return nil, err
+	}
+	err = fn(inst.backend)
+	if err == nil || ctx.Err() != nil {
+		return inst, err
+	}
+	// A dead process shows as Unavailable; one whose connection the
+	// supervisor already closed shows as Canceled, though the caller's
+	// context is fine.
+	if !errors.Is(err, dcs.ErrUnavailable) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return inst, err
+	}
+	s.nudge()
+	s.mu.Lock()
+	gone := s.cur != inst
+	s.mu.Unlock()
+	if gone || inst.plugin.Exited() {
+		return inst, fmt.Errorf("dcs plugin %s went away: %v: %w", s.bin.Name, err, dcs.ErrUnavailable)
+	}
+	return inst, err
+}
+
+// Validate implements dcs.Backend.
+func (s *SupervisedDCS) Validate(ctx context.Context, config []byte) error {
+	_, err := s.call(ctx, func(b dcs.Backend) error { return b.Validate(ctx, config) })
+	return err
+}
+
+// Configure implements dcs.Backend. A successful Configure is replayed on
+// every restarted process.
+func (s *SupervisedDCS) Configure(ctx context.Context, req dcs.ConfigureRequest) error {
+	inst, err := s.call(ctx, func(b dcs.Backend) error { return b.Configure(ctx, req) })
+	if err != nil {
+		return err
+	}
+	req.Config = append([]byte(nil), req.Config...)
+	return s.record(inst, "configure", func() { s.configure = &req })
+}
+
+// SetTTL implements dcs.Backend. A successful SetTTL is replayed on every
+// restarted process.
+func (s *SupervisedDCS) SetTTL(ctx context.Context, ttl time.Duration) error {
+	inst, err := s.call(ctx, func(b dcs.Backend) error { return b.SetTTL(ctx, ttl) })
+	if err != nil {
+		return err
+	}
+	return s.record(inst, "set ttl", func() { s.ttl = &ttl })
+}
+
+// record keeps a successful Configure or SetTTL for replay. When the
+// process that took it has been replaced already, the replacement was set
+// up without it: the caller gets ErrUnavailable and calls again.
+func (s *SupervisedDCS) record(inst *dcsInstance, op string, set func()) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	set()
+	s.replaySeq++
+	if s.cur != nil && s.cur != inst {
+		return fmt.Errorf("%s: dcs plugin %s was restarted meanwhile: %w", op, s.bin.Name, dcs.ErrUnavailable)
+	}
+	return nil
+}
+
+// GetCluster implements dcs.Backend.
+func (s *SupervisedDCS) GetCluster(ctx context.Context) (*dcs.Cluster, error) {
+	var c *dcs.Cluster
+	_, err := s.call(ctx, func(b dcs.Backend) (err error) {
+		c, err = b.GetCluster(ctx)
+		return err
+	})
+	return c, err
+}
+
+// AcquireLeader implements dcs.Backend.
+func (s *SupervisedDCS) AcquireLeader(ctx context.Context) (string, error) {
+	var v string
+	_, err := s.call(ctx, func(b dcs.Backend) (err error) {
+		v, err = b.AcquireLeader(ctx)
+		return err
+	})
+	return v, err
+}
+
+// RenewLeader implements dcs.Backend.
+func (s *SupervisedDCS) RenewLeader(ctx context.Context) error {
+	_, err := s.call(ctx, func(b dcs.Backend) error { return b.RenewLeader(ctx) })
+	return err
+}
+
+// TakeLeader implements dcs.Backend.
+func (s *SupervisedDCS) TakeLeader(ctx context.Context) error {
+	_, err := s.call(ctx, func(b dcs.Backend) error { return b.TakeLeader(ctx) })
+	return err
+}
+
+// DeleteLeader implements dcs.Backend.
+func (s *SupervisedDCS) DeleteLeader(ctx context.Context) error {
+	_, err := s.call(ctx, func(b dcs.Backend) error { return b.DeleteLeader(ctx) })
+	return err
+}
+
+// TouchMember implements dcs.Backend.
+func (s *SupervisedDCS) TouchMember(ctx context.Context, data []byte) error {
+	_, err := s.call(ctx, func(b dcs.Backend) error { return b.TouchMember(ctx, data) })
+	return err
+}
+
+// CompareAndSet implements dcs.Backend.
+func (s *SupervisedDCS) CompareAndSet(ctx context.Context, key dcs.Key, data []byte, version string) (string, error) {
+	var v string
+	_, err := s.call(ctx, func(b dcs.Backend) (err error) {
+		v, err = b.CompareAndSet(ctx, key, data, version)
+		return err
+	})
+	return v, err
+}
+
+// CompareAndDelete implements dcs.Backend.
+func (s *SupervisedDCS) CompareAndDelete(ctx context.Context, key dcs.Key, version string) error {
+	_, err := s.call(ctx, func(b dcs.Backend) error { return b.CompareAndDelete(ctx, key, version) })
+	return err
+}
+
+// Set implements dcs.Backend.
+func (s *SupervisedDCS) Set(ctx context.Context, key dcs.Key, data []byte) error {
+	_, err := s.call(ctx, func(b dcs.Backend) error { return b.Set(ctx, key, data) })
+	return err
+}
+
+// DeleteCluster implements dcs.Backend.
+func (s *SupervisedDCS) DeleteCluster(ctx context.Context) error {
+	_, err := s.call(ctx, func(b dcs.Backend) error { return b.DeleteCluster(ctx) })
+	return err
+}
+
+// Watch implements dcs.Backend on the current process. A watch does not
+// outlive its process: when the plugin dies mid-watch (or the backend is
+// closed), Watch returns an error wrapping dcs.ErrUnavailable, and so does
+// a Watch started while the plugin is down. The caller re-reads the cluster
+// and watches again once calls succeed, as after any broken watch.
+func (s *SupervisedDCS) Watch(ctx context.Context, fn func(dcs.Event)) error {
+	_, err := s.call(ctx, func(b dcs.Backend) error { return b.Watch(ctx, fn) })
+	return err
+}
+
+// Close stops the supervision, calls the plugin's Close (bounded by ctx and
+// a short timeout) and ends the process. Calls after Close return
+// ErrUnavailable. It may be called more than once.
+func (s *SupervisedDCS) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.cancel()
+		<-s.done
+		s.mu.Lock()
+		inst := s.cur
+		s.cur = nil
+		s.mu.Unlock()
+		s.host.mu.Lock()
+		delete(s.host.supervisors, s)
+		s.host.mu.Unlock()
+		if inst == nil {
+			return
+		}
+		var err error
+		if !inst.plugin.Exited() {
+			cctx, cancel := context.WithTimeout(ctx, pluginCloseTimeout)
+			err = inst.backend.Close(cctx)
+			cancel()
+		}
+		inst.plugin.Kill()
+		if err != nil {
+			s.closeErr = fmt.Errorf("closing dcs plugin %s: %w", s.bin.Name, err)
+		}
+	})
+	return s.closeErr
+}

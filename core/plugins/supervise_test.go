@@ -1,0 +1,298 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/custos-ha/custos/plugin/sdk/dcs"
+)
+
+// openMemory starts the test plugin supervised and configures it.
+func openMemory(t *testing.T, th *testHost) *SupervisedDCS {
+	t.Helper()
+	ctx := context.Background()
+	s, err := th.OpenDCS(ctx, "memory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	if err := s.Configure(ctx, dcs.ConfigureRequest{Scope: "batman", Member: "m1", TTL: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetTTL(ctx, 7*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TouchMember(ctx, []byte(`{"role":"replica"}`)); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// crash kills the plugin process the way the OOM killer would.
+func crash(t *testing.T, s *SupervisedDCS) int {
+	t.Helper()
+	pid := s.Pid()
+	if pid <= 0 {
+		t.Fatalf("no plugin process to kill (pid %d)", pid)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 %d: %v", pid, err)
+	}
+	return pid
+}
+
+func TestSupervisedDCSRestartsAKilledPlugin(t *testing.T) {
+	th := newTestHost(t, nil)
+	installPlugin(t, th.dir, "dcs-memory", nil)
+	s := openMemory(t, th)
+	ctx := context.Background()
+	if _, err := s.GetCluster(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	pid := crash(t, s)
+	// The very next call either sees the plugin down or, if the restart
+	// already happened, succeeds; it never hangs.
+	start := time.Now()
+	_, err := s.GetCluster(ctx)
+	if err != nil && !errors.Is(err, dcs.ErrUnavailable) {
+		t.Fatalf("first call after the crash: want nil or ErrUnavailable, got %v", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("first call after the crash took %s", took)
+	}
+	// GetCluster needs a configured backend: success means the new process
+	// got the Configure replayed.
+	eventually(t, 10*time.Second, "GetCluster succeeds after the restart", func() bool {
+		_, err := s.GetCluster(ctx)
+		return err == nil
+	})
+	if got := s.Pid(); got == pid || got <= 0 {
+		t.Errorf("pid after restart %d (was %d)", got, pid)
+	}
+	if !processGone(pid) {
+		t.Errorf("killed process %d still there", pid)
+	}
+	if n := s.Restarts(); n != 1 {
+		t.Errorf("%d restarts, want 1", n)
+	}
+	if err := s.TouchMember(ctx, []byte(`{}`)); err != nil {
+		t.Errorf("TouchMember after restart: %v", err)
+	}
+
+	restarting := th.logs.withMessage(t, "restarting plugin", "plugin", "dcs-memory")
+	if len(restarting) != 1 || restarting[0]["reason"] != "plugin process exited" || restarting[0]["attempt"] != float64(1) {
+		t.Errorf("restart log lines: %v", restarting)
+	}
+	if got := th.logs.withMessage(t, "plugin restarted", "plugin", "dcs-memory", "attempt", "1"); len(got) != 1 {
+		t.Errorf("no 'plugin restarted' line: %v", got)
+	}
+	// The plugin logs what it was given: Configure and SetTTL twice each,
+	// once by the caller and once replayed after the restart.
+	eventually(t, 5*time.Second, "Configure and SetTTL replayed", func() bool {
+		return len(th.logs.withMessage(t, "configured", "scope", "batman", "member", "m1", "ttl", "5s")) == 2 &&
+			len(th.logs.withMessage(t, "ttl set", "ttl", "7s")) == 2
+	})
+}
+
+func TestSupervisedDCSWatchEndsWhenThePluginDies(t *testing.T) {
+	th := newTestHost(t, nil)
+	installPlugin(t, th.dir, "dcs-memory", nil)
+	s := openMemory(t, th)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	watch := func() (chan dcs.Event, chan error) {
+		events := make(chan dcs.Event, 100)
+		done := make(chan error, 1)
+		go func() {
+			done <- s.Watch(ctx, func(e dcs.Event) {
+				select {
+				case events <- e:
+				default:
+				}
+			})
+		}()
+		return events, done
+	}
+	// waitEvent writes keys until the watch reports one: the watch may not
+	// be registered yet when the first write happens.
+	waitEvent := func(events chan dcs.Event) {
+		t.Helper()
+		eventually(t, 5*time.Second, "a watch event", func() bool {
+			if err := s.Set(ctx, dcs.KeyStatus, []byte(`{}`)); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-events:
+				return true
+			case <-time.After(50 * time.Millisecond):
+				return false
+			}
+		})
+	}
+
+	events, done := watch()
+	waitEvent(events)
+	crash(t, s)
+	select {
+	case err := <-done:
+		if !errors.Is(err, dcs.ErrUnavailable) {
+			t.Errorf("watch ended with %v, want ErrUnavailable", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("watch did not end within 5 s of the plugin's death")
+	}
+
+	// The caller re-subscribes once the plugin is back.
+	eventually(t, 10*time.Second, "plugin back", func() bool {
+		_, err := s.GetCluster(ctx)
+		return err == nil
+	})
+	events, done = watch()
+	waitEvent(events)
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("cancelled watch returned %v", err)
+	}
+}
+
+func TestSupervisedDCSCrashLoopBacksOff(t *testing.T) {
+	th := newTestHost(t, nil)
+	th.restartMin, th.restartMax = 10*time.Millisecond, 40*time.Millisecond
+	bin := installPlugin(t, th.dir, "dcs-memory", nil)
+	s := openMemory(t, th)
+	ctx := context.Background()
+
+	setKnobs(t, bin.Path, knobs{CrashAtStart: true})
+	crash(t, s)
+	// 10, 20, 40, 40, 40, 40 ms: growth, then the cap several times.
+	const attempts = 6
+	eventually(t, 20*time.Second, fmt.Sprintf("%d restart attempts", attempts), func() bool {
+		// Calls fail fast while the plugin cannot be started.
+		start := time.Now()
+		if _, err := s.GetCluster(ctx); err != nil && !errors.Is(err, dcs.ErrUnavailable) {
+			t.Fatalf("call during the crash loop: %v", err)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Fatalf("call during the crash loop took %s", took)
+		}
+		return len(th.logs.withMessage(t, "restarting plugin")) >= attempts
+	})
+
+	lines := th.logs.withMessage(t, "restarting plugin")
+	var waits []time.Duration
+	for i, e := range lines {
+		if e["attempt"] != float64(i+1) {
+			t.Errorf("line %d has attempt %v", i, e["attempt"])
+		}
+		d, err := time.ParseDuration(fmt.Sprint(e["backoff"]))
+		if err != nil {
+			t.Fatalf("backoff %v: %v", e["backoff"], err)
+		}
+		waits = append(waits, d)
+		if i > 0 && !strings.Contains(fmt.Sprint(e["reason"]), "dcs-memory") {
+			t.Errorf("attempt %d gives reason %q, want the start error naming the plugin", i+1, e["reason"])
+		}
+	}
+	if waits[0] != th.restartMin {
+		t.Errorf("first backoff %s, want %s", waits[0], th.restartMin)
+	}
+	for i := 1; i < len(waits); i++ {
+		if waits[i] < waits[i-1] || waits[i] > th.restartMax {
+			t.Errorf("backoffs %v do not grow up to the cap %s", waits, th.restartMax)
+			break
+		}
+	}
+	if last := waits[len(waits)-1]; last != th.restartMax {
+		t.Errorf("backoff after %d attempts is %s, want the cap %s", len(waits), last, th.restartMax)
+	}
+
+	// Fixed: the plugin comes back, configured.
+	setKnobs(t, bin.Path, knobs{})
+	eventually(t, 10*time.Second, "plugin back after the crash loop", func() bool {
+		_, err := s.GetCluster(ctx)
+		return err == nil
+	})
+	if n := s.Restarts(); n != 1 {
+		t.Errorf("%d successful restarts, want 1", n)
+	}
+}
+
+func TestSupervisedDCSCloseDuringBackoffIsPrompt(t *testing.T) {
+	th := newTestHost(t, nil)
+	th.restartMin, th.restartMax = time.Minute, time.Minute
+	installPlugin(t, th.dir, "dcs-memory", nil)
+	s := openMemory(t, th)
+	ctx := context.Background()
+
+	crash(t, s)
+	eventually(t, 5*time.Second, "restart scheduled", func() bool {
+		return len(th.logs.withMessage(t, "restarting plugin")) == 1
+	})
+	start := time.Now()
+	_, err := s.GetCluster(ctx)
+	if !errors.Is(err, dcs.ErrUnavailable) || !strings.Contains(err.Error(), "not running") {
+		t.Errorf("call while down: %v", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("call while down took %s", took)
+	}
+	start = time.Now()
+	if err := s.Close(ctx); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Close during a 1 minute backoff took %s", took)
+	}
+	if _, err := s.GetCluster(ctx); !errors.Is(err, dcs.ErrUnavailable) {
+		t.Errorf("call after Close: %v", err)
+	}
+}
+
+func TestSupervisedDCSCloseEndsTheProcess(t *testing.T) {
+	th := newTestHost(t, nil)
+	installPlugin(t, th.dir, "dcs-memory", nil)
+	s := openMemory(t, th)
+	pid := s.Pid()
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !processGone(pid) {
+		t.Errorf("plugin process %d survived Close", pid)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if err := s.RenewLeader(context.Background()); !errors.Is(err, dcs.ErrUnavailable) || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("call after Close: %v", err)
+	}
+	if got := th.logs.withMessage(t, "restarting plugin"); len(got) != 0 {
+		t.Errorf("Close led to a restart: %v", got)
+	}
+}
+
+func TestSupervisedDCSRefusesAReplacedIdentity(t *testing.T) {
+	th := newTestHost(t, nil)
+	th.restartMin, th.restartMax = 10*time.Millisecond, 20*time.Millisecond
+	bin := installPlugin(t, th.dir, "dcs-memory", nil)
+	s := openMemory(t, th)
+	setKnobs(t, bin.Path, knobs{Name: "impostor"})
+	crash(t, s)
+	eventually(t, 5*time.Second, "restart refused for the new identity", func() bool {
+		for _, e := range th.logs.withMessage(t, "restarting plugin") {
+			if strings.Contains(fmt.Sprint(e["reason"]), `not the dcs plugin "memory"`) {
+				return true
+			}
+		}
+		return false
+	})
+	if _, err := s.GetCluster(context.Background()); !errors.Is(err, dcs.ErrUnavailable) {
+		t.Errorf("call while the impostor is refused: %v", err)
+	}
+}

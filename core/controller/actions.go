@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/custos-ha/custos/core/cluster"
 	"github.com/custos-ha/custos/core/ha"
@@ -13,7 +14,11 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 	clu := in.Cluster
 	switch a.Kind {
 	case ha.ActAcquireLeader:
-		return c.store.AcquireLeader(ctx)
+		if err := c.store.AcquireLeader(ctx); err != nil {
+			return err
+		}
+		c.renewedAt = c.now()
+		return nil
 	case ha.ActRenewLeader:
 		status := cluster.Status{}
 		if clu != nil {
@@ -22,9 +27,17 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 		if obs.HA.Primary() {
 			status = cluster.Status{Optime: obs.HA.LSN}
 		}
-		return c.store.RenewLeader(ctx, status)
+		if err := c.store.RenewLeader(ctx, status); err != nil {
+			return err
+		}
+		c.renewedAt = c.now()
+		return nil
 	case ha.ActReleaseLeader:
-		return c.store.ReleaseLeader(ctx)
+		if err := c.store.ReleaseLeader(ctx); err != nil {
+			return err
+		}
+		c.renewedAt = time.Time{}
+		return nil
 	case ha.ActRaceInitialize:
 		return c.store.RaceInitialize(ctx)
 	case ha.ActWriteInitialize:
@@ -44,9 +57,10 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 	case ha.ActWriteHistory:
 		return c.writeHistory(ctx, clu, obs)
 	case ha.ActStop:
-		c.expectStop = true
-		defer func() { c.expectStop = false }()
-		return c.local.Stop(ctx, a.Mode)
+		err := c.local.Stop(ctx, a.Mode)
+		// The exit of a postmaster we stopped is no crash.
+		c.seenExit = c.local.Exited()
+		return err
 	case ha.ActFollow:
 		return c.local.Follow(ctx, memberOf(clu, a.Member))
 	case ha.ActRemoveDataDir:

@@ -46,6 +46,8 @@ type Options struct {
 	UsePgRewind                            *bool
 	RemoveDataDirectoryOnRewindFailure     bool
 	RemoveDataDirectoryOnDivergedTimelines bool
+	// Publish, when set, receives the state after each cycle.
+	Publish func(*State)
 }
 
 // Controller runs the HA loop of one member.
@@ -66,9 +68,13 @@ type Controller struct {
 	dynRaw      string
 	ttl         time.Duration
 	crashed     bool
-	expectStop  bool
 	startFailed bool
 	role        string
+	// seenExit is the Exited channel already handled (it stays closed).
+	seenExit <-chan struct{}
+	// renewedAt is the last successful acquire or renewal of the leader
+	// key; zero when this member does not hold it.
+	renewedAt time.Time
 
 	kick      chan struct{}
 	asyncDone chan ha.Outcome
@@ -125,6 +131,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	for {
 		wait := c.cycle(ctx, false)
 		timer := time.NewTimer(wait)
+		exited := c.local.Exited()
+		if exited == c.seenExit {
+			exited = nil
+		}
 		select {
 		case <-ctx.Done():
 			timer.Stop()
@@ -133,11 +143,10 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-timer.C:
 		case <-c.store.Wake():
 		case <-c.kick:
-		case <-c.local.Exited():
-			if !c.expectStop {
-				c.crashed = true
-				c.logger.Warn("postmaster exited")
-			}
+		case <-exited:
+			c.seenExit = exited
+			c.crashed = true
+			c.logger.Warn("postmaster exited")
 		case o := <-c.asyncDone:
 			c.finishAsync(o)
 		}
@@ -184,6 +193,9 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool) time.Duration
 	if readErr == nil {
 		c.dcsLastSeen = start
 		c.applyDynamic(clu)
+		if clu.LeaderName() != c.opts.Name {
+			c.renewedAt = time.Time{}
+		}
 	}
 	obs := c.local.Observe(ctx)
 	in := ha.Input{
@@ -351,6 +363,10 @@ func (c *Controller) execute(ctx context.Context, in ha.Input, dec ha.Decision, 
 		if failed != nil && a.Kind != ha.ActTouchMember {
 			continue
 		}
+		if a.Kind == ha.ActTouchMember && stoppedIn(dec) {
+			// Publish the state after the stop, not before.
+			obs = c.local.Observe(ctx)
+		}
 		if err := c.run(ctx, in, a, obs); err != nil {
 			if a.Kind == ha.ActTouchMember {
 				failed = errors.Join(failed, err)
@@ -360,6 +376,16 @@ func (c *Controller) execute(ctx context.Context, in ha.Input, dec ha.Decision, 
 		}
 	}
 	return failed
+}
+
+// stoppedIn reports whether the decision stops PostgreSQL.
+func stoppedIn(dec ha.Decision) bool {
+	for _, a := range dec.Actions {
+		if a.Kind == ha.ActStop {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Controller) member(in ha.Input, obs Observation) cluster.Member {

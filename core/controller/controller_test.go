@@ -30,10 +30,10 @@ type fakePG struct {
 	control   string
 	starts    int
 	failStart bool
-	exited    chan struct{}
+	exited    chan struct{} // closed when the current postmaster exits
 }
 
-func newFakePG() *fakePG { return &fakePG{exited: make(chan struct{}, 1), timeline: 1} }
+func newFakePG() *fakePG { return &fakePG{timeline: 1} }
 
 func (f *fakePG) Observe(context.Context) Observation {
 	f.mu.Lock()
@@ -45,11 +45,16 @@ func (f *fakePG) Observe(context.Context) Observation {
 	}
 	return Observation{HA: o}
 }
-func (f *fakePG) Exited() <-chan struct{} { return f.exited }
+func (f *fakePG) Exited() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.exited
+}
 func (f *fakePG) Bootstrap(context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.data, f.running, f.recovery, f.lsn, f.control = true, true, false, 100, ha.ControlInProduction
+	f.exited = make(chan struct{})
 	return nil
 }
 func (f *fakePG) CreateReplica(context.Context, cluster.Member) error {
@@ -66,6 +71,7 @@ func (f *fakePG) Start(_ context.Context, asPrimary bool, upstream *cluster.Memb
 		return errors.New("could not start")
 	}
 	f.running, f.recovery = true, !asPrimary
+	f.exited = make(chan struct{})
 	f.upstream = ""
 	if upstream != nil {
 		f.upstream = upstream.Name
@@ -75,6 +81,9 @@ func (f *fakePG) Start(_ context.Context, asPrimary bool, upstream *cluster.Memb
 func (f *fakePG) Stop(context.Context, string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.running {
+		close(f.exited)
+	}
 	f.running = false
 	return nil
 }
@@ -109,9 +118,9 @@ func (f *fakePG) History(context.Context, int) (cluster.History, error) {
 // crash kills the fake postmaster.
 func (f *fakePG) crash() {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.running = false
-	f.mu.Unlock()
-	f.exited <- struct{}{}
+	close(f.exited)
 }
 
 type noPeers struct{}

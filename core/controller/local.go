@@ -15,7 +15,8 @@ type Local interface {
 	// Observe looks at the data directory and, when PostgreSQL runs, asks
 	// it about itself. It never fails: problems go into the observation.
 	Observe(ctx context.Context) Observation
-	// Exited fires when the postmaster exits.
+	// Exited returns a channel closed when the current postmaster exits;
+	// nil when there is none. A new postmaster gets a new channel.
 	Exited() <-chan struct{}
 
 	// Bootstrap creates a new cluster (initdb), starts it as a primary
@@ -55,11 +56,14 @@ type Observation struct {
 	ReplayPaused     bool
 	ReplayedAt       *time.Time
 	ReplicationState string
-	ServerVersion    int
-	PostmasterStart  time.Time
-	PendingRestart   bool
-	PendingReasons   map[string]any
-	Replication      []Replication
+	// LatestEndLSN is the walreceiver's latest_end_lsn: the primary's
+	// position as last reported to this replica.
+	LatestEndLSN    int64
+	ServerVersion   int
+	PostmasterStart time.Time
+	PendingRestart  bool
+	PendingReasons  map[string]any
+	Replication     []Replication
 }
 
 // Replication is one row of pg_stat_replication.

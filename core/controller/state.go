@@ -28,7 +28,10 @@ type State struct {
 	Dynamic config.Dynamic
 	// HoldsLeader: this member held the leader key at the last read.
 	HoldsLeader bool
-	Busy        ha.Kind
+	// LeaderExpiry is when the leader key held by this member expires
+	// without another renewal; zero when it does not hold it.
+	LeaderExpiry time.Time
+	Busy         ha.Kind
 }
 
 func (c *Controller) publish(in ha.Input, dec ha.Decision, obs Observation, m cluster.Member, failed error) {
@@ -54,5 +57,11 @@ func (c *Controller) publish(in ha.Input, dec ha.Decision, obs Observation, m cl
 	if c.busy != nil {
 		s.Busy = c.busy.kind
 	}
+	if !c.renewedAt.IsZero() {
+		s.LeaderExpiry = c.renewedAt.Add(c.dyn.TTL.Duration())
+	}
 	c.state.Store(s)
+	if c.opts.Publish != nil {
+		c.opts.Publish(s)
+	}
 }

@@ -12,7 +12,7 @@ import (
 func Decide(in Input) Decision {
 	d := &decider{in: in, c: in.Cluster, pg: in.Postgres, mem: in.Memory}
 	d.decide()
-	if in.Cluster != nil && !in.ShuttingDown && !d.needPeers {
+	if in.Cluster != nil && !d.needPeers {
 		d.add(Action{Kind: ActTouchMember})
 	}
 	return Decision{Actions: d.actions, Reason: d.reason, NeedPeers: d.needPeers, Memory: d.mem}

@@ -3,9 +3,11 @@ package plugins
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/custos-ha/custos/plugin/sdk"
+	"github.com/custos-ha/custos/plugin/sdk/replica"
 )
 
 // FindDCS starts the DCS plugin whose identity says name (the <name> of a
@@ -17,11 +19,43 @@ import (
 // A conventional binary that cannot start (checksum, permissions, protocol
 // version) is an error of its own: the operator meant that binary.
 func (h *Host) FindDCS(ctx context.Context, name string) (*Plugin, error) {
+	return h.find(ctx, "dcs plugin "+fmt.Sprintf("%q", name), sdk.KindDCS+"-"+name, func(id sdk.Identity) bool {
+		return id.Name == name && id.Serves(sdk.KindDCS)
+	})
+}
+
+// FindReplica starts the replica plugin serving the replica method (one of
+// create_replica_methods): the conventional binary
+// custos-plugin-replica-<method> first, then any plugin of kind replica
+// announcing the method in its capabilities.
+func (h *Host) FindReplica(ctx context.Context, method string) (*Plugin, error) {
+	return h.find(ctx, "replica plugin for method "+fmt.Sprintf("%q", method), sdk.KindReplica+"-"+method, func(id sdk.Identity) bool {
+		return id.Serves(sdk.KindReplica) && slices.Contains(replica.Methods(id.Capabilities), method)
+	})
+}
+
+// OpenReplica finds the replica plugin of the method and returns its
+// creator and a function that stops the plugin process.
+func (h *Host) OpenReplica(ctx context.Context, method string) (*replica.Client, func(), error) {
+	p, err := h.FindReplica(ctx, method)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := p.Replica()
+	if err != nil {
+		p.Kill()
+		return nil, nil, err
+	}
+	return c, p.Kill, nil
+}
+
+// find launches the conventional binary, then the others, until one's
+// identity matches.
+func (h *Host) find(ctx context.Context, what, conventional string, match func(sdk.Identity) bool) (*Plugin, error) {
 	bins, err := h.Discover()
 	if err != nil {
-		return nil, fmt.Errorf("finding dcs plugin %q: %w", name, err)
+		return nil, fmt.Errorf("finding %s: %w", what, err)
 	}
-	conventional := sdk.KindDCS + "-" + name
 	ordered := make([]Binary, 0, len(bins))
 	for _, b := range bins {
 		if b.Name == conventional {
@@ -35,23 +69,23 @@ func (h *Host) FindDCS(ctx context.Context, name string) (*Plugin, error) {
 		p, err := h.Launch(ctx, b)
 		if err != nil {
 			if b.Name == conventional || ctx.Err() != nil {
-				return nil, fmt.Errorf("finding dcs plugin %q: %w", name, err)
+				return nil, fmt.Errorf("finding %s: %w", what, err)
 			}
 			found = append(found, fmt.Sprintf("%s%s: %v", sdk.BinaryPrefix, b.Name, err))
 			continue
 		}
-		if p.Identity.Name == name && p.Identity.Serves(sdk.KindDCS) {
+		if match(p.Identity) {
 			return p, nil
 		}
 		found = append(found, fmt.Sprintf("%s%s: %s", sdk.BinaryPrefix, b.Name, p.Identity))
 		p.Kill()
 	}
 	if len(found) == 0 {
-		return nil, fmt.Errorf("no dcs plugin named %q in %s: it holds no %s* executables (expected %s%s)",
-			name, h.dir, sdk.BinaryPrefix, sdk.BinaryPrefix, conventional)
+		return nil, fmt.Errorf("no %s in %s: it holds no %s* executables (expected %s%s)",
+			what, h.dir, sdk.BinaryPrefix, sdk.BinaryPrefix, conventional)
 	}
-	return nil, fmt.Errorf("no dcs plugin named %q in %s (expected %s%s); found: %s",
-		name, h.dir, sdk.BinaryPrefix, conventional, strings.Join(found, "; "))
+	return nil, fmt.Errorf("no %s in %s (expected %s%s); found: %s",
+		what, h.dir, sdk.BinaryPrefix, conventional, strings.Join(found, "; "))
 }
 
 // OpenDCS finds the DCS plugin named name (see FindDCS) and supervises it.

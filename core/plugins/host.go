@@ -20,6 +20,7 @@ import (
 
 	"github.com/custos-ha/custos/plugin/sdk"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
+	"github.com/custos-ha/custos/plugin/sdk/replica"
 )
 
 const (
@@ -49,6 +50,7 @@ func pluginSets() map[int]plugin.PluginSet {
 		sdk.ProtocolVersion: {
 			sdk.IdentityPluginName: &sdk.IdentityPlugin{},
 			dcs.PluginName:         &dcs.Plugin{},
+			replica.PluginName:     &replica.Plugin{},
 		},
 	}
 }
@@ -328,6 +330,22 @@ func (p *Plugin) DCS() (dcs.Backend, error) {
 		return nil, fmt.Errorf("plugin %s: dcs service has unexpected type %T", p.Binary.Name, raw)
 	}
 	return b, nil
+}
+
+// Replica returns the plugin's replica creator, talking to this process.
+func (p *Plugin) Replica() (*replica.Client, error) {
+	if !p.Identity.Serves(sdk.KindReplica) {
+		return nil, fmt.Errorf("plugin %s (%s) does not serve kind %s", p.Binary.Name, p.Identity, sdk.KindReplica)
+	}
+	raw, err := p.rpc.Dispense(replica.PluginName)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: dispensing the replica service: %w", p.Binary.Name, err)
+	}
+	c, ok := raw.(*replica.Client)
+	if !ok {
+		return nil, fmt.Errorf("plugin %s: replica service has unexpected type %T", p.Binary.Name, raw)
+	}
+	return c, nil
 }
 
 // Kill ends the plugin process (asking go-plugin to stop it gracefully

@@ -19,8 +19,8 @@ const observeTimeout = 5 * time.Second
 type Observation struct {
 	InRecovery bool
 	// Timeline is the current timeline: on a primary the one it writes,
-	// on a standby the one its walreceiver receives, else the timeline of
-	// its last restartpoint.
+	// on a standby the one its walreceiver receives, else the newer of the
+	// timelines of its minimum recovery point and its last restartpoint.
 	Timeline int
 	// CheckpointTimeline is pg_control_checkpoint().timeline_id.
 	CheckpointTimeline int
@@ -113,7 +113,8 @@ SELECT pg_is_in_recovery(),
   pg_last_xact_replay_timestamp(),
   current_setting('server_version_num')::int,
   pg_postmaster_start_time(),
-  (SELECT timeline_id FROM pg_control_checkpoint())`
+  (SELECT timeline_id FROM pg_control_checkpoint()),
+  (SELECT min_recovery_end_timeline FROM pg_control_recovery())`
 
 const observeReceiverSQL = `
 SELECT pid, status, COALESCE(received_tli, 0), flushed_lsn::text, latest_end_lsn::text,
@@ -153,9 +154,9 @@ func (p *Postgres) Observe(ctx context.Context) (Observation, error) {
 		var wal, recv, replay *string
 		var tl *int32
 		var replayTS *time.Time
-		var ckptTL int32
+		var ckptTL, minRecTL int32
 		if err := c.QueryRow(ctx, observeStateSQL).Scan(&o.InRecovery, &wal, &tl, &recv, &replay,
-			&o.ReplayPaused, &replayTS, &o.ServerVersion, &o.PostmasterStartTime, &ckptTL); err != nil {
+			&o.ReplayPaused, &replayTS, &o.ServerVersion, &o.PostmasterStartTime, &ckptTL, &minRecTL); err != nil {
 			return fmt.Errorf("reading server state: %w", err)
 		}
 		o.CheckpointTimeline = int(ckptTL)
@@ -173,7 +174,10 @@ func (p *Postgres) Observe(ctx context.Context) (Observation, error) {
 		if tl != nil {
 			o.Timeline = int(*tl)
 		} else {
-			o.Timeline = o.CheckpointTimeline
+			// A standby replays at least up to its minimum recovery point,
+			// which may already be on a newer timeline than its last
+			// restartpoint (after pg_rewind, say).
+			o.Timeline = max(o.CheckpointTimeline, int(minRecTL))
 		}
 
 		if o.InRecovery {

@@ -1,0 +1,298 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/custos-ha/custos/core/cluster"
+	"github.com/custos-ha/custos/core/controller"
+	"github.com/custos-ha/custos/core/ha"
+	"github.com/custos-ha/custos/core/postgres"
+)
+
+// observeTimeout bounds the SQL observation of one cycle.
+const observeTimeout = 5 * time.Second
+
+// ReplicaCreator creates a replica's data directory from a source member
+// with the configured replica methods, in order.
+type ReplicaCreator interface {
+	CreateReplica(ctx context.Context, dataDir string, source cluster.Member) error
+}
+
+// local is controller.Local on top of core/postgres and the replica
+// plugins.
+type local struct {
+	pg       *postgres.Postgres
+	replicas ReplicaCreator
+	logger   hclog.Logger
+	// startTimeout bounds a start (pg_ctl_timeout).
+	startTimeout time.Duration
+
+	mu sync.Mutex
+	// sysid caches the system identifier of the data directory.
+	sysid string
+	// upstream is the member the server was last configured to follow.
+	upstream string
+}
+
+var _ controller.Local = (*local)(nil)
+
+func (l *local) Exited() <-chan struct{} { return l.pg.Exited() }
+
+// Observe implements controller.Local.
+func (l *local) Observe(ctx context.Context) controller.Observation {
+	var o controller.Observation
+	state, err := l.pg.DataDirState()
+	switch {
+	case err != nil:
+		o.HA.DataDir, o.HA.Problem = ha.DataDirBroken, err.Error()
+		return o
+	case state == postgres.DirAbsent || state == postgres.DirEmpty:
+		o.HA.DataDir = ha.DataDirEmpty
+		l.mu.Lock()
+		l.sysid = ""
+		l.mu.Unlock()
+		return o
+	case state != postgres.DirInitialized:
+		o.HA.DataDir, o.HA.Problem = ha.DataDirBroken, fmt.Sprintf("data directory %s is %s", l.pg.DataDir(), state)
+		return o
+	}
+	if err := l.pg.CheckDataDir(); err != nil {
+		o.HA.DataDir, o.HA.Problem = ha.DataDirBroken, err.Error()
+		return o
+	}
+	o.HA.DataDir = ha.DataDirInitialized
+	running := l.pg.IsRunning()
+	if !running {
+		// An agent restarted while PostgreSQL kept running adopts it.
+		if adopted, err := l.pg.Adopt(ctx); err != nil {
+			o.HA.Problem = err.Error()
+		} else {
+			running = adopted
+		}
+	}
+	l.mu.Lock()
+	sysid, upstream := l.sysid, l.upstream
+	l.mu.Unlock()
+	if !running || sysid == "" {
+		cd, err := l.pg.ControlData(ctx)
+		if err != nil {
+			o.HA.Problem = err.Error()
+		} else {
+			sysid = fmt.Sprint(cd.SystemIdentifier)
+			l.mu.Lock()
+			l.sysid = sysid
+			l.mu.Unlock()
+			o.HA.ControlState = cd.ClusterState
+			o.HA.CheckpointLSN = int64(cd.CheckpointLSN)
+			o.HA.MinRecoveryEnd = int64(cd.MinRecoveryLSN)
+			o.HA.ControlTimeline = max(cd.Timeline, cd.MinRecoveryTimeline)
+		}
+		o.HA.BackupLabel = l.pg.HasBackupLabel()
+	}
+	o.HA.SysID = sysid
+	o.HA.Running = running
+	o.HA.Upstream = upstream
+	if !running {
+		return o
+	}
+	octx, cancel := context.WithTimeout(ctx, observeTimeout)
+	defer cancel()
+	obs, err := l.pg.Observe(octx)
+	if err != nil {
+		o.HA.Problem = err.Error()
+		return o
+	}
+	o.HA.Ready = true
+	o.HA.InRecovery = obs.InRecovery
+	o.HA.Timeline = obs.Timeline
+	o.ServerVersion = obs.ServerVersion
+	o.PostmasterStart = obs.PostmasterStartTime
+	if obs.InRecovery {
+		received, replayed := int64(obs.ReceivedLSN), int64(obs.ReplayedLSN)
+		o.HA.LSN = max(received, replayed)
+		o.ReceiveLSN, o.ReplayLSN = &received, &replayed
+		o.ReplayPaused = obs.ReplayPaused
+		o.ReplayedAt = obs.ReplayedTimestamp
+		o.ReplicationState = "in archive recovery"
+		if w := obs.WALReceiver; w != nil && w.Status == "streaming" {
+			o.HA.Streaming = true
+			o.ReplicationState = "streaming"
+			o.LatestEndLSN = int64(w.LatestEndLSN)
+		}
+	} else {
+		o.HA.LSN = int64(obs.WALLSN)
+		o.HA.Upstream = ""
+	}
+	for _, r := range obs.Replication {
+		o.Replication = append(o.Replication, controller.Replication{
+			Usename: r.Usename, ApplicationName: r.ApplicationName, ClientAddr: r.ClientAddr,
+			State: r.State, SyncState: r.SyncState, SyncPriority: r.SyncPriority,
+		})
+	}
+	if len(obs.PendingRestart) > 0 {
+		o.PendingRestart = true
+		o.PendingReasons = map[string]any{}
+		for _, s := range obs.PendingRestart {
+			o.PendingReasons[s.Name] = map[string]string{"old_value": s.Old, "new_value": s.New}
+		}
+	}
+	return o
+}
+
+// upstreamOf turns a member into the server to stream from, with this
+// member's slot on it.
+func (l *local) upstreamOf(m *cluster.Member) (*postgres.Upstream, error) {
+	if m == nil {
+		return nil, nil
+	}
+	u, err := postgres.UpstreamFromConnURL(m.ConnURL)
+	if err != nil {
+		return nil, fmt.Errorf("member %s: %w", m.Name, err)
+	}
+	u.SlotName = l.pg.MemberSlot()
+	return &u, nil
+}
+
+func (l *local) setUpstream(m *cluster.Member) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.upstream = ""
+	if m != nil {
+		l.upstream = m.Name
+	}
+}
+
+// Bootstrap implements controller.Local: initdb, start as primary, roles.
+func (l *local) Bootstrap(ctx context.Context) error {
+	if err := l.pg.Bootstrap(ctx); err != nil {
+		return err
+	}
+	if err := l.pg.Configure(postgres.Setup{}); err != nil {
+		return err
+	}
+	if err := l.pg.Start(ctx, l.startTimeout); err != nil {
+		return err
+	}
+	l.setUpstream(nil)
+	return l.pg.CreateRoles(ctx)
+}
+
+// CreateReplica implements controller.Local.
+func (l *local) CreateReplica(ctx context.Context, source cluster.Member) error {
+	if l.replicas == nil {
+		return errors.New("no replica creation method is available")
+	}
+	return l.replicas.CreateReplica(ctx, l.pg.DataDir(), source)
+}
+
+// Start implements controller.Local.
+func (l *local) Start(ctx context.Context, asPrimary bool, upstream *cluster.Member) error {
+	u, err := l.upstreamOf(upstream)
+	if err != nil {
+		return err
+	}
+	if err := l.pg.Configure(postgres.Setup{Standby: !asPrimary, Upstream: u}); err != nil {
+		return err
+	}
+	l.setUpstream(upstream)
+	return l.pg.Start(ctx, l.startTimeout)
+}
+
+// Stop implements controller.Local.
+func (l *local) Stop(ctx context.Context, mode string) error {
+	m := postgres.StopFast
+	switch mode {
+	case ha.StopSmart:
+		m = postgres.StopSmart
+	case ha.StopImmediate:
+		m = postgres.StopImmediate
+	}
+	return l.pg.Stop(ctx, postgres.StopOptions{Mode: m, KillOnTimeout: mode == ha.StopImmediate})
+}
+
+// Promote implements controller.Local: promote, wait for read-write, and
+// checkpoint so that pg_rewind on the former primary sees the new timeline
+// (Patroni's checkpoint_after_promote).
+func (l *local) Promote(ctx context.Context) error {
+	if err := l.pg.Promote(ctx, true, l.startTimeout); err != nil {
+		return err
+	}
+	l.setUpstream(nil)
+	if err := l.pg.Configure(postgres.Setup{}); err != nil {
+		return err
+	}
+	if err := l.pg.Checkpoint(ctx); err != nil {
+		l.logger.Warn("checkpoint after promote", "error", err)
+	}
+	return nil
+}
+
+// Follow implements controller.Local.
+func (l *local) Follow(ctx context.Context, upstream *cluster.Member) error {
+	u, err := l.upstreamOf(upstream)
+	if err != nil {
+		return err
+	}
+	err = l.pg.Follow(ctx, u)
+	if errors.Is(err, postgres.ErrRestartRequired) {
+		err = l.pg.Restart(ctx, postgres.StopOptions{Mode: postgres.StopFast}, l.startTimeout)
+	}
+	if err != nil {
+		return err
+	}
+	l.setUpstream(upstream)
+	return nil
+}
+
+// Rewind implements controller.Local.
+func (l *local) Rewind(ctx context.Context, source cluster.Member) error {
+	u, err := l.upstreamOf(&source)
+	if err != nil {
+		return err
+	}
+	if err := l.pg.CanRewind(ctx); err != nil {
+		return err
+	}
+	return l.pg.Rewind(ctx, *u)
+}
+
+// RemoveDataDir implements controller.Local.
+func (l *local) RemoveDataDir(ctx context.Context) error {
+	_, err := l.pg.RemoveDataDir(ctx, false)
+	l.mu.Lock()
+	l.sysid = ""
+	l.mu.Unlock()
+	return err
+}
+
+// SyncSlots implements controller.Local.
+func (l *local) SyncSlots(ctx context.Context, slots []string) error {
+	changes, err := l.pg.EnsurePhysicalSlots(ctx, slots)
+	if err != nil {
+		return err
+	}
+	if len(changes.Created) > 0 || len(changes.Dropped) > 0 {
+		l.logger.Info("replication slots changed", "created", strings.Join(changes.Created, ","), "dropped", strings.Join(changes.Dropped, ","))
+	}
+	return nil
+}
+
+// History implements controller.Local.
+func (l *local) History(_ context.Context, timeline int) (cluster.History, error) {
+	entries, err := l.pg.LocalHistory(timeline)
+	if err != nil {
+		return nil, err
+	}
+	h := make(cluster.History, 0, len(entries))
+	for _, e := range entries {
+		h = append(h, cluster.HistoryLine{Timeline: e.Timeline, LSN: int64(e.SwitchPoint), Reason: e.Reason})
+	}
+	return h, nil
+}

@@ -1,0 +1,113 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/custos-ha/custos/core/cluster"
+	"github.com/custos-ha/custos/core/config"
+	"github.com/custos-ha/custos/core/plugins"
+	"github.com/custos-ha/custos/core/postgres"
+	"github.com/custos-ha/custos/plugin/sdk/replica"
+)
+
+// defaultReplicaMethod is Patroni's default create_replica_methods.
+const defaultReplicaMethod = "basebackup"
+
+// replicaCreator runs the configured replica methods through the replica
+// plugins, in order, until one succeeds (reference §3.7).
+type replicaCreator struct {
+	host   *plugins.Host
+	cfg    *config.Config
+	pg     *postgres.Postgres
+	logger hclog.Logger
+}
+
+func newReplicaCreator(host *plugins.Host, cfg *config.Config, pg *postgres.Postgres, logger hclog.Logger) *replicaCreator {
+	return &replicaCreator{host: host, cfg: cfg, pg: pg, logger: logger}
+}
+
+// methods are the configured replica methods.
+func (r *replicaCreator) methods() []string {
+	if m := r.cfg.PostgreSQL.CreateReplicaMethods; len(m) > 0 {
+		return m
+	}
+	return []string{defaultReplicaMethod}
+}
+
+// section is the JSON of the method's [postgresql.<method>] section.
+func (r *replicaCreator) section(method string) ([]byte, error) {
+	if method == defaultReplicaMethod {
+		if len(r.cfg.PostgreSQL.Basebackup) == 0 {
+			return nil, nil
+		}
+		return json.Marshal(r.cfg.PostgreSQL.Basebackup)
+	}
+	t, ok := r.cfg.PostgreSQL.ReplicaMethods[method]
+	if !ok {
+		return nil, nil
+	}
+	return json.Marshal(map[string]any(t))
+}
+
+// CreateReplica implements ReplicaCreator.
+func (r *replicaCreator) CreateReplica(ctx context.Context, dataDir string, source cluster.Member) error {
+	host, port := source.HostPort()
+	if host == "" {
+		return fmt.Errorf("clone source %s publishes no usable conn_url (%q)", source.Name, source.ConnURL)
+	}
+	src := &replica.Source{
+		Member:   source.Name,
+		Host:     host,
+		Port:     port,
+		DBName:   "postgres",
+		User:     r.cfg.PostgreSQL.Authentication.Replication.Username,
+		PassFile: r.pg.PgpassPath(),
+	}
+	var errs []error
+	for _, method := range r.methods() {
+		err := r.create(ctx, method, dataDir, src)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.logger.Warn("replica method failed", "method", method, "error", err)
+		errs = append(errs, fmt.Errorf("%s: %w", method, err))
+	}
+	return fmt.Errorf("every replica method failed: %w", errors.Join(errs...))
+}
+
+func (r *replicaCreator) create(ctx context.Context, method, dataDir string, src *replica.Source) error {
+	creator, done, err := r.host.OpenReplica(ctx, method)
+	if err != nil {
+		return err
+	}
+	defer done()
+	section, err := r.section(method)
+	if err != nil {
+		return fmt.Errorf("encoding postgresql.%s: %w", method, err)
+	}
+	r.logger.Info("creating replica", "method", method, "source", src.Member)
+	return creator.CreateReplica(ctx, replica.Request{
+		Method:  method,
+		Scope:   r.cfg.Scope,
+		Member:  r.cfg.Name,
+		DataDir: dataDir,
+		Source:  src,
+		Role:    replica.RoleReplica,
+		Config:  section,
+		BinDir:  r.cfg.PostgreSQL.BinDir,
+	}, func(p replica.Progress) {
+		if p.Percent >= 0 {
+			r.logger.Info("replica progress", "method", method, "percent", p.Percent, "message", p.Message)
+		} else {
+			r.logger.Debug("replica progress", "method", method, "message", p.Message)
+		}
+	})
+}

@@ -1,0 +1,100 @@
+package agent
+
+import (
+	"github.com/custos-ha/custos/core/api"
+	"github.com/custos-ha/custos/core/config"
+	"github.com/custos-ha/custos/core/controller"
+)
+
+// snapshotOf turns the controller's published state into what the REST
+// API serves.
+func snapshotOf(st *controller.State, scope, name string, problems []string) *api.Snapshot {
+	obs := st.Observation
+	m := st.Member
+	s := api.Status{
+		State:         m.State,
+		Role:          m.Role,
+		ServerVersion: obs.ServerVersion,
+		Timeline:      m.Timeline,
+		Pause:         m.Pause,
+		Tags:          m.Tags,
+		Patroni:       api.Agent{Version: WireVersion, Scope: scope, Name: name},
+		Custos:        &api.Extension{Reason: st.Reason, Problems: problems},
+	}
+	if !st.DCSLastSeen.IsZero() {
+		s.DCSLastSeen = st.DCSLastSeen.Unix()
+	}
+	if !obs.PostmasterStart.IsZero() && obs.HA.Running {
+		s.PostmasterStartTime = api.NewTimestamp(obs.PostmasterStart)
+	}
+	if obs.HA.SysID != "" {
+		s.DatabaseSystemIdentifier = obs.HA.SysID
+	}
+	if obs.HA.Running && obs.HA.Ready {
+		if obs.HA.InRecovery {
+			x := &api.XLog{ReceivedLocation: obs.ReceiveLSN, ReplayedLocation: obs.ReplayLSN, Paused: obs.ReplayPaused}
+			if obs.ReplayedAt != nil {
+				x.ReplayedTimestamp = api.NewTimestamp(*obs.ReplayedAt)
+			}
+			s.XLog = x
+			s.ReplicationState = obs.ReplicationState
+		} else {
+			lsn := obs.HA.LSN
+			s.XLog = &api.XLog{Location: &lsn}
+		}
+	}
+	for _, r := range obs.Replication {
+		rep := api.Replication{Usename: r.Usename, ApplicationName: r.ApplicationName, State: r.State, SyncState: r.SyncState, SyncPriority: r.SyncPriority}
+		if r.ClientAddr != "" {
+			addr := r.ClientAddr
+			rep.ClientAddr = &addr
+		}
+		s.Replication = append(s.Replication, rep)
+	}
+	if obs.PendingRestart {
+		s.PendingRestart = true
+		s.PendingRestartReason = map[string]api.ParamChange{}
+		for k, v := range obs.PendingReasons {
+			if pair, ok := v.(map[string]string); ok {
+				s.PendingRestartReason[k] = api.ParamChange{OldValue: pair["old_value"], NewValue: pair["new_value"]}
+			}
+		}
+	}
+	if st.Cluster != nil {
+		s.ClusterUnlocked = !st.Cluster.IsLocked()
+		if st.Cluster.IsSync(name) {
+			s.SyncStandby = true
+		}
+	}
+	if st.Error != "" {
+		s.Custos.Problems = append(s.Custos.Problems, st.Error)
+	}
+	dyn := st.Dynamic
+	snap := &api.Snapshot{
+		Status:               s,
+		Cluster:              st.Cluster,
+		DCSReachable:         st.DCSReachable,
+		LeaderExpiry:         st.LeaderExpiry,
+		LastLoop:             st.At,
+		TTL:                  dyn.TTL.Duration(),
+		LoopWait:             dyn.LoopWait.Duration(),
+		MaximumLagOnFailover: int64(dyn.MaximumLagOnFailover),
+		StandbyCluster:       dyn.StandbyCluster != nil,
+		SynchronousMode:      syncModeOf(dyn.SynchronousMode),
+		LatestEndLSN:         obs.LatestEndLSN,
+	}
+	if dyn.FailsafeMode && st.Cluster != nil {
+		snap.Failsafe = st.Cluster.Failsafe
+	}
+	return snap
+}
+
+func syncModeOf(m config.SyncMode) string {
+	switch m {
+	case config.SyncOn:
+		return api.SyncOn
+	case config.SyncQuorum:
+		return api.SyncQuorum
+	}
+	return api.SyncOff
+}

@@ -1,0 +1,164 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+
+	"github.com/custos-ha/custos/core/api"
+	"github.com/custos-ha/custos/core/api/client"
+	"github.com/custos-ha/custos/core/cluster"
+	"github.com/custos-ha/custos/core/config"
+	"github.com/custos-ha/custos/core/ha"
+	"github.com/custos-ha/custos/core/postgres"
+)
+
+// pgConfig maps the agent configuration onto core/postgres.
+func pgConfig(cfg *config.Config, dyn config.Dynamic) postgres.Config {
+	p := cfg.PostgreSQL
+	params := map[string]string{}
+	for k, v := range dyn.PostgreSQL.Parameters {
+		params[k] = v.String()
+	}
+	for k, v := range p.Parameters {
+		params[k] = v.String()
+	}
+	hba := p.PgHBA
+	if len(hba) == 0 {
+		hba = dyn.PostgreSQL.PgHBA
+	}
+	ident := p.PgIdent
+	if len(ident) == 0 {
+		ident = dyn.PostgreSQL.PgIdent
+	}
+	recovery := map[string]string{}
+	for k, v := range dyn.PostgreSQL.RecoveryConf {
+		recovery[k] = v.String()
+	}
+	for k, v := range p.RecoveryConf {
+		recovery[k] = fmt.Sprint(v)
+	}
+	usePgRewind := dyn.PostgreSQL.UsePgRewind
+	if p.UsePgRewind != nil {
+		usePgRewind = *p.UsePgRewind
+	}
+	binNames := map[string]string{}
+	for name, v := range map[string]string{
+		postgres.BinPgCtl: p.BinName.PGCtl, postgres.BinInitdb: p.BinName.Initdb, postgres.BinPgControlData: p.BinName.PGControlData,
+		postgres.BinPgBasebackup: p.BinName.PGBasebackup, postgres.BinPostgres: p.BinName.Postgres, postgres.BinPgIsready: p.BinName.PGIsReady,
+		postgres.BinPgRewind: p.BinName.PGRewind,
+	} {
+		if v != "" {
+			binNames[name] = v
+		}
+	}
+	return postgres.Config{
+		Scope:                              cfg.Scope,
+		Name:                               cfg.Name,
+		DataDir:                            p.DataDir,
+		BinDir:                             p.BinDir,
+		BinName:                            binNames,
+		Listen:                             p.Listen,
+		ConnectAddress:                     p.ConnectAddress,
+		Superuser:                          credentials(p.Authentication.Superuser),
+		Replication:                        credentials(p.Authentication.Replication),
+		Rewind:                             credentials(p.Authentication.Rewind),
+		Parameters:                         params,
+		RecoveryConf:                       recovery,
+		PgHBA:                              hba,
+		PgIdent:                            ident,
+		Pgpass:                             p.PGPass,
+		PgCtlTimeout:                       p.PGCtlTimeout,
+		UsePgRewind:                        usePgRewind,
+		RemoveDataDirectoryOnRewindFailure: p.RemoveDataDirectoryOnRewindFailure,
+		InitdbOptions:                      cfg.Bootstrap.Initdb.Args(),
+		UseSlots:                           dyn.PostgreSQL.UseSlots,
+	}
+}
+
+func credentials(a config.PGAuth) postgres.Credentials {
+	ssl := map[string]string{}
+	for k, v := range map[string]string{
+		"sslmode": a.SSLMode, "sslkey": a.SSLKey, "sslpassword": a.SSLPassword.Value(), "sslcert": a.SSLCert,
+		"sslrootcert": a.SSLRootCert, "sslcrl": a.SSLCRL, "sslcrldir": a.SSLCRLDir, "sslnegotiation": a.SSLNegotiation,
+		"gssencmode": a.GSSEncMode, "channel_binding": a.ChannelBinding,
+	} {
+		if v != "" {
+			ssl[k] = v
+		}
+	}
+	return postgres.Credentials{Username: a.Username, Password: a.Password.Value(), SSL: ssl}
+}
+
+// tags turns the configured tags into the published ones.
+func tags(t config.Tags) cluster.Tags {
+	out := cluster.Tags{
+		NoFailover: t.NoFailover, NoLoadBalance: t.NoLoadBalance, CloneFrom: t.CloneFrom,
+		ReplicateFrom: t.ReplicateFrom, NoSync: t.NoSync, NoStream: t.NoStream, Custom: t.Custom,
+	}
+	if t.FailoverPriority != 1 {
+		p := t.FailoverPriority
+		out.FailoverPriority = &p
+	}
+	if t.SyncPriority != 1 {
+		p := t.SyncPriority
+		out.SyncPriority = &p
+	}
+	return out
+}
+
+// apiURL is the member's api_url: Patroni's /patroni on the REST API's
+// connect address.
+func apiURL(cfg *config.Config) string {
+	scheme := "http"
+	if cfg.RESTAPI.CertFile != "" {
+		scheme = "https"
+	}
+	u := url.URL{Scheme: scheme, Host: cfg.RESTAPI.ConnectAddress, Path: "/patroni"}
+	return u.String()
+}
+
+func serverConfig(cfg *config.Config) api.ServerConfig {
+	r := cfg.RESTAPI
+	return api.ServerConfig{
+		Username: r.Authentication.Username, Password: r.Authentication.Password.Value(),
+		CertFile: r.CertFile, KeyFile: r.KeyFile, CAFile: r.CAFile, VerifyClient: r.VerifyClient,
+		Allowlist: r.Allowlist, AllowlistIncludeMembers: r.AllowlistIncludeMembers,
+		HTTPExtraHeaders: r.HTTPExtraHeaders, HTTPSExtraHeaders: r.HTTPSExtraHeaders,
+	}
+}
+
+// clientOptions are the credentials for talking to other members: [ctl],
+// falling back to [restapi] as Patroni does.
+func clientOptions(cfg *config.Config) client.Options {
+	auth := cfg.Ctl.Authentication
+	if auth.Username == "" {
+		auth = cfg.RESTAPI.Authentication
+	}
+	return client.Options{
+		Username: auth.Username, Password: auth.Password.Value(),
+		CACert: cfg.Ctl.CACert, CertFile: cfg.Ctl.CertFile, KeyFile: cfg.Ctl.KeyFile, Insecure: cfg.Ctl.Insecure,
+	}
+}
+
+// peers asks other members through their REST API.
+type peers struct{ c *client.Client }
+
+func (p peers) Status(ctx context.Context, m cluster.Member) (ha.Peer, error) {
+	st, err := p.c.GetStatus(ctx, m.APIURL)
+	if err != nil {
+		return ha.Peer{Name: m.Name}, err
+	}
+	peer := ha.Peer{
+		Name:           m.Name,
+		Reachable:      true,
+		Primary:        st.IsPrimary(),
+		Running:        st.IsRunning(),
+		LSN:            st.WALPosition(),
+		Timeline:       st.Timeline,
+		NoFailover:     !st.Tags.CanFailover(),
+		WatchdogFailed: st.WatchdogFailed,
+	}
+	peer.FailoverPriority = st.Tags.Priority()
+	return peer, nil
+}

@@ -128,8 +128,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		stopWatch()
 		wg.Wait()
 	}()
+	trigger := TriggerStart
 	for {
-		wait := c.cycle(ctx, false)
+		wait := c.cycle(ctx, false, trigger)
 		timer := time.NewTimer(wait)
 		exited := c.local.Exited()
 		if exited == c.seenExit {
@@ -141,13 +142,18 @@ func (c *Controller) Run(ctx context.Context) error {
 			c.shutdown()
 			return nil
 		case <-timer.C:
+			trigger = TriggerTimer
 		case <-c.store.Wake():
+			trigger = TriggerWatch
 		case <-c.kick:
+			trigger = TriggerRequest
 		case <-exited:
+			trigger = TriggerPostmasterExit
 			c.seenExit = exited
 			c.crashed = true
 			c.logger.Warn("postmaster exited")
 		case o := <-c.asyncDone:
+			trigger = TriggerActionDone
 			c.finishAsync(o)
 		}
 		timer.Stop()
@@ -183,11 +189,22 @@ func (c *Controller) shutdown() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	c.cycle(ctx, true)
+	c.cycle(ctx, true, TriggerShutdown)
 }
 
+// What woke a cycle; logged with it.
+const (
+	TriggerStart          = "start"
+	TriggerTimer          = "loop_wait"
+	TriggerWatch          = "dcs_watch"
+	TriggerRequest        = "request"
+	TriggerPostmasterExit = "postmaster_exit"
+	TriggerActionDone     = "action_done"
+	TriggerShutdown       = "shutdown"
+)
+
 // cycle runs one HA cycle and returns how long to wait for the next.
-func (c *Controller) cycle(ctx context.Context, shuttingDown bool) time.Duration {
+func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger string) time.Duration {
 	start := c.now()
 	clu, _, readErr := c.store.Read(ctx)
 	if readErr == nil {
@@ -239,7 +256,7 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool) time.Duration
 	member := c.member(in, obs)
 	c.publish(in, dec, obs, member, failed)
 
-	line := []any{"reason", dec.Reason}
+	line := []any{"reason", dec.Reason, "trigger", trigger}
 	if len(dec.Actions) > 0 {
 		line = append(line, "actions", actionNames(dec.Actions))
 	}

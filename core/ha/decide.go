@@ -283,7 +283,7 @@ func (d *decider) memberSlots() []string {
 		if m.Tags.ReplicateFrom != "" && m.Tags.ReplicateFrom != d.in.Name {
 			continue
 		}
-		slots = append(slots, SlotName(m.Name))
+		slots = append(slots, cluster.SlotName(m.Name))
 	}
 	sort.Strings(slots)
 	return slots

@@ -3,6 +3,8 @@ package postgres
 import (
 	"strings"
 	"testing"
+
+	"github.com/custos-ha/custos/core/cluster"
 )
 
 func TestSlotName(t *testing.T) {
@@ -16,7 +18,7 @@ func TestSlotName(t *testing.T) {
 		strings.Repeat("x", 70): strings.Repeat("x", 63),
 		strings.Repeat("é", 20): strings.Repeat("u0233", 12) + "u02",
 	} {
-		got := SlotName(in)
+		got := cluster.SlotName(in)
 		if got != want {
 			t.Errorf("SlotName(%q) = %q, want %q", in, got, want)
 		}

@@ -3,6 +3,8 @@
 package postgres
 
 import (
+	"github.com/custos-ha/custos/core/cluster"
+
 	"context"
 	"errors"
 	"fmt"
@@ -300,7 +302,7 @@ func TestIntegrationCluster(t *testing.T) {
 		if err := a.p.Exec(ctx, "SELECT pg_create_physical_replication_slot('stale_one')"); err != nil {
 			t.Fatal(err)
 		}
-		want := []string{SlotName(b.name)}
+		want := []string{cluster.SlotName(b.name)}
 		ch, err := a.p.EnsurePhysicalSlots(ctx, want)
 		if err != nil {
 			t.Fatal(err)
@@ -437,7 +439,7 @@ func TestIntegrationCluster(t *testing.T) {
 		}
 		sql(t, b, "INSERT INTO t VALUES (2, 'b')")
 		sql(t, a, "INSERT INTO t VALUES (3, 'a-diverged')")
-		if _, err := b.p.EnsurePhysicalSlots(ctx, []string{SlotName(a.name)}); err != nil {
+		if _, err := b.p.EnsurePhysicalSlots(ctx, []string{cluster.SlotName(a.name)}); err != nil {
 			t.Fatal(err)
 		}
 		if err := a.p.Stop(ctx, StopOptions{Mode: StopFast}); err != nil {
@@ -599,7 +601,7 @@ func TestIntegrationCluster(t *testing.T) {
 		if need, why := NeedsRewind(pos, tl, hist); need {
 			t.Fatalf("NeedsRewind after a clean switchover: %s (position %+v, history %+v)", why, pos, hist)
 		}
-		if _, err := a.p.EnsurePhysicalSlots(ctx, []string{SlotName(b.name)}); err != nil {
+		if _, err := a.p.EnsurePhysicalSlots(ctx, []string{cluster.SlotName(b.name)}); err != nil {
 			t.Fatal(err)
 		}
 		// b starts as a standby without upstream, then follows a on reload.

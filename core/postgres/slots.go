@@ -9,39 +9,19 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/custos-ha/custos/core/cluster"
 )
 
 // maxSlotNameLen is NAMEDATALEN-1.
 const maxSlotNameLen = 63
-
-// SlotName is the physical slot name of a member, as Patroni computes it:
-// lower-cased, '-' and '.' become '_', any other character outside
-// [a-z0-9_] becomes "u%04d" of its code point, cut to 63 bytes.
-func SlotName(member string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(member) {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_':
-			b.WriteRune(r)
-		case r == '-' || r == '.':
-			b.WriteByte('_')
-		default:
-			fmt.Fprintf(&b, "u%04d", r)
-		}
-	}
-	s := b.String()
-	if len(s) > maxSlotNameLen {
-		s = s[:maxSlotNameLen]
-	}
-	return s
-}
 
 // MemberSlot is this member's slot name when use_slots is on, else "".
 func (p *Postgres) MemberSlot() string {
 	if !p.c().cfg.UseSlots {
 		return ""
 	}
-	return SlotName(p.c().cfg.Name)
+	return cluster.SlotName(p.c().cfg.Name)
 }
 
 // ValidateSlotName checks PostgreSQL's rule for slot names: 1 to 63 of

@@ -1,4 +1,4 @@
-package ha
+package cluster
 
 import (
 	"fmt"
@@ -8,9 +8,10 @@ import (
 // maxSlotName is PostgreSQL's NAMEDATALEN-1.
 const maxSlotName = 63
 
-// SlotName is the physical slot name of a member (reference §3.9):
-// lower-cased, '-' and '.' become '_', other characters outside [a-z0-9_]
-// become u%04d, cut to 63 characters.
+// SlotName is the physical replication slot name of a member, as Patroni
+// computes it (reference §3.9): lower-cased, '-' and '.' become '_', any
+// other character outside [a-z0-9_] becomes "u%04d" of its code point, cut
+// to 63 bytes.
 func SlotName(member string) string {
 	var b strings.Builder
 	for _, r := range strings.ToLower(member) {

@@ -11,12 +11,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
 	"github.com/custos-ha/custos/core/cluster"
@@ -447,23 +445,29 @@ func stopAgents(out io.Writer, agents []*demoAgent) error {
 		}
 		timer := time.NewTimer(agentStopTimeout)
 		defer timer.Stop()
+	wait:
 		for _, a := range running {
 			select {
 			case <-a.done:
-				continue
 			case <-timer.C:
 				fmt.Fprintf(out, "Agents still running after %v: killing them.\n", agentStopTimeout)
+				break wait
 			case <-sigs:
 				fmt.Fprintln(out, "Killing the agents.")
+				break wait
 			}
-			for _, b := range running {
-				killGroup(b.pid(), syscall.SIGKILL)
-			}
-			break
 		}
-		for _, a := range running {
-			<-a.done
+	}
+	// An agent's process group holds the agent and its plugins: whatever
+	// is left of it (everything after a timeout, plugins of an agent that
+	// was killed) goes now.
+	for _, a := range agents {
+		if a != nil && a.cmd != nil {
+			killGroup(a.pid(), syscall.SIGKILL)
 		}
+	}
+	for _, a := range running {
+		<-a.done
 	}
 	var errs []error
 	for _, a := range agents {
@@ -494,6 +498,3 @@ func tailFile(path string, n int) string {
 	}
 	return string(bytes.Join(lines, []byte("\n"))) + "\n"
 }
-
-var _ = hclog.NoLevel
-var _ = strings.Join

@@ -3,8 +3,6 @@
 package postgres
 
 import (
-	"github.com/custos-ha/custos/core/cluster"
-
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/custos-ha/custos/core/cluster"
 	"github.com/custos-ha/custos/core/internal/testenv"
 	"github.com/custos-ha/custos/core/reaper"
 )

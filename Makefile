@@ -32,6 +32,19 @@ build: ## Build bin/custos, bin/custosctl and bin/plugins/custos-plugin-*
 	done
 	@chmod 755 bin/plugins
 
+# Arguments for custosctl demo, e.g. make demo DEMO_ARGS="--members 5 --keep".
+DEMO_ARGS ?=
+
+.PHONY: demo
+demo: build ## Run a three-member cluster (embedded etcd, PostgreSQL) until Ctrl-C; installs PostgreSQL when root
+	@if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
+		if [ "$$(id -u)" != 0 ]; then echo "PostgreSQL is missing: apt-get install postgresql-15 (as root)" >&2; exit 1; fi; \
+		echo "installing postgresql-15"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null; \
+	fi
+	bin/custosctl demo $(DEMO_ARGS)
+
 .PHONY: test-deps
 test-deps: ## Install what the tests need (Debian packages; needs root)
 	./.ci/install-deps

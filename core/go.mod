@@ -1,6 +1,6 @@
 module github.com/custos-ha/custos/core
 
-go 1.26
+go 1.26.0
 
 require github.com/custos-ha/custos/plugin/sdk v0.0.0
 

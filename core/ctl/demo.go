@@ -92,6 +92,9 @@ type demoPlan struct {
 	pgBinDir  string
 	// runAs is the user the agents run as; nil: custosctl's own.
 	runAs *osUser
+	// copyReason, when set, says why runAs cannot run custosBin or the
+	// plugins where they are: the demo copies them into its directory.
+	copyReason string
 }
 
 func (o *demoOptions) plan(e *env, g *globalOptions) (*demoPlan, error) {
@@ -132,18 +135,73 @@ func (o *demoOptions) plan(e *env, g *globalOptions) (*demoPlan, error) {
 		if p.runAs, err = lookupOSUser(postgresOSUser); err != nil {
 			return nil, err
 		}
-		for _, path := range []string{p.custosBin, filepath.Join(p.pgBinDir, "postgres")} {
-			if err := checkReachable(path, p.runAs); err != nil {
-				return nil, err
-			}
+		if err := checkReachable(filepath.Join(p.pgBinDir, "postgres"), p.runAs); err != nil {
+			return nil, err
 		}
-		for _, name := range demoPlugins {
-			if err := checkReachable(filepath.Join(p.pluginDir, name), p.runAs); err != nil {
-				return nil, err
+		// A checkout in root's home is out of the postgres user's reach:
+		// the demo then runs copies.
+		for _, path := range append([]string{p.custosBin}, pluginPaths(p.pluginDir)...) {
+			if checkReachable(path, p.runAs) != nil {
+				p.copyReason = fmt.Sprintf("the %s user cannot reach %s", p.runAs.Name, path)
+				break
 			}
 		}
 	}
 	return p, nil
+}
+
+func pluginPaths(dir string) []string {
+	paths := make([]string, len(demoPlugins))
+	for i, n := range demoPlugins {
+		paths[i] = filepath.Join(dir, n)
+	}
+	return paths
+}
+
+// copyBinaries copies the custos binary and the demo's plugins to
+// binDir/custos and binDir/plugins/, readable and executable by everyone,
+// writable by their owner only (as the plugin host requires).
+func copyBinaries(binDir, custosBin, pluginDir string) (newBin, newPluginDir string, err error) {
+	newBin, newPluginDir = filepath.Join(binDir, "custos"), filepath.Join(binDir, "plugins")
+	if err := os.MkdirAll(newPluginDir, 0o755); err != nil {
+		return "", "", err
+	}
+	for _, d := range []string{binDir, newPluginDir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			return "", "", err
+		}
+	}
+	pairs := [][2]string{{custosBin, newBin}}
+	for _, n := range demoPlugins {
+		pairs = append(pairs, [2]string{filepath.Join(pluginDir, n), filepath.Join(newPluginDir, n)})
+	}
+	for _, pair := range pairs {
+		if err := copyFile(pair[0], pair[1], 0o755); err != nil {
+			return "", "", fmt.Errorf("copying %s: %w", pair[0], err)
+		}
+	}
+	return newBin, newPluginDir, nil
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	// The umask may have taken bits away.
+	return os.Chmod(dst, mode)
 }
 
 // demoAgent is one agent process.
@@ -242,6 +300,12 @@ func runDemo(ctx context.Context, e *env, g *globalOptions, o *demoOptions) (err
 	}()
 	if err := chownTo(dir, p.runAs); err != nil {
 		return err
+	}
+	if p.copyReason != "" {
+		if p.custosBin, p.pluginDir, err = copyBinaries(filepath.Join(dir, "bin"), p.custosBin, p.pluginDir); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "custos demo: %s, so the agents run copies from %s.\n", p.copyReason, filepath.Dir(p.custosBin))
 	}
 
 	etcd, err := embedetcd.Start(ctx, dir)
@@ -391,8 +455,16 @@ func printDemoUsage(out io.Writer, custosctl, dir string, s demoSetup, agents []
 	fmt.Fprintf(out, "  %s -c %s list\n", custosctl, filepath.Join(dir, first.Name+".toml"))
 	fmt.Fprintf(out, "  psql \"host=127.0.0.1 port=%d user=%s password=%s dbname=postgres\"\n", first.PGPort, demoSuperuser, s.Secrets.Superuser)
 	for _, a := range agents {
-		if a.node.Name == c.LeaderName() && len(agents) > 1 {
-			fmt.Fprintf(out, "  kill -9 %d    # kill the leader's agent (%s) and watch a replica take over\n", a.pid(), a.node.Name)
+		if a.node.Name != c.LeaderName() || len(agents) < 2 {
+			continue
+		}
+		// Killing the agent alone would leave its PostgreSQL running as a
+		// primary beside the new one (what a watchdog prevents in earnest).
+		if pm := postmasterPid(a.node.DataDir()); pm != 0 {
+			fmt.Fprintf(out, "  kill -9 %d %d    # kill the leader %s (agent and PostgreSQL); a replica takes over within ttl (%d s)\n",
+				a.pid(), pm, a.node.Name, demoTTL)
+		} else {
+			fmt.Fprintf(out, "  kill %d    # stop the leader %s; a replica takes over within seconds\n", a.pid(), a.node.Name)
 		}
 	}
 	fmt.Fprintf(out, "Press Ctrl-C to stop the demo and remove %s.\n", dir)

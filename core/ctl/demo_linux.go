@@ -85,13 +85,8 @@ func containsUint32(list []uint32, v uint32) bool {
 // agent was SIGKILLed): fast shutdown, then SIGKILL after wait. It returns
 // the postmaster's pid, 0 when there was none.
 func stopLeftoverPostmaster(dataDir string, wait time.Duration) (int, error) {
-	data, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
-	if err != nil {
-		return 0, nil
-	}
-	line, _, _ := bytes.Cut(data, []byte("\n"))
-	pid, err := strconv.Atoi(string(bytes.TrimSpace(line)))
-	if err != nil || pid <= 0 || !isLivePostgres(pid) {
+	pid := postmasterPid(dataDir)
+	if pid == 0 {
 		return 0, nil
 	}
 	if err := syscall.Kill(pid, syscall.SIGINT); err != nil {
@@ -109,6 +104,21 @@ func stopLeftoverPostmaster(dataDir string, wait time.Duration) (int, error) {
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 	return pid, nil
+}
+
+// postmasterPid is the pid of the running postmaster of a data directory,
+// 0 when none runs there.
+func postmasterPid(dataDir string) int {
+	data, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	pid, err := strconv.Atoi(string(bytes.TrimSpace(line)))
+	if err != nil || pid <= 0 || !isLivePostgres(pid) {
+		return 0
+	}
+	return pid
 }
 
 // isLivePostgres reports whether pid is a running (not zombie) postgres

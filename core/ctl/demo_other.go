@@ -18,3 +18,5 @@ func killGroup(int, syscall.Signal) {}
 func checkReachable(string, *osUser) error { return nil }
 
 func stopLeftoverPostmaster(string, time.Duration) (int, error) { return 0, nil }
+
+func postmasterPid(string) int { return 0 }

@@ -23,36 +23,53 @@ import (
 )
 
 var (
-	pluginBuild    sync.Once
-	pluginDir      string
-	pluginBuildErr error
+	releaseBuild    sync.Once
+	releaseBin      string
+	releaseBuildErr error
 )
 
-// etcd3PluginDir builds plugins/dcs-etcd3 once into a plugin directory of
-// its own, as `make build` lays it out.
-func etcd3PluginDir(t *testing.T) string {
+// release builds custos and the plugins the tests need once, laid out as
+// `make build` lays them out: bin/custos and bin/plugins/custos-plugin-*.
+func release(t *testing.T) (bin string) {
 	t.Helper()
-	pluginBuild.Do(func() {
-		root, err := os.MkdirTemp("", "custos-ctl-plugins-")
+	releaseBuild.Do(func() {
+		root, err := os.MkdirTemp("", "custos-ctl-release-")
 		if err != nil {
-			pluginBuildErr = err
+			releaseBuildErr = err
 			return
 		}
 		cleanups = append(cleanups, func() { os.RemoveAll(root) })
-		pluginDir = filepath.Join(root, "plugins")
-		if pluginBuildErr = os.Mkdir(pluginDir, 0o755); pluginBuildErr != nil {
+		releaseBin = filepath.Join(root, "bin")
+		if releaseBuildErr = os.MkdirAll(filepath.Join(releaseBin, "plugins"), 0o755); releaseBuildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(pluginDir, "custos-plugin-dcs-etcd3"), "github.com/custos-ha/custos/plugins/dcs-etcd3")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			pluginBuildErr = fmt.Errorf("building the etcd3 plugin: %v\n%s", err, out)
+		// root stays private (0700): as root, the demo test then sees a
+		// checkout the postgres user cannot reach, and must run copies.
+		for _, p := range []string{releaseBin, filepath.Join(releaseBin, "plugins")} {
+			if releaseBuildErr = os.Chmod(p, 0o755); releaseBuildErr != nil {
+				return
+			}
+		}
+		for out, pkg := range map[string]string{
+			"custos":                          "github.com/custos-ha/custos/cmd/custos",
+			"plugins/custos-plugin-dcs-etcd3": "github.com/custos-ha/custos/plugins/dcs-etcd3",
+			"plugins/custos-plugin-replica-basebackup": "github.com/custos-ha/custos/plugins/replica-basebackup",
+		} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(releaseBin, out), pkg)
+			if b, err := cmd.CombinedOutput(); err != nil {
+				releaseBuildErr = fmt.Errorf("building %s: %v\n%s", pkg, err, b)
+				return
+			}
 		}
 	})
-	if pluginBuildErr != nil {
-		t.Fatal(pluginBuildErr)
+	if releaseBuildErr != nil {
+		t.Fatal(releaseBuildErr)
 	}
-	return pluginDir
+	return releaseBin
 }
+
+// etcd3PluginDir is a plugin directory holding the etcd3 plugin.
+func etcd3PluginDir(t *testing.T) string { return filepath.Join(release(t), "plugins") }
 
 // seed writes a cluster into etcd through the etcd3 plugin, the way agents
 // write it: each member's key by a backend configured with that member's
@@ -214,6 +231,7 @@ func TestListWatchUntilInterrupted(t *testing.T) {
 // An unreachable DCS is an error naming the cluster and the DCS, within
 // retry_timeout.
 func TestListUnreachableDCS(t *testing.T) {
+	t.Parallel() // waits out retry_timeout
 	dir := etcd3PluginDir(t)
 	port := testenv.FreePort(t)
 	start := time.Now()

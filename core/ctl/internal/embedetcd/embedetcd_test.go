@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -33,8 +34,18 @@ func TestStartServesAndStopReleasesThePort(t *testing.T) {
 		t.Fatalf("GET /health = %d %s", resp.StatusCode, body)
 	}
 
+	// A fast request is not logged as slow.
+	resp, err = http.Post("http://"+s.Endpoint+"/v3/kv/range", "application/json", strings.NewReader(`{"key":"Lw=="}`))
+	if err != nil {
+		t.Fatalf("range: %v", err)
+	}
+	resp.Body.Close()
+
 	s.Stop()
 	stopped = true
+	if log, err := os.ReadFile(s.LogPath); err != nil || strings.Contains(string(log), "request stats") {
+		t.Errorf("etcd log (%v) reports fast requests:\n%s", err, log)
+	}
 	if c, err := net.DialTimeout("tcp", s.Endpoint, time.Second); err == nil {
 		c.Close()
 		t.Fatalf("%s still accepts connections after Stop", s.Endpoint)

@@ -27,6 +27,9 @@ import (
 // (for the default plugin_dir).
 func Run(ctx context.Context, cfg *config.Config, exe string, logger hclog.Logger) error {
 	logger = logger.With("member", cfg.Name)
+	if err := checkPrograms(pgConfig(cfg, cfg.Dynamic())); err != nil {
+		return config.Problems{{Path: "postgresql.bin_dir", Message: err.Error()}}
+	}
 	stopReaper := reaper.Start(logger.Named("reaper"))
 	defer stopReaper()
 
@@ -177,5 +180,5 @@ func problemsOf(st *controller.State) []string {
 	if !st.DCSReachable {
 		out = append(out, "the DCS is not accessible")
 	}
-	return out
+	return append(out, st.DCSProblems...)
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os/exec"
+	"path/filepath"
+	"strings"
 
 	"github.com/custos-ha/custos/core/api"
 	"github.com/custos-ha/custos/core/api/client"
@@ -74,6 +77,36 @@ func pgConfig(cfg *config.Config, dyn config.Dynamic) postgres.Config {
 		InitdbOptions:                      cfg.Bootstrap.Initdb.Args(),
 		UseSlots:                           dyn.PostgreSQL.UseSlots,
 	}
+}
+
+// programsRun are the PostgreSQL programs the agent itself runs.
+var programsRun = []string{postgres.BinPostgres, postgres.BinPgCtl, postgres.BinInitdb, postgres.BinPgControlData}
+
+// checkPrograms finds the PostgreSQL programs the agent runs, so that a
+// wrong bin_dir stops the agent at start with an error that says so,
+// instead of failing every bootstrap and start later.
+func checkPrograms(c postgres.Config) error {
+	var missing []string
+	for _, name := range programsRun {
+		file := name
+		if o := c.BinName[name]; o != "" {
+			file = o
+		}
+		if c.BinDir != "" && !filepath.IsAbs(file) {
+			file = filepath.Join(c.BinDir, file)
+		}
+		if _, err := exec.LookPath(file); err != nil {
+			missing = append(missing, filepath.Base(file))
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	where := c.BinDir
+	if where == "" {
+		where = "the PATH (bin_dir is not set)"
+	}
+	return fmt.Errorf("no %s in %s: install PostgreSQL or set bin_dir to its bin directory", strings.Join(missing, ", "), where)
 }
 
 func credentials(a config.PGAuth) postgres.Credentials {
@@ -148,6 +181,12 @@ func (p peers) Status(ctx context.Context, m cluster.Member) (ha.Peer, error) {
 	st, err := p.c.GetStatus(ctx, m.APIURL)
 	if err != nil {
 		return ha.Peer{Name: m.Name}, err
+	}
+	if st.XLog == nil {
+		// As Patroni (_MemberStatus.from_api_response): a status without
+		// WAL positions (PostgreSQL down or not answering) counts as an
+		// unreachable node, not as a primary by its last known role.
+		return ha.Peer{Name: m.Name}, fmt.Errorf("member %s reports no WAL position (state %q)", m.Name, st.State)
 	}
 	peer := ha.Peer{
 		Name:           m.Name,

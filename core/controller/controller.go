@@ -75,6 +75,8 @@ type Controller struct {
 	// renewedAt is the last successful acquire or renewal of the leader
 	// key; zero when this member does not hold it.
 	renewedAt time.Time
+	// dcsProblems are the malformed values of the last DCS read.
+	dcsProblems []string
 
 	kick      chan struct{}
 	asyncDone chan ha.Outcome
@@ -206,8 +208,12 @@ const (
 // cycle runs one HA cycle and returns how long to wait for the next.
 func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger string) time.Duration {
 	start := c.now()
-	clu, _, readErr := c.store.Read(ctx)
+	clu, malformed, readErr := c.store.Read(ctx)
 	if readErr == nil {
+		c.dcsProblems = c.dcsProblems[:0:0]
+		for _, p := range malformed {
+			c.dcsProblems = append(c.dcsProblems, p.Error())
+		}
 		c.dcsLastSeen = start
 		c.applyDynamic(clu)
 		if clu.LeaderName() != c.opts.Name {
@@ -252,7 +258,7 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 	}
 	c.mem = dec.Memory
 
-	failed := c.execute(ctx, in, dec, obs)
+	obs, failed := c.execute(ctx, in, dec, obs)
 	member := c.member(in, obs)
 	c.publish(in, dec, obs, member, failed)
 
@@ -373,16 +379,13 @@ func (c *Controller) fetchPeers(ctx context.Context, clu *cluster.Cluster) []ha.
 }
 
 // execute runs the decision's actions in order, stopping at the first
-// failure; touch_member runs regardless.
-func (c *Controller) execute(ctx context.Context, in ha.Input, dec ha.Decision, obs Observation) error {
+// failure; touch_member runs regardless. It returns the observation to
+// publish: after a stop, PostgreSQL is observed again.
+func (c *Controller) execute(ctx context.Context, in ha.Input, dec ha.Decision, obs Observation) (Observation, error) {
 	var failed error
 	for _, a := range dec.Actions {
 		if failed != nil && a.Kind != ha.ActTouchMember {
 			continue
-		}
-		if a.Kind == ha.ActTouchMember && stoppedIn(dec) {
-			// Publish the state after the stop, not before.
-			obs = c.local.Observe(ctx)
 		}
 		if err := c.run(ctx, in, a, obs); err != nil {
 			if a.Kind == ha.ActTouchMember {
@@ -391,18 +394,16 @@ func (c *Controller) execute(ctx context.Context, in ha.Input, dec ha.Decision, 
 				failed = fmt.Errorf("%s: %w", a.Kind, err)
 			}
 		}
-	}
-	return failed
-}
-
-// stoppedIn reports whether the decision stops PostgreSQL.
-func stoppedIn(dec ha.Decision) bool {
-	for _, a := range dec.Actions {
 		if a.Kind == ha.ActStop {
-			return true
+			// Publish the stop at once, before the leader key is released
+			// (and in the member key): the peers that the release wakes ask
+			// /patroni straight away and must not find this member still
+			// reported as a running primary.
+			obs = c.local.Observe(ctx)
+			c.publish(in, dec, obs, c.member(in, obs), failed)
 		}
 	}
-	return false
+	return obs, failed
 }
 
 func (c *Controller) member(in ha.Input, obs Observation) cluster.Member {

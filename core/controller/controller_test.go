@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -221,5 +222,78 @@ func TestBootstrapCloneAndFailover(t *testing.T) {
 			t.Fatal("pg1's PostgreSQL still runs after its agent stopped")
 		}
 		eventually(t, "history published for timeline 2", func() bool { return len(read(t, mem).History) == 1 })
+	})
+}
+
+func TestMalformedValuesPublished(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := dcstest.NewMemoryStore()
+		defer mem.Stop()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		c := newController(t, mem, "pg1", newFakePG())
+		go func() { defer close(done); _ = c.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		eventually(t, "pg1 leads", func() bool { return read(t, mem).LeaderName() == "pg1" })
+
+		bogus := mem.NewBackend()
+		if err := bogus.Configure(context.Background(), sdkdcs.ConfigureRequest{Scope: "demo", Member: "bogus", TTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		if err := bogus.TouchMember(context.Background(), []byte("{not json")); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the malformed member key in the published state", func() bool {
+			for _, p := range c.State().DCSProblems {
+				if strings.Contains(p, "members/bogus") {
+					return true
+				}
+			}
+			return false
+		})
+		if st := c.State(); st.Cluster.LeaderName() != "pg1" || st.Error != "" {
+			t.Fatalf("the loop stumbled on the malformed key: leader %q, error %q", st.Cluster.LeaderName(), st.Error)
+		}
+	})
+}
+
+// The stop of a primary is published before its leader key goes: the
+// replicas that the release wakes ask the member about itself at once.
+func TestStopPublishedBeforeRelease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := dcstest.NewMemoryStore()
+		defer mem.Stop()
+		b := mem.NewBackend()
+		if err := b.Configure(context.Background(), sdkdcs.ConfigureRequest{Scope: "demo", Member: "pg1", TTL: 30 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+		dyn := config.DefaultDynamic()
+		dyn.LoopWait = 1
+		var (
+			mu                 sync.Mutex
+			stoppedWhileLeader bool
+		)
+		c := New(Options{Name: "pg1", Scope: "demo", Version: "test", Bootstrap: dyn,
+			Publish: func(st *State) {
+				if !st.Observation.HA.Running && st.Observation.HA.DataDir == ha.DataDirInitialized && read(t, mem).LeaderName() == "pg1" {
+					mu.Lock()
+					stoppedWhileLeader = true
+					mu.Unlock()
+				}
+			}}, dcs.New(b, hclog.NewNullLogger(), 5*time.Second), newFakePG(), noPeers{}, hclog.NewNullLogger())
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = c.Run(ctx) }()
+		eventually(t, "pg1 leads", func() bool { return read(t, mem).LeaderName() == "pg1" })
+		cancel()
+		<-done
+		if l := read(t, mem).LeaderName(); l != "" {
+			t.Fatalf("leader after shutdown: %q", l)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !stoppedWhileLeader {
+			t.Fatal("the stopped PostgreSQL was published only after the leader key was released")
+		}
 	})
 }

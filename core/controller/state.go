@@ -24,6 +24,9 @@ type State struct {
 	DCSReachable bool
 	DCSLastSeen  time.Time
 	Observation  Observation
+	// DCSProblems are the malformed values of the last DCS read (each
+	// names its key); they were ignored.
+	DCSProblems []string
 	// Dynamic is the dynamic configuration in effect.
 	Dynamic config.Dynamic
 	// HoldsLeader: this member held the leader key at the last read.
@@ -46,6 +49,7 @@ func (c *Controller) publish(in ha.Input, dec ha.Decision, obs Observation, m cl
 		Observation:  obs,
 		Dynamic:      c.dyn,
 		HoldsLeader:  in.Cluster != nil && in.Cluster.LeaderName() == c.opts.Name,
+		DCSProblems:  c.dcsProblems,
 	}
 	if in.Cluster == nil && prev != nil {
 		// Keep serving the last view, marked unreachable.

@@ -139,6 +139,9 @@ func (d *decider) outcome() (bootstrapFailed string) {
 	switch o.Kind {
 	case ActBootstrap:
 		d.mem.Bootstrapping = o.Err == ""
+		if o.Err != "" {
+			d.mem.BootstrapFailed = o.Err
+		}
 		return o.Err
 	case ActRewind:
 		d.mem.RewindFailed = o.Err != ""
@@ -190,6 +193,8 @@ func (d *decider) noData() {
 		}
 		d.add(Action{Kind: ActCreateReplica, Member: src})
 		d.say("trying to bootstrap from %s %s", map[bool]string{true: "leader", false: "replica"}[src == c.LeaderName()], src)
+	case c.Initialize == nil && d.mem.BootstrapFailed != "":
+		d.say("waiting for another member to bootstrap: my bootstrap failed (%s)", d.mem.BootstrapFailed)
 	case c.Initialize == nil && d.in.Config.Tags.CanFailover():
 		d.add(Action{Kind: ActRaceInitialize}, Action{Kind: ActBootstrap})
 		d.say("trying to bootstrap a new cluster")
@@ -446,13 +451,17 @@ func (d *decider) recover() {
 		switch {
 		case cfg.PrimaryStartTimeout == 0 && d.failoverPossible():
 			d.add(Action{Kind: ActReleaseLeader})
-			d.mem.CrashedAt = timeZero
+			// Patroni's demote('immediate'): the published role becomes
+			// "demoted", so that the replicas do not take this stopped
+			// member for a running primary and refuse to race.
+			d.mem.CrashedAt, d.mem.Demoted = timeZero, true
 			d.say("postgres is down and primary_start_timeout is 0: releasing the leader key for a failover")
 		case d.in.Now.Sub(d.mem.CrashedAt) > cfg.PrimaryStartTimeout && d.failoverPossible():
 			d.add(Action{Kind: ActReleaseLeader})
-			d.mem.CrashedAt = timeZero
+			d.mem.CrashedAt, d.mem.Demoted = timeZero, true
 			d.say("postgres did not start within primary_start_timeout %s: releasing the leader key", cfg.PrimaryStartTimeout)
 		default:
+			d.mem.Demoted = false
 			d.add(Action{Kind: ActRenewLeader}, Action{Kind: ActStart, AsPrimary: true})
 			d.say("starting primary after failure")
 		}

@@ -27,7 +27,7 @@ import (
 //	             pg: datadir=empty|initialized|broken sysid=X running ready recovery timeline=N lsn=N
 //	                 upstream=X streaming control="shut down" checkpoint=N minrecovery=N controltl=N
 //	             busy: KIND since=N
-//	             memory: bootstrapping crashed_at=N rewind_failed demoted
+//	             memory: bootstrapping crashed_at=N rewind_failed demoted bootstrap_failed
 //	             shutting_down
 //	set        like world, but only changes the lines given
 //	decide     runs Decide; the input block may give this cycle's extras:
@@ -318,6 +318,9 @@ func parseMemory(t *testing.T, s string) Memory {
 	if has(kv, "crashed_at") {
 		m.CrashedAt = epoch(float64(num(t, kv, "crashed_at")))
 	}
+	if has(kv, "bootstrap_failed") {
+		m.BootstrapFailed = "an earlier failure"
+	}
 	return m
 }
 
@@ -358,6 +361,9 @@ func render(d Decision) string {
 	}
 	if d.Memory.Rewound {
 		mem = append(mem, "rewound")
+	}
+	if d.Memory.BootstrapFailed != "" {
+		mem = append(mem, "bootstrap_failed")
 	}
 	if len(mem) > 0 {
 		sort.Strings(mem)

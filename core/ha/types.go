@@ -150,6 +150,11 @@ type Memory struct {
 	// Rewound: pg_rewind succeeded; the next start follows the leader
 	// without another divergence check.
 	Rewound bool
+	// BootstrapFailed is the error of a bootstrap of this process that
+	// failed. Such a member does not race for /initialize again: the
+	// same failure (initdb missing, a bad option) would repeat at once,
+	// woken by its own /initialize writes. It may still clone.
+	BootstrapFailed string
 }
 
 // Input is one observation of the world.

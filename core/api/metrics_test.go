@@ -7,6 +7,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // scrape GETs /metrics and parses it.
@@ -20,7 +21,7 @@ func scrape(t *testing.T, snap *Snapshot) (map[string]*dto.MetricFamily, string)
 		t.Errorf("Content-Type %q", ct)
 	}
 	text := rec.Body.String()
-	var parser expfmt.TextParser
+	parser := expfmt.NewTextParser(model.LegacyValidation)
 	families, err := parser.TextToMetricFamilies(strings.NewReader(text))
 	if err != nil {
 		t.Fatalf("parsing /metrics: %v\n%s", err, text)

@@ -146,6 +146,9 @@ func (d *decider) outcome() (bootstrapFailed string) {
 	case ActRewind:
 		d.mem.RewindFailed = o.Err != ""
 		d.mem.Rewound = o.Err == ""
+	case ActDemote:
+		d.mem.HandOff = o.Err == ""
+		d.mem.HandOffFailed = o.Err
 	}
 	return ""
 }
@@ -262,6 +265,14 @@ func (d *decider) leader() {
 		return
 	}
 	d.mem.Demoted = false
+	if f := d.c.Failover; (f != nil && !f.IsEmpty()) || d.mem.HandOffFailed != "" {
+		if f == nil {
+			f = &cluster.Failover{}
+		}
+		if d.manualFailover(f) {
+			return
+		}
+	}
 	if d.c.Initialize == nil || *d.c.Initialize != d.pg.SysID {
 		d.add(Action{Kind: ActWriteInitialize})
 	}
@@ -307,12 +318,20 @@ func (d *decider) race() {
 		d.add(Action{Kind: ActAcquireLeader})
 		d.say("acquiring the leader key as the running primary")
 		return
-	case cfg.Paused:
-		d.say("paused: no leader race")
-		return
 	case !cfg.Tags.CanFailover():
 		d.follow()
 		d.say("no leader; I am nofailover and will not take part in the race")
+		return
+	}
+	f := d.c.Failover
+	manual := f != nil && !f.IsEmpty()
+	if manual && f.Candidate == d.in.Name {
+		d.add(Action{Kind: ActAcquireLeader}, Action{Kind: ActPromote})
+		d.say("promoting self as the failover candidate by acquiring the leader key")
+		return
+	}
+	if cfg.Paused {
+		d.say("paused: no leader race")
 		return
 	}
 	if !d.in.PeersFetched {
@@ -320,19 +339,35 @@ func (d *decider) race() {
 		d.say("no leader: asking the peers before the leader race")
 		return
 	}
-	if ok, why := d.healthiest(); !ok {
+	ok, why := false, ""
+	if manual {
+		ok, why = d.manualFailoverNoLeader(f)
+	} else {
+		ok, why = d.healthiest()
+	}
+	if !ok {
 		d.follow()
 		d.say("no leader, and I am not the healthiest node: %s", why)
 		return
 	}
 	d.add(Action{Kind: ActAcquireLeader}, Action{Kind: ActPromote})
+	if manual {
+		d.say("promoting self to leader by acquiring the leader key (manual failover)")
+		return
+	}
 	d.say("promoting self to leader by acquiring the leader key")
 }
 
 // healthiest is Patroni's is_healthiest_node core check.
 func (d *decider) healthiest() (bool, string) {
+	return d.healthiestAmong(d.in.Peers, true)
+}
+
+// healthiestAmong compares me with the peers; checkLag applies
+// maximum_lag_on_failover (a manual failover skips it).
+func (d *decider) healthiestAmong(peers []Peer, checkLag bool) (bool, string) {
 	cfg := d.in.Config
-	if opt := d.c.Status.Optime; opt > 0 && opt-d.pg.LSN > cfg.MaximumLagOnFailover {
+	if opt := d.c.Status.Optime; checkLag && opt > 0 && opt-d.pg.LSN > cfg.MaximumLagOnFailover {
 		return false, fmt.Sprintf("my lag %d bytes is above maximum_lag_on_failover %d", opt-d.pg.LSN, cfg.MaximumLagOnFailover)
 	}
 	if cfg.CheckTimeline {
@@ -341,7 +376,7 @@ func (d *decider) healthiest() (bool, string) {
 		}
 	}
 	mine := cfg.Tags.Priority()
-	for _, p := range d.in.Peers {
+	for _, p := range peers {
 		if p.Name == d.in.Name || !p.Reachable || p.NoFailover {
 			continue
 		}
@@ -437,6 +472,15 @@ func (d *decider) recover() {
 			d.add(Action{Kind: ActReleaseLeader})
 		}
 		d.say("postgres is not running and the cluster is paused: not starting it")
+		return
+	}
+	if !d.held() {
+		d.mem.HandOff = false
+	}
+	if d.held() && d.mem.HandOff {
+		d.add(Action{Kind: ActReleaseLeader})
+		d.mem.HandOff, d.mem.Demoted = false, true
+		d.say("demoted for a switchover: releasing the leader key")
 		return
 	}
 	if d.held() {

@@ -47,6 +47,11 @@ func CheckInvariants(in Input, d Decision) error {
 			}
 		case ActStop:
 			stops = true
+		case ActDemote:
+			if !lockSecured {
+				fail("action %d: demote for a switchover without holding the leader key", i)
+			}
+			stops = true
 		case ActRemoveDataDir:
 			if in.Postgres.Running && !stops {
 				fail("action %d: remove_data_dir while postgres runs", i)

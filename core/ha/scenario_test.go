@@ -245,7 +245,7 @@ func (w *world) input(t *testing.T, extra string) Input {
 			name, kv := fields(t, rest)
 			in.PeersFetched = true
 			in.Peers = append(in.Peers, Peer{
-				Name: name, Reachable: has(kv, "reachable"), Primary: has(kv, "primary"), Running: true,
+				Name: name, Reachable: has(kv, "reachable"), Primary: has(kv, "primary"), Running: !has(kv, "stopped"),
 				LSN: num(t, kv, "lsn"), NoFailover: has(kv, "nofailover"), FailoverPriority: int(num(t, kv, "priority")),
 			})
 		case "peers":
@@ -278,6 +278,13 @@ func (w *world) cluster(t *testing.T) *cluster.Cluster {
 		c.Config = &cluster.Raw{Data: []byte(`{}`), Version: "1"}
 	}
 	c.Status.Optime = num(t, kv, "optime")
+	if has(kv, "failover_leader") || has(kv, "failover_member") || has(kv, "failover_at") {
+		c.Failover = &cluster.Failover{Leader: kv["failover_leader"], Candidate: kv["failover_member"], Version: "1"}
+		if has(kv, "failover_at") {
+			at := epoch(float64(num(t, kv, "failover_at")))
+			c.Failover.ScheduledAt = &at
+		}
+	}
 	if h, ok := kv["history"]; ok {
 		c.HasHistory = true
 		for _, part := range strings.Split(h, ",") {
@@ -314,7 +321,8 @@ func (w *world) cluster(t *testing.T) *cluster.Cluster {
 
 func parseMemory(t *testing.T, s string) Memory {
 	kv := flags(t, s)
-	m := Memory{Bootstrapping: has(kv, "bootstrapping"), RewindFailed: has(kv, "rewind_failed"), Demoted: has(kv, "demoted"), Rewound: has(kv, "rewound")}
+	m := Memory{Bootstrapping: has(kv, "bootstrapping"), RewindFailed: has(kv, "rewind_failed"), Demoted: has(kv, "demoted"), Rewound: has(kv, "rewound"),
+		HandOff: has(kv, "hand_off"), HandOffFailed: kv["hand_off_failed"]}
 	if has(kv, "crashed_at") {
 		m.CrashedAt = epoch(float64(num(t, kv, "crashed_at")))
 	}
@@ -361,6 +369,12 @@ func render(d Decision) string {
 	}
 	if d.Memory.Rewound {
 		mem = append(mem, "rewound")
+	}
+	if d.Memory.HandOff {
+		mem = append(mem, "hand_off")
+	}
+	if d.Memory.HandOffFailed != "" {
+		mem = append(mem, "hand_off_failed="+strconv.Quote(d.Memory.HandOffFailed))
 	}
 	if d.Memory.BootstrapFailed != "" {
 		mem = append(mem, "bootstrap_failed")

@@ -150,6 +150,12 @@ type Memory struct {
 	// Rewound: pg_rewind succeeded; the next start follows the leader
 	// without another divergence check.
 	Rewound bool
+	// HandOff: a switchover's graceful demote finished; the leader key is
+	// to be released.
+	HandOff bool
+	// HandOffFailed says why the last switchover's demote failed; the
+	// leader clears /failover.
+	HandOffFailed string
 	// BootstrapFailed is the error of a bootstrap of this process that
 	// failed. Such a member does not race for /initialize again: the
 	// same failure (initdb missing, a bad option) would repeat at once,
@@ -235,12 +241,20 @@ const (
 	ActTouchMember Kind = "touch_member"
 	// ActCancel cancels the background action in progress.
 	ActCancel Kind = "cancel"
+	// ActDemote (async) is the graceful demote of a switchover: checkpoint,
+	// fast stop, and a short wait for Member (the candidate, "" for any) to
+	// receive the shutdown checkpoint. The leader key is released by the
+	// next decision.
+	ActDemote Kind = "demote"
+	// ActClearFailover resets /failover to {} (compare-and-set on the
+	// version read).
+	ActClearFailover Kind = "clear_failover"
 )
 
 // Async reports whether the action runs in the background.
 func (k Kind) Async() bool {
 	switch k {
-	case ActBootstrap, ActCreateReplica, ActStart, ActPromote, ActRewind:
+	case ActBootstrap, ActCreateReplica, ActStart, ActPromote, ActRewind, ActDemote:
 		return true
 	}
 	return false

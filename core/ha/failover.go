@@ -1,0 +1,138 @@
+package ha
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/custos-ha/custos/core/cluster"
+)
+
+// staleScheduleFactor: a scheduled switchover more than 1.5 loop_wait in
+// the past is stale and cleared, not executed (Patroni's rule).
+const staleScheduleFactor = 1.5
+
+// Healthy reports whether a peer could take over: it answered, runs, may
+// fail over and has a working watchdog.
+func (p Peer) Healthy() bool {
+	return p.Reachable && p.Running && !p.NoFailover && !p.WatchdogFailed
+}
+
+// FailoverPossible is Patroni's is_failover_possible: some other member
+// (only candidate, when named) is healthy and not lagging more than
+// maximum_lag_on_failover behind lsn. It explains a refusal.
+func FailoverPossible(cfg Config, me string, lsn int64, peers []Peer, candidate string) (bool, string) {
+	why := "no other member answered"
+	for _, p := range peers {
+		if p.Name == me || (candidate != "" && p.Name != candidate) {
+			continue
+		}
+		switch {
+		case !p.Healthy():
+			why = fmt.Sprintf("%s is not healthy", p.Name)
+		case lsn-p.LSN > cfg.MaximumLagOnFailover:
+			why = fmt.Sprintf("%s lags %d bytes, more than maximum_lag_on_failover %d", p.Name, lsn-p.LSN, cfg.MaximumLagOnFailover)
+		default:
+			return true, ""
+		}
+	}
+	if candidate != "" && why == "no other member answered" {
+		why = fmt.Sprintf("candidate %s did not answer", candidate)
+	}
+	return false, why
+}
+
+// manualFailover runs the leader's part of a requested switchover
+// (reference §3.4). It returns true when it decided the cycle.
+func (d *decider) manualFailover(f *cluster.Failover) bool {
+	cfg := d.in.Config
+	if d.mem.HandOffFailed != "" {
+		d.add(Action{Kind: ActClearFailover})
+		d.say("switchover failed (%s): clearing /failover", d.mem.HandOffFailed)
+		d.mem.HandOffFailed = ""
+		return true
+	}
+	if f.ScheduledAt != nil {
+		wait := f.ScheduledAt.Sub(d.in.Now)
+		switch {
+		case cfg.Paused:
+			return false
+		case wait > cfg.LoopWait:
+			return false
+		case -wait > time.Duration(staleScheduleFactor*float64(cfg.LoopWait)):
+			d.add(Action{Kind: ActClearFailover})
+			d.say("found a stale switchover scheduled at %s: clearing it", cluster.FormatTime(*f.ScheduledAt))
+			return true
+		}
+	}
+	switch {
+	case f.Candidate == d.in.Name:
+		d.add(Action{Kind: ActClearFailover})
+		d.say("cleared /failover: I, the candidate, am the leader")
+		return true
+	case f.Leader != "" && f.Leader != d.in.Name:
+		d.add(Action{Kind: ActClearFailover})
+		d.say("switchover requested from %s, but I am the leader: clearing it", f.Leader)
+		return true
+	case f.Candidate != "" && d.c.Member(f.Candidate) == nil:
+		d.add(Action{Kind: ActClearFailover})
+		d.say("switchover candidate %s has no member key: clearing /failover", f.Candidate)
+		return true
+	case f.Candidate == "" && cfg.Paused:
+		d.say("paused: a failover without a candidate is ignored")
+		return false
+	}
+	if !d.in.PeersFetched {
+		d.needPeers = true
+		d.say("switchover requested: asking the peers")
+		return true
+	}
+	if ok, why := FailoverPossible(cfg, d.in.Name, d.pg.LSN, d.in.Peers, f.Candidate); !ok {
+		d.add(Action{Kind: ActClearFailover})
+		d.say("switchover impossible (%s): clearing /failover", why)
+		return true
+	}
+	d.add(Action{Kind: ActDemote, Member: f.Candidate})
+	if f.Candidate != "" {
+		d.say("switchover to %s: demoting myself", f.Candidate)
+	} else {
+		d.say("switchover: demoting myself")
+	}
+	return true
+}
+
+// manualFailoverNoLeader is Patroni's manual_failover_process_no_leader:
+// whether I should take the free leader key while /failover asks for a
+// switchover or failover. ok=false with decided=false means "no opinion,
+// run the normal race".
+func (d *decider) manualFailoverNoLeader(f *cluster.Failover) (ok bool, why string) {
+	cfg := d.in.Config
+	switch {
+	case f.Candidate == d.in.Name:
+		return true, ""
+	case cfg.Paused:
+		return false, "paused: only the failover candidate may take over"
+	}
+	for _, p := range d.in.Peers {
+		if p.Name == f.Candidate && p.Healthy() {
+			return false, fmt.Sprintf("%s is the failover candidate", f.Candidate)
+		}
+	}
+	if f.Leader == d.in.Name {
+		if possible, _ := FailoverPossible(cfg, d.in.Name, d.pg.LSN, d.peersExcept(f.Leader), ""); possible {
+			return false, "I was the leader being switched over, and another member can take over"
+		}
+		return true, ""
+	}
+	return d.healthiestAmong(d.peersExcept(f.Leader), false)
+}
+
+// peersExcept drops a member from the peers.
+func (d *decider) peersExcept(name string) []Peer {
+	out := make([]Peer, 0, len(d.in.Peers))
+	for _, p := range d.in.Peers {
+		if p.Name != name {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -234,6 +234,9 @@ func (l *local) Promote(ctx context.Context) error {
 	return nil
 }
 
+// Checkpoint implements controller.Local.
+func (l *local) Checkpoint(ctx context.Context) error { return l.pg.Checkpoint(ctx) }
+
 // Follow implements controller.Local.
 func (l *local) Follow(ctx context.Context, upstream *cluster.Member) error {
 	u, err := l.upstreamOf(upstream)

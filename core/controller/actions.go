@@ -88,6 +88,14 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 		return c.startAsync(a.Kind, func(ctx context.Context) error { return c.local.Start(ctx, a.AsPrimary, upstream) })
 	case ha.ActPromote:
 		return c.startAsync(a.Kind, c.local.Promote)
+	case ha.ActClearFailover:
+		if clu == nil || clu.Failover == nil {
+			return nil
+		}
+		return c.store.ClearFailover(ctx, clu.Failover.Version)
+	case ha.ActDemote:
+		candidate := memberOf(clu, a.Member)
+		return c.startAsync(a.Kind, func(ctx context.Context) error { return c.demoteGraceful(ctx, candidate) })
 	case ha.ActRewind:
 		src := memberOf(clu, a.Member)
 		if src == nil {
@@ -158,4 +166,45 @@ func (c *Controller) writeHistory(ctx context.Context, clu *cluster.Cluster, obs
 		out = append(out, l)
 	}
 	return c.store.SetHistory(ctx, out)
+}
+
+// handOffWait bounds how long a switchover's demote waits for the
+// candidate to report the shutdown checkpoint; a connected standby gets it
+// before the shutdown ends, so this is only a safety net.
+const handOffWait = 5 * time.Second
+
+// handOffPoll is how often the candidate is asked meanwhile.
+const handOffPoll = 50 * time.Millisecond
+
+// demoteGraceful is the switchover's demote: CHECKPOINT, fast shutdown, and
+// a short wait for the candidate to have received the shutdown checkpoint.
+// The leader key is released by the next decision, right after.
+func (c *Controller) demoteGraceful(ctx context.Context, candidate *cluster.Member) error {
+	if err := c.local.Checkpoint(ctx); err != nil {
+		c.logger.Warn("checkpoint before the switchover", "error", err)
+	}
+	if err := c.local.Stop(ctx, ha.StopFast); err != nil {
+		return err
+	}
+	if candidate == nil {
+		return nil
+	}
+	checkpoint := c.local.Observe(ctx).HA.CheckpointLSN
+	deadline := time.Now().Add(handOffWait)
+	for {
+		p, err := c.peers.Status(ctx, *candidate)
+		if err == nil && p.LSN >= checkpoint {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			c.logger.Warn("the switchover candidate did not report the shutdown checkpoint in time; handing over anyway",
+				"member", candidate.Name, "checkpoint", checkpoint, "candidate_lsn", p.LSN, "error", err)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(handOffPoll):
+		}
+	}
 }

@@ -165,6 +165,10 @@ func (c *Controller) Run(ctx context.Context) error {
 func (c *Controller) finishAsync(o ha.Outcome) {
 	c.busy = nil
 	c.outcome = &o
+	if o.Kind == ha.ActDemote {
+		// The exit of a postmaster we stopped is no crash.
+		c.seenExit, c.crashed = c.local.Exited(), false
+	}
 	if o.Kind == ha.ActStart {
 		c.startFailed = o.Err != ""
 		if o.Err == "" {

@@ -105,6 +105,7 @@ func (f *fakePG) Follow(_ context.Context, upstream *cluster.Member) error {
 	return nil
 }
 func (f *fakePG) Rewind(context.Context, cluster.Member) error { return nil }
+func (f *fakePG) Checkpoint(context.Context) error             { return nil }
 func (f *fakePG) RemoveDataDir(context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -124,6 +125,22 @@ func (f *fakePG) crash() {
 	close(f.exited)
 }
 
+// fakePeers answers for the fake PostgreSQLs by member name.
+type fakePeers map[string]*fakePG
+
+func (p fakePeers) Status(_ context.Context, m cluster.Member) (ha.Peer, error) {
+	f, ok := p[m.Name]
+	if !ok {
+		return ha.Peer{}, errors.New("unreachable")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.running {
+		return ha.Peer{}, errors.New("not running")
+	}
+	return ha.Peer{Name: m.Name, Reachable: true, Running: true, Primary: !f.recovery, LSN: f.lsn, FailoverPriority: 1}, nil
+}
+
 type noPeers struct{}
 
 func (noPeers) Status(context.Context, cluster.Member) (ha.Peer, error) {
@@ -131,6 +148,10 @@ func (noPeers) Status(context.Context, cluster.Member) (ha.Peer, error) {
 }
 
 func newController(t *testing.T, mem *dcstest.MemoryStore, name string, pg Local) *Controller {
+	return newControllerWithPeers(t, mem, name, pg, noPeers{})
+}
+
+func newControllerWithPeers(t *testing.T, mem *dcstest.MemoryStore, name string, pg Local, peers Peers) *Controller {
 	t.Helper()
 	b := mem.NewBackend()
 	if err := b.Configure(context.Background(), sdkdcs.ConfigureRequest{Scope: "demo", Member: name, TTL: 30 * time.Second}); err != nil {
@@ -140,7 +161,7 @@ func newController(t *testing.T, mem *dcstest.MemoryStore, name string, pg Local
 	dyn.LoopWait = 1
 	store := dcs.New(b, hclog.NewNullLogger(), 5*time.Second)
 	return New(Options{Name: name, Scope: "demo", ConnURL: "postgres://127.0.0.1:5432/postgres", APIURL: "http://127.0.0.1:8008/patroni", Version: "test", Bootstrap: dyn},
-		store, pg, noPeers{}, hclog.NewNullLogger())
+		store, pg, peers, hclog.NewNullLogger())
 }
 
 // eventually polls cond in virtual time.
@@ -295,5 +316,47 @@ func TestStopPublishedBeforeRelease(t *testing.T) {
 		if !stoppedWhileLeader {
 			t.Fatal("the stopped PostgreSQL was published only after the leader key was released")
 		}
+	})
+}
+
+func TestSwitchover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := dcstest.NewMemoryStore()
+		defer mem.Stop()
+		pg1, pg2 := newFakePG(), newFakePG()
+		peers := fakePeers{"pg1": pg1, "pg2": pg2}
+		run := func(c *Controller) func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); _ = c.Run(ctx) }()
+			return func() { cancel(); <-done }
+		}
+		defer run(newControllerWithPeers(t, mem, "pg1", pg1, peers))()
+		eventually(t, "pg1 leads", func() bool { return read(t, mem).LeaderName() == "pg1" })
+		defer run(newControllerWithPeers(t, mem, "pg2", pg2, peers))()
+		eventually(t, "pg2 streams", func() bool {
+			m := read(t, mem).Member("pg2")
+			return m != nil && m.State == "running"
+		})
+
+		writer := mem.NewBackend()
+		if err := writer.Configure(context.Background(), sdkdcs.ConfigureRequest{Scope: "demo", Member: "ctl", TTL: time.Second}); err != nil {
+			t.Fatal(err)
+		}
+		f := cluster.Failover{Leader: "pg1", Candidate: "pg2"}
+		if _, err := writer.CompareAndSet(context.Background(), sdkdcs.KeyFailover, f.Marshal(), ""); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "pg2 leads after the switchover", func() bool {
+			pg2.mu.Lock()
+			defer pg2.mu.Unlock()
+			return read(t, mem).LeaderName() == "pg2" && pg2.running && !pg2.recovery
+		})
+		eventually(t, "pg1 follows pg2 and /failover is cleared", func() bool {
+			c := read(t, mem)
+			pg1.mu.Lock()
+			defer pg1.mu.Unlock()
+			return pg1.running && pg1.recovery && pg1.upstream == "pg2" && c.Failover != nil && c.Failover.IsEmpty()
+		})
 	})
 }

@@ -33,6 +33,9 @@ type Local interface {
 	Stop(ctx context.Context, mode string) error
 	// Promote promotes the replica and returns once it runs as primary.
 	Promote(ctx context.Context) error
+	// Checkpoint runs CHECKPOINT (before a switchover's shutdown, so the
+	// shutdown checkpoint is short).
+	Checkpoint(ctx context.Context) error
 	// Follow points the running replica at upstream (nil: none).
 	Follow(ctx context.Context, upstream *cluster.Member) error
 	// Rewind runs pg_rewind against the source member.

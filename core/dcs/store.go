@@ -211,6 +211,17 @@ func (s *Store) WriteConfig(ctx context.Context, data []byte) error {
 	return nil
 }
 
+// ClearFailover resets /failover to {} over the version read, as Patroni
+// does (the key is not deleted).
+func (s *Store) ClearFailover(ctx context.Context, version string) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if _, err := s.backend.CompareAndSet(ctx, sdkdcs.KeyFailover, []byte("{}"), version); err != nil {
+		return fmt.Errorf("clearing /failover: %w", err)
+	}
+	return nil
+}
+
 // SetHistory writes /history.
 func (s *Store) SetHistory(ctx context.Context, h cluster.History) error {
 	ctx, cancel := s.ctx(ctx)

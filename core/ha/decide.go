@@ -15,7 +15,10 @@ func Decide(in Input) Decision {
 	if in.Cluster != nil && !d.needPeers {
 		d.add(Action{Kind: ActTouchMember})
 	}
-	return Decision{Actions: d.actions, Reason: d.reason, NeedPeers: d.needPeers, Memory: d.mem}
+	if d.note != "" {
+		d.reason += " (" + d.note + ")"
+	}
+	return Decision{Actions: d.actions, Reason: d.reason, NeedPeers: d.needPeers, Memory: d.mem, Reply: d.replyTo}
 }
 
 type decider struct {
@@ -27,6 +30,9 @@ type decider struct {
 	actions   []Action
 	reason    string
 	needPeers bool
+	// note is added to the reason (something worth saying beside it).
+	note    string
+	replyTo *Reply
 }
 
 func (d *decider) add(actions ...Action) { d.actions = append(d.actions, actions...) }
@@ -63,6 +69,9 @@ func (d *decider) decide() {
 		}
 		d.add(Action{Kind: ActCancelInitialize}, Action{Kind: ActRemoveDataDir})
 		d.say("bootstrap failed: %s; removing the data directory and cancelling the initialization", bootstrapFailed)
+		return
+	}
+	if d.in.Request != nil && d.request() {
 		return
 	}
 	if d.in.Busy != nil {
@@ -114,6 +123,9 @@ func (d *decider) decide() {
 		return
 	}
 	d.mem.CrashedAt = timeZero
+	if d.scheduledRestart() {
+		return
+	}
 	if d.held() {
 		d.leader()
 		return

@@ -47,6 +47,14 @@ func CheckInvariants(in Input, d Decision) error {
 			}
 		case ActStop:
 			stops = true
+		case ActRestart:
+			if a.AsPrimary && !lockSecured {
+				fail("action %d: restart as primary without holding the leader key", i)
+			}
+		case ActReinitialize:
+			if held {
+				fail("action %d: reinitialize of the leader", i)
+			}
 		case ActDemote:
 			if !lockSecured {
 				fail("action %d: demote for a switchover without holding the leader key", i)

@@ -221,6 +221,8 @@ func (w *world) input(t *testing.T, extra string) Input {
 		MinRecoveryEnd:  num(t, pg, "minrecovery"),
 		ControlTimeline: int(num(t, pg, "controltl")),
 		Problem:         pg["problem"],
+		ServerVersion:   int(num(t, pg, "version")),
+		PendingRestart:  has(pg, "pending_restart"),
 		BackupLabel:     has(pg, "backup_label"),
 	}
 	switch pg["datadir"] {
@@ -250,6 +252,16 @@ func (w *world) input(t *testing.T, extra string) Input {
 			})
 		case "peers":
 			in.PeersFetched = true
+		case "request":
+			k, kv := fields(t, rest)
+			r := &Request{Kind: RequestKind(k), Role: kv["role"], PostgresVersion: int(num(t, kv, "version")),
+				RestartPending: has(kv, "pending"), Timeout: time.Duration(num(t, kv, "timeout")) * time.Second,
+				Force: has(kv, "force"), FromLeader: has(kv, "from_leader")}
+			if has(kv, "at") {
+				at := epoch(float64(num(t, kv, "at")))
+				r.Schedule = &at
+			}
+			in.Request = r
 		case "outcome":
 			k, kv := fields(t, rest)
 			in.Outcome = &Outcome{Kind: Kind(k), Err: kv["err"], At: in.Now}
@@ -323,6 +335,9 @@ func parseMemory(t *testing.T, s string) Memory {
 	kv := flags(t, s)
 	m := Memory{Bootstrapping: has(kv, "bootstrapping"), RewindFailed: has(kv, "rewind_failed"), Demoted: has(kv, "demoted"), Rewound: has(kv, "rewound"),
 		HandOff: has(kv, "hand_off"), HandOffFailed: kv["hand_off_failed"]}
+	if has(kv, "scheduled_restart") {
+		m.ScheduledRestart = &ScheduledRestart{At: epoch(float64(num(t, kv, "scheduled_restart")))}
+	}
 	if has(kv, "crashed_at") {
 		m.CrashedAt = epoch(float64(num(t, kv, "crashed_at")))
 	}
@@ -345,6 +360,9 @@ func render(d Decision) string {
 		if a.AsPrimary {
 			b.WriteString(" as_primary")
 		}
+		if a.Timeout > 0 {
+			fmt.Fprintf(&b, " timeout=%s", a.Timeout)
+		}
 		if a.Kind == ActSyncSlots {
 			fmt.Fprintf(&b, " slots=[%s]", strings.Join(a.Slots, ","))
 		}
@@ -352,6 +370,9 @@ func render(d Decision) string {
 	}
 	if d.NeedPeers {
 		b.WriteString("need_peers\n")
+	}
+	if r := d.Reply; r != nil {
+		fmt.Fprintf(&b, "reply: %s %q\n", replyNames[r.Status], r.Message)
 	}
 	fmt.Fprintf(&b, "reason: %s\n", d.Reason)
 	var mem []string
@@ -370,6 +391,9 @@ func render(d Decision) string {
 	if d.Memory.Rewound {
 		mem = append(mem, "rewound")
 	}
+	if sr := d.Memory.ScheduledRestart; sr != nil {
+		mem = append(mem, fmt.Sprintf("scheduled_restart=%d", sr.At.Sub(epoch(0))/time.Second))
+	}
 	if d.Memory.HandOff {
 		mem = append(mem, "hand_off")
 	}
@@ -384,4 +408,9 @@ func render(d Decision) string {
 		fmt.Fprintf(&b, "memory: %s\n", strings.Join(mem, " "))
 	}
 	return b.String()
+}
+
+var replyNames = map[ReplyStatus]string{
+	ReplyDone: "done", ReplyStarted: "started", ReplyScheduled: "scheduled",
+	ReplyRefused: "refused", ReplyConflict: "conflict", ReplyNotFound: "not_found",
 }

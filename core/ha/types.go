@@ -97,6 +97,10 @@ type Postgres struct {
 	// none.
 	Upstream  string
 	Streaming bool
+	// ServerVersion is server_version_num of the running server.
+	ServerVersion int
+	// PendingRestart: a changed setting waits for a restart.
+	PendingRestart bool
 }
 
 // Primary reports whether PostgreSQL runs as a primary.
@@ -156,6 +160,8 @@ type Memory struct {
 	// HandOffFailed says why the last switchover's demote failed; the
 	// leader clears /failover.
 	HandOffFailed string
+	// ScheduledRestart is the planned restart, if any.
+	ScheduledRestart *ScheduledRestart
 	// BootstrapFailed is the error of a bootstrap of this process that
 	// failed. Such a member does not race for /initialize again: the
 	// same failure (initdb missing, a bad option) would repeat at once,
@@ -191,7 +197,78 @@ type Input struct {
 	// ShuttingDown: the agent was asked to stop.
 	ShuttingDown bool
 
+	// Request is an operator's request taken in by this cycle.
+	Request *Request
+
 	Memory Memory
+}
+
+// RequestKind names an operator request.
+type RequestKind string
+
+// Operator requests (REST API, custosctl).
+const (
+	RequestRestart       RequestKind = "restart"
+	RequestCancelRestart RequestKind = "cancel_restart"
+	RequestReinitialize  RequestKind = "reinitialize"
+)
+
+// Request is an operator's request (reference §1.3).
+type Request struct {
+	Kind RequestKind
+	// Restart conditions: Role ("primary", "replica", "standby_leader";
+	// empty = any), PostgresVersion (restart only if the running
+	// server_version_num is lower; 0 = any), RestartPending (only if a
+	// setting waits for a restart).
+	Role            string
+	PostgresVersion int
+	RestartPending  bool
+	// Timeout bounds the restart's start (0: pg_ctl_timeout).
+	Timeout time.Duration
+	// Schedule, when set, plans the restart instead of running it.
+	Schedule *time.Time
+	// Force cancels a background action in progress (reinitialize).
+	Force bool
+	// FromLeader clones from the leader even when a clonefrom member exists.
+	FromLeader bool
+}
+
+// ReplyStatus tells the requester what became of a request.
+type ReplyStatus int
+
+// Reply statuses; the REST API maps them onto Patroni's codes.
+const (
+	// ReplyDone: done already (e.g. a scheduled restart deleted).
+	ReplyDone ReplyStatus = iota + 1
+	// ReplyStarted: the action runs; for a restart the requester waits
+	// for its outcome.
+	ReplyStarted
+	// ReplyScheduled: planned for later.
+	ReplyScheduled
+	// ReplyRefused: conditions not met (Message says which).
+	ReplyRefused
+	// ReplyConflict: something else of the kind is already planned or
+	// running.
+	ReplyConflict
+	// ReplyNotFound: nothing to act on (no scheduled restart).
+	ReplyNotFound
+)
+
+// Reply answers a Request.
+type Reply struct {
+	Status  ReplyStatus
+	Message string
+}
+
+// ScheduledRestart is a restart planned for later; it lives in memory
+// only (a restarted agent forgets it, as Patroni) and is published in the
+// member key.
+type ScheduledRestart struct {
+	At              time.Time
+	Role            string
+	PostgresVersion int
+	RestartPending  bool
+	Timeout         time.Duration
 }
 
 // Kind names an action.
@@ -249,12 +326,18 @@ const (
 	// ActClearFailover resets /failover to {} (compare-and-set on the
 	// version read).
 	ActClearFailover Kind = "clear_failover"
+	// ActRestart (async) stops PostgreSQL (fast) and starts it again in
+	// the same role; Timeout bounds the start.
+	ActRestart Kind = "restart"
+	// ActReinitialize (async) stops PostgreSQL, wipes the data directory
+	// and clones it again from Member.
+	ActReinitialize Kind = "reinitialize"
 )
 
 // Async reports whether the action runs in the background.
 func (k Kind) Async() bool {
 	switch k {
-	case ActBootstrap, ActCreateReplica, ActStart, ActPromote, ActRewind, ActDemote:
+	case ActBootstrap, ActCreateReplica, ActStart, ActPromote, ActRewind, ActDemote, ActRestart, ActReinitialize:
 		return true
 	}
 	return false
@@ -278,6 +361,8 @@ type Action struct {
 	AsPrimary bool
 	// Slots is the wanted set of member slot names (ActSyncSlots).
 	Slots []string
+	// Timeout bounds a restart's start.
+	Timeout time.Duration
 }
 
 // Decision is what Decide returns.
@@ -290,4 +375,6 @@ type Decision struct {
 	NeedPeers bool
 	// Memory is what to remember for the next cycle.
 	Memory Memory
+	// Reply answers Input.Request, when there was one.
+	Reply *Reply
 }

@@ -113,6 +113,8 @@ func (l *local) Observe(ctx context.Context) controller.Observation {
 	o.HA.InRecovery = obs.InRecovery
 	o.HA.Timeline = obs.Timeline
 	o.ServerVersion = obs.ServerVersion
+	o.HA.ServerVersion = obs.ServerVersion
+	o.HA.PendingRestart = len(obs.PendingRestart) > 0
 	o.PostmasterStart = obs.PostmasterStartTime
 	if obs.InRecovery {
 		received, replayed := int64(obs.ReceivedLSN), int64(obs.ReplayedLSN)

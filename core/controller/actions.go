@@ -70,10 +70,39 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 	case ha.ActTouchMember:
 		return c.store.TouchMember(ctx, c.member(in, obs))
 	case ha.ActCancel:
-		if c.busy != nil {
-			c.busy.cancel()
+		if b := c.busy; b != nil {
+			b.cancel()
+			<-b.done
+			c.finishAsync(<-c.asyncDone)
 		}
 		return nil
+	case ha.ActRestart:
+		upstream := memberOf(clu, a.Member)
+		return c.startAsync(a.Kind, func(ctx context.Context) error {
+			if err := c.local.Stop(ctx, ha.StopFast); err != nil {
+				return err
+			}
+			if a.Timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, a.Timeout)
+				defer cancel()
+			}
+			return c.local.Start(ctx, a.AsPrimary, upstream)
+		})
+	case ha.ActReinitialize:
+		src := memberOf(clu, a.Member)
+		if src == nil {
+			return fmt.Errorf("clone source %s has no member key", a.Member)
+		}
+		return c.startAsync(a.Kind, func(ctx context.Context) error {
+			if err := c.local.Stop(ctx, ha.StopImmediate); err != nil {
+				return err
+			}
+			if err := c.local.RemoveDataDir(ctx); err != nil {
+				return err
+			}
+			return c.local.CreateReplica(ctx, *src)
+		})
 	case ha.ActBootstrap:
 		return c.startAsync(a.Kind, c.local.Bootstrap)
 	case ha.ActCreateReplica:

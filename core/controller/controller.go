@@ -79,7 +79,10 @@ type Controller struct {
 	dcsProblems []string
 
 	kick      chan struct{}
+	requests  chan *pending
 	asyncDone chan ha.Outcome
+	// waiting is the request whose reply waits for a background action.
+	waiting *pending
 	state     atomic.Pointer[State]
 }
 
@@ -98,6 +101,7 @@ func New(opts Options, store *dcs.Store, local Local, peers Peers, logger hclog.
 		now:       time.Now,
 		dyn:       opts.Bootstrap,
 		kick:      make(chan struct{}, 1),
+		requests:  make(chan *pending),
 		asyncDone: make(chan ha.Outcome, 1),
 	}
 	c.state.Store(&State{Member: cluster.Member{Name: opts.Name}})
@@ -131,8 +135,10 @@ func (c *Controller) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 	trigger := TriggerStart
+	var req *pending
 	for {
-		wait := c.cycle(ctx, false, trigger)
+		wait := c.cycle(ctx, false, trigger, req)
+		req = nil
 		timer := time.NewTimer(wait)
 		exited := c.local.Exited()
 		if exited == c.seenExit {
@@ -148,6 +154,8 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-c.store.Wake():
 			trigger = TriggerWatch
 		case <-c.kick:
+			trigger = TriggerRequest
+		case req = <-c.requests:
 			trigger = TriggerRequest
 		case <-exited:
 			trigger = TriggerPostmasterExit
@@ -165,7 +173,12 @@ func (c *Controller) Run(ctx context.Context) error {
 func (c *Controller) finishAsync(o ha.Outcome) {
 	c.busy = nil
 	c.outcome = &o
-	if o.Kind == ha.ActDemote {
+	if o.Err != "" {
+		c.answer(&c.waiting, ha.Reply{Status: ha.ReplyRefused, Message: string(o.Kind) + " failed: " + o.Err})
+	} else {
+		c.answer(&c.waiting, ha.Reply{Status: ha.ReplyDone, Message: string(o.Kind) + " done"})
+	}
+	if o.Kind == ha.ActDemote || o.Kind == ha.ActRestart || o.Kind == ha.ActReinitialize {
 		// The exit of a postmaster we stopped is no crash.
 		c.seenExit, c.crashed = c.local.Exited(), false
 	}
@@ -195,7 +208,8 @@ func (c *Controller) shutdown() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	c.cycle(ctx, true, TriggerShutdown)
+	c.cycle(ctx, true, TriggerShutdown, nil)
+	c.answer(&c.waiting, ha.Reply{Status: ha.ReplyRefused, Message: "the agent is shutting down"})
 }
 
 // What woke a cycle; logged with it.
@@ -210,7 +224,7 @@ const (
 )
 
 // cycle runs one HA cycle and returns how long to wait for the next.
-func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger string) time.Duration {
+func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger string, req *pending) time.Duration {
 	start := c.now()
 	clu, malformed, readErr := c.store.Read(ctx)
 	if readErr == nil {
@@ -248,6 +262,9 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 	if c.busy != nil {
 		in.Busy = &ha.Busy{Kind: c.busy.kind, Since: c.busy.since}
 	}
+	if req != nil {
+		in.Request = &req.req
+	}
 	c.outcome = nil
 
 	dec := ha.Decide(in)
@@ -263,6 +280,9 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 	c.mem = dec.Memory
 
 	obs, failed := c.execute(ctx, in, dec, obs)
+	if req != nil {
+		c.replyTo(req, dec, failed)
+	}
 	member := c.member(in, obs)
 	c.publish(in, dec, obs, member, failed)
 
@@ -432,6 +452,18 @@ func (c *Controller) member(in ha.Input, obs Observation) cluster.Member {
 		m.ReceiveLSN, m.ReplayLSN = obs.ReceiveLSN, obs.ReplayLSN
 		m.ReplicationState = obs.ReplicationState
 	}
+	if sr := c.mem.ScheduledRestart; sr != nil {
+		m.ScheduledRestart = map[string]any{"schedule": cluster.FormatTime(sr.At)}
+		if sr.Role != "" {
+			m.ScheduledRestart["role"] = sr.Role
+		}
+		if sr.PostgresVersion > 0 {
+			m.ScheduledRestart["postgres_version"] = sr.PostgresVersion
+		}
+		if sr.RestartPending {
+			m.ScheduledRestart["restart_pending"] = true
+		}
+	}
 	m.PendingRestart = obs.PendingRestart
 	if len(obs.PendingReasons) > 0 {
 		m.PendingRestartReason = obs.PendingReasons
@@ -451,6 +483,10 @@ func (c *Controller) stateName(obs Observation) string {
 			return "starting"
 		case ha.ActRewind:
 			return "stopped"
+		case ha.ActRestart:
+			return "restarting"
+		case ha.ActReinitialize:
+			return "creating replica"
 		}
 	}
 	switch {

@@ -25,7 +25,7 @@ import (
 // the HA loop stops PostgreSQL and releases the leader key, then the REST
 // API and the plugins stop. exe is the path of the running custos binary
 // (for the default plugin_dir).
-func Run(ctx context.Context, cfg *config.Config, exe string, logger hclog.Logger) error {
+func Run(ctx context.Context, path string, cfg *config.Config, exe string, logger hclog.Logger) error {
 	logger = logger.With("member", cfg.Name)
 	if err := checkPrograms(pgConfig(cfg, cfg.Dynamic())); err != nil {
 		return config.Problems{{Path: "postgresql.bin_dir", Message: err.Error()}}
@@ -51,11 +51,13 @@ func Run(ctx context.Context, cfg *config.Config, exe string, logger hclog.Logge
 		_ = store.Close(cctx)
 	}()
 
-	pg, err := postgres.New(pgConfig(cfg, dyn), logger.Named("postgres"))
+	pgc := pgConfig(cfg, dyn)
+	pg, err := postgres.New(pgc, logger.Named("postgres"))
 	if err != nil {
 		return fmt.Errorf("postgresql configuration: %w", err)
 	}
 	defer pg.Close()
+	settings := &settings{path: path, pg: pg, logger: logger, cfg: cfg, dyn: dyn, applied: pgc}
 	if err := pg.WritePgpass(); err != nil {
 		return fmt.Errorf("writing the pgpass file: %w", err)
 	}
@@ -86,12 +88,23 @@ func Run(ctx context.Context, cfg *config.Config, exe string, logger hclog.Logge
 		Publish: func(st *controller.State) {
 			latest.Publish(snapshotOf(st, cfg.Scope, cfg.Name, problemsOf(st)))
 		},
+		ApplyDynamic: settings.applyDynamic,
 	}, store, &local{
 		pg:           pg,
 		replicas:     newReplicaCreator(host, cfg, pg, logger.Named("replica")),
 		logger:       logger.Named("postgres"),
 		startTimeout: cfg.PostgreSQL.PGCtlTimeout,
 	}, peers{peerClient}, logger.Named("ha"))
+
+	settings.mu.Lock()
+	settings.ctrl = ctrl
+	settings.mu.Unlock()
+	stopHUP := onSIGHUP(func() {
+		rctx, cancel := context.WithTimeout(ctx, reloadTimeout)
+		defer cancel()
+		_ = settings.reload(rctx)
+	})
+	defer stopHUP()
 
 	server := api.New(serverConfig(cfg), latest, logger.Named("api"))
 	apiCtx, stopAPI := context.WithCancel(context.Background())

@@ -68,7 +68,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	logger := newLogger(cfg.Log, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := Run(ctx, cfg, exe, logger); err != nil {
+	if err := Run(ctx, path, cfg, exe, logger); err != nil {
 		var probs config.Problems
 		if errors.As(err, &probs) {
 			printProblems(stderr, path, probs)

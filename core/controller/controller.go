@@ -48,6 +48,19 @@ type Options struct {
 	RemoveDataDirectoryOnDivergedTimelines bool
 	// Publish, when set, receives the state after each cycle.
 	Publish func(*State)
+	// ApplyDynamic, when set, applies a changed dynamic configuration to
+	// PostgreSQL (parameters, pg_hba...); it is called from the loop,
+	// never while a background action runs, and again until it succeeds.
+	ApplyDynamic func(context.Context, config.Dynamic) error
+}
+
+// LocalSettings are the member's own settings a configuration reload may
+// change without restarting the agent.
+type LocalSettings struct {
+	Tags                                   cluster.Tags
+	UsePgRewind                            *bool
+	RemoveDataDirectoryOnRewindFailure     bool
+	RemoveDataDirectoryOnDivergedTimelines bool
 }
 
 // Controller runs the HA loop of one member.
@@ -66,6 +79,8 @@ type Controller struct {
 	dcsLastSeen time.Time
 	dyn         config.Dynamic
 	dynRaw      string
+	// appliedRaw is the dynamic configuration last applied to PostgreSQL.
+	appliedRaw  *string
 	ttl         time.Duration
 	crashed     bool
 	startFailed bool
@@ -78,12 +93,15 @@ type Controller struct {
 	// dcsProblems are the malformed values of the last DCS read.
 	dcsProblems []string
 
+	settingsMu sync.Mutex
+	settings   LocalSettings
+
 	kick      chan struct{}
 	requests  chan *pending
 	asyncDone chan ha.Outcome
 	// waiting is the request whose reply waits for a background action.
 	waiting *pending
-	state     atomic.Pointer[State]
+	state   atomic.Pointer[State]
 }
 
 // running is the background action in progress.
@@ -103,6 +121,12 @@ func New(opts Options, store *dcs.Store, local Local, peers Peers, logger hclog.
 		kick:      make(chan struct{}, 1),
 		requests:  make(chan *pending),
 		asyncDone: make(chan ha.Outcome, 1),
+		settings: LocalSettings{
+			Tags:                                   opts.Tags,
+			UsePgRewind:                            opts.UsePgRewind,
+			RemoveDataDirectoryOnRewindFailure:     opts.RemoveDataDirectoryOnRewindFailure,
+			RemoveDataDirectoryOnDivergedTimelines: opts.RemoveDataDirectoryOnDivergedTimelines,
+		},
 	}
 	c.state.Store(&State{Member: cluster.Member{Name: opts.Name}})
 	return c
@@ -111,6 +135,21 @@ func New(opts Options, store *dcs.Store, local Local, peers Peers, logger hclog.
 // State returns the state published after the last cycle. It is never
 // modified after publication.
 func (c *Controller) State() *State { return c.state.Load() }
+
+// SetLocal replaces the member's own settings (after a configuration
+// reload); the next cycle uses them.
+func (c *Controller) SetLocal(l LocalSettings) {
+	c.settingsMu.Lock()
+	c.settings = l
+	c.settingsMu.Unlock()
+	c.Wake()
+}
+
+func (c *Controller) localSettings() LocalSettings {
+	c.settingsMu.Lock()
+	defer c.settingsMu.Unlock()
+	return c.settings
+}
 
 // Wake asks for a cycle now.
 func (c *Controller) Wake() {
@@ -332,6 +371,13 @@ func (c *Controller) applyDynamic(clu *cluster.Cluster) {
 	}
 	c.dynRaw = raw
 	c.dyn = dyn
+	if c.opts.ApplyDynamic != nil && c.busy == nil && (c.appliedRaw == nil || *c.appliedRaw != raw) {
+		if err := c.opts.ApplyDynamic(context.Background(), dyn); err != nil {
+			c.logger.Warn("applying the dynamic configuration to postgres", "error", err)
+		} else {
+			c.appliedRaw = &raw
+		}
+	}
 	c.store.SetTimeout(dyn.RetryTimeout.Duration())
 	if ttl := dyn.TTL.Duration(); ttl != c.ttl {
 		if c.ttl != 0 {
@@ -347,9 +393,10 @@ func (c *Controller) applyDynamic(clu *cluster.Cluster) {
 
 func (c *Controller) haConfig() ha.Config {
 	d := c.dyn
+	l := c.localSettings()
 	usePgRewind := d.PostgreSQL.UsePgRewind
-	if c.opts.UsePgRewind != nil {
-		usePgRewind = *c.opts.UsePgRewind
+	if l.UsePgRewind != nil {
+		usePgRewind = *l.UsePgRewind
 	}
 	return ha.Config{
 		TTL:                                    d.TTL.Duration(),
@@ -361,9 +408,9 @@ func (c *Controller) haConfig() ha.Config {
 		Paused:                                 d.Pause,
 		UseSlots:                               d.PostgreSQL.UseSlots,
 		UsePgRewind:                            usePgRewind,
-		RemoveDataDirectoryOnRewindFailure:     c.opts.RemoveDataDirectoryOnRewindFailure,
-		RemoveDataDirectoryOnDivergedTimelines: c.opts.RemoveDataDirectoryOnDivergedTimelines,
-		Tags:                                   c.opts.Tags,
+		RemoveDataDirectoryOnRewindFailure:     l.RemoveDataDirectoryOnRewindFailure,
+		RemoveDataDirectoryOnDivergedTimelines: l.RemoveDataDirectoryOnDivergedTimelines,
+		Tags:                                   l.Tags,
 	}
 }
 
@@ -436,7 +483,7 @@ func (c *Controller) member(in ha.Input, obs Observation) cluster.Member {
 		ConnURL:      c.opts.ConnURL,
 		APIURL:       c.opts.APIURL,
 		AgentVersion: c.opts.Version,
-		Tags:         c.opts.Tags,
+		Tags:         c.localSettings().Tags,
 		Pause:        c.dyn.Pause,
 		State:        c.stateName(obs),
 		Role:         c.roleName(obs),

@@ -166,6 +166,11 @@ func (d *decider) outcome() (bootstrapFailed string) {
 }
 
 func (d *decider) shutdown() {
+	if d.in.Config.Paused {
+		// Maintenance mode: PostgreSQL and the leader key stay as they are.
+		d.say("shutting down; paused, so postgres keeps running")
+		return
+	}
 	if d.pg.Running {
 		d.add(Action{Kind: ActStop, Mode: StopFast})
 	}
@@ -270,6 +275,12 @@ func (d *decider) finishBootstrap() {
 
 // leader runs the cycle of the leader key's holder with PostgreSQL up.
 func (d *decider) leader() {
+	if d.in.Config.Paused && d.pg.InRecovery {
+		// Paused, the key stays only with a running primary.
+		d.add(Action{Kind: ActReleaseLeader})
+		d.say("paused: releasing the leader key, postgres runs as a replica")
+		return
+	}
 	d.add(Action{Kind: ActRenewLeader})
 	if d.pg.InRecovery {
 		d.add(Action{Kind: ActPromote})
@@ -408,7 +419,12 @@ func (d *decider) healthiestAmong(peers []Peer, checkLag bool) (bool, string) {
 // member (or nobody) holds the leader key.
 func (d *decider) follow() {
 	leader := d.c.LeaderName()
-	if leader != "" && d.divergedWhileRunning() {
+	if d.pg.Primary() {
+		// Only reachable while paused: nothing is demoted then.
+		d.say("paused: continuing to run as primary without the lock")
+		return
+	}
+	if leader != "" && !d.in.Config.Paused && d.divergedWhileRunning() {
 		d.add(Action{Kind: ActStop, Mode: StopFast})
 		d.say("my WAL went past where leader %s branched off: stopping for pg_rewind", leader)
 		return

@@ -106,7 +106,8 @@ func Run(ctx context.Context, path string, cfg *config.Config, exe string, logge
 	})
 	defer stopHUP()
 
-	server := api.New(serverConfig(cfg), latest, logger.Named("api"))
+	op := &operator{ctrl: ctrl, store: store, peers: peers{peerClient}, logger: logger.Named("api"), reload: reloadLikeSIGHUP(logger)}
+	server := api.New(serverConfig(cfg), latest, logger.Named("api"), api.WithOperator(op))
 	apiCtx, stopAPI := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var apiErr error

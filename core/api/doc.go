@@ -1,12 +1,20 @@
 // Package api is custos's REST API, wire-compatible with Patroni's (reference
 // §1): the health checks HAProxy, Kubernetes probes and load balancers call,
 // the read endpoints patronictl and peers use (/patroni, /cluster, /history,
-// /config, /failsafe), and /metrics with Patroni's metric names.
+// /config, /failsafe), /metrics with Patroni's metric names, and the
+// mutating endpoints operators and patronictl use (POST /switchover,
+// /failover, /restart, /reinitialize, /reload; DELETE /switchover,
+// /restart; PATCH and PUT /config) with Patroni's bodies, status codes and
+// messages.
 //
-// It answers from the agent's cached state only: the controller publishes an
-// immutable Snapshot after every HA cycle (Latest holds it behind an atomic
-// pointer) and each request reads the newest one. No request runs SQL or
-// calls the DCS, and no request takes a lock the HA loop holds.
+// The read endpoints answer from the agent's cached state only: the
+// controller publishes an immutable Snapshot after every HA cycle (Latest
+// holds it behind an atomic pointer) and each request reads the newest one.
+// They run no SQL, call no DCS and take no lock the HA loop holds. The
+// mutating endpoints act through an Operator: they read the DCS afresh,
+// write /failover and /config, ask the peers for their status and hand
+// restarts and reinitializations to the HA loop, which decides them like
+// everything else.
 //
 // The package owns the wire shape of the status document (Status) and of the
 // cluster document (ClusterInfo); package api/client decodes them from custos

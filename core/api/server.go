@@ -81,9 +81,14 @@ type ServerConfig struct {
 type Server struct {
 	cfg    ServerConfig
 	src    Source
+	op     Operator
 	logger hclog.Logger
 	// now is the clock; tests replace it.
 	now func() time.Time
+	// pollInterval and peerTimeout pace a switchover
+	// (failoverPollInterval, peerStatusTimeout); tests shorten them.
+	pollInterval time.Duration
+	peerTimeout  time.Duration
 	// routes maps a method and a first path segment to its handler.
 	routes  map[string]map[string]http.Handler
 	metrics prometheus.Gatherer
@@ -103,19 +108,35 @@ type encodedStatus struct {
 	body []byte
 }
 
+// Option changes a server made by New.
+type Option func(*Server)
+
+// WithOperator makes the server serve the mutating endpoints (switchover,
+// failover, restart, reinitialize, reload, PATCH and PUT /config) through
+// op. Without it the server is read-only and they answer 501, as unknown
+// paths do.
+func WithOperator(op Operator) Option {
+	return func(s *Server) { s.op = op }
+}
+
 // New returns a server answering from src. Nothing is checked or opened
 // until Serve.
-func New(cfg ServerConfig, src Source, logger hclog.Logger) *Server {
+func New(cfg ServerConfig, src Source, logger hclog.Logger, opts ...Option) *Server {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
 	s := &Server{
-		cfg:     cfg,
-		src:     src,
-		logger:  logger,
-		now:     time.Now,
-		routes:  map[string]map[string]http.Handler{},
-		metrics: newRegistry(src),
+		cfg:          cfg,
+		src:          src,
+		logger:       logger,
+		now:          time.Now,
+		pollInterval: failoverPollInterval,
+		peerTimeout:  peerStatusTimeout,
+		routes:       map[string]map[string]http.Handler{},
+		metrics:      newRegistry(src),
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	if cfg.Username != "" {
 		s.authHeader = basicAuthHeader(cfg.Username, cfg.Password)
@@ -128,6 +149,17 @@ func New(cfg ServerConfig, src Source, logger hclog.Logger) *Server {
 	s.handle(http.MethodGet, "metrics", s.getMetrics)
 	s.handle(http.MethodGet, "liveness", s.getLiveness)
 	s.handle(http.MethodGet, "readiness", s.getReadiness)
+	if s.op != nil {
+		s.handle(http.MethodPost, "switchover", s.postSwitchover)
+		s.handle(http.MethodPost, "failover", s.postFailover)
+		s.handle(http.MethodDelete, "switchover", s.deleteSwitchover)
+		s.handle(http.MethodPost, "restart", s.postRestart)
+		s.handle(http.MethodDelete, "restart", s.deleteRestart)
+		s.handle(http.MethodPost, "reinitialize", s.postReinitialize)
+		s.handle(http.MethodPost, "reload", s.postReload)
+		s.handle(http.MethodPatch, "config", s.patchConfig)
+		s.handle(http.MethodPut, "config", s.putConfig)
+	}
 	return s
 }
 

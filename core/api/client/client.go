@@ -83,13 +83,15 @@ func New(opts Options) (*Client, error) {
 		tlsCfg.Certificates = []tls.Certificate{cert}
 	}
 	transport := &http.Transport{
-		Proxy:                 nil, // peers are reached directly, never through HTTP_PROXY
-		DialContext:           (&net.Dialer{Timeout: dialTimeout}).DialContext,
-		TLSClientConfig:       tlsCfg,
-		TLSHandshakeTimeout:   StatusTimeout,
-		ResponseHeaderTimeout: StatusTimeout,
-		MaxIdleConnsPerHost:   2,
-		IdleConnTimeout:       time.Minute,
+		Proxy:               nil, // peers are reached directly, never through HTTP_PROXY
+		DialContext:         (&net.Dialer{Timeout: dialTimeout}).DialContext,
+		TLSClientConfig:     tlsCfg,
+		TLSHandshakeTimeout: StatusTimeout,
+		// No ResponseHeaderTimeout: each call is bounded by its context
+		// (GetStatus by StatusTimeout), and a switchover or a restart
+		// answers only once it is done.
+		MaxIdleConnsPerHost: 2,
+		IdleConnTimeout:     time.Minute,
 	}
 	c := &Client{http: &http.Client{Transport: transport}}
 	if opts.Username != "" {

@@ -99,8 +99,10 @@ type Controller struct {
 	kick      chan struct{}
 	requests  chan *pending
 	asyncDone chan ha.Outcome
-	// waiting is the request whose reply waits for a background action.
-	waiting *pending
+	// waiting is the request whose reply waits for a background action;
+	// doneReply is that reply once the action ended.
+	waiting   *pending
+	doneReply *ha.Reply
 	state   atomic.Pointer[State]
 }
 
@@ -212,10 +214,12 @@ func (c *Controller) Run(ctx context.Context) error {
 func (c *Controller) finishAsync(o ha.Outcome) {
 	c.busy = nil
 	c.outcome = &o
+	// The requester hears after the next cycle has published the new
+	// state, so that /patroni agrees with the answer.
 	if o.Err != "" {
-		c.answer(&c.waiting, ha.Reply{Status: ha.ReplyRefused, Message: string(o.Kind) + " failed: " + o.Err})
+		c.doneReply = &ha.Reply{Status: ha.ReplyRefused, Message: string(o.Kind) + " failed: " + o.Err}
 	} else {
-		c.answer(&c.waiting, ha.Reply{Status: ha.ReplyDone, Message: string(o.Kind) + " done"})
+		c.doneReply = &ha.Reply{Status: ha.ReplyDone, Message: string(o.Kind) + " done"}
 	}
 	if o.Kind == ha.ActDemote || o.Kind == ha.ActRestart || o.Kind == ha.ActReinitialize {
 		// The exit of a postmaster we stopped is no crash.
@@ -324,6 +328,10 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 	}
 	member := c.member(in, obs)
 	c.publish(in, dec, obs, member, failed)
+	if c.doneReply != nil {
+		c.answer(&c.waiting, *c.doneReply)
+		c.doneReply = nil
+	}
 
 	line := []any{"reason", dec.Reason, "trigger", trigger}
 	if len(dec.Actions) > 0 {

@@ -258,6 +258,9 @@ func render(cfg Config, la listenAddr, major int, setup Setup) (Files, error) {
 		return Files{}, fmt.Errorf("rendering configuration: PostgreSQL %d is not supported (12 or later)", major)
 	}
 	params := enforceParameters(cfg, la, major)
+	// Written for primaries too: it cannot change without a restart, and a
+	// promoted standby must not report a pending restart for it.
+	params["recovery_target_timeline"] = "latest"
 	var b strings.Builder
 	b.WriteString(confHeader)
 	// A relative include is read from the directory of this file, so it
@@ -268,7 +271,7 @@ func render(cfg Config, la listenAddr, major int, setup Setup) (Files, error) {
 	}
 	if setup.Standby {
 		b.WriteString("\n# Recovery (this server is a standby)\n")
-		rec := map[string]string{"recovery_target_timeline": "latest"}
+		rec := map[string]string{}
 		for k, v := range cfg.RecoveryConf {
 			k = strings.ToLower(strings.TrimSpace(k))
 			if managedRecoveryParams[k] {

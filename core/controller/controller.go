@@ -103,7 +103,7 @@ type Controller struct {
 	// doneReply is that reply once the action ended.
 	waiting   *pending
 	doneReply *ha.Reply
-	state   atomic.Pointer[State]
+	state     atomic.Pointer[State]
 }
 
 // running is the background action in progress.

@@ -552,7 +552,11 @@ func (k *kit) testRenewalKeepsAlive(t *testing.T) {
 	if err := a.TouchMember(ctxT(t), []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
-	end := time.Now().Add(3 * k.ttl)
+	// Past the point where unrenewed keys are certainly gone, plus one
+	// renewal period, so that keys kept by the first renewals alone would be
+	// caught too. (A fixed 3 x TTL made this the one-minute long pole of
+	// stores with a 20 s minimum TTL.)
+	end := time.Now().Add(k.expiryDeadline() + k.ttl/3)
 	nextRenew := time.Now().Add(k.ttl / 3)
 	for time.Now().Before(end) {
 		if time.Now().After(nextRenew) {
@@ -631,12 +635,14 @@ func (w *watcher) waitEvent(t *testing.T, typ dcs.EventType, path string, since 
 }
 
 // waitWatching makes sure the watch is established by writing a key until
-// its event arrives.
+// its event arrives. Each write carries a new value: a store may treat
+// rewriting the same bytes as no change at all (Consul keeps the
+// ModifyIndex and wakes no watcher).
 func (w *watcher) waitWatching(t *testing.T, b dcs.Backend) {
 	t.Helper()
 	deadline := time.Now().Add(opTimeout)
-	for time.Now().Before(deadline) {
-		if err := b.Set(ctxT(t), dcs.KeyStatus, []byte(`{"optime":0}`)); err != nil {
+	for i := 0; time.Now().Before(deadline); i++ {
+		if err := b.Set(ctxT(t), dcs.KeyStatus, []byte(fmt.Sprintf(`{"optime":%d}`, i))); err != nil {
 			t.Fatal(err)
 		}
 		w.mu.Lock()
@@ -735,15 +741,22 @@ func (k *kit) testCloseDuringWatch(t *testing.T) {
 	// Make sure the watch is open.
 	watching := make(chan struct{})
 	go func() { events.Wait(); close(watching) }()
-	for open := false; !open; {
-		if err := a.Set(ctxT(t), dcs.KeyStatus, []byte(`{}`)); err != nil {
+	// New values each time, as in waitWatching.
+	deadline := time.Now().Add(opTimeout)
+	for i := 0; ; i++ {
+		if err := a.Set(ctxT(t), dcs.KeyStatus, []byte(fmt.Sprintf(`{"optime":%d}`, i))); err != nil {
 			t.Fatal(err)
 		}
 		select {
 		case <-watching:
-			open = true
 		case <-time.After(100 * time.Millisecond):
+			if time.Now().Before(deadline) {
+				continue
+			}
+			_ = b.Close(ctxT(t))
+			t.Fatal("the watch delivered no event for a write")
 		}
+		break
 	}
 	start := time.Now()
 	closed := make(chan error, 1)

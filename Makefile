@@ -49,8 +49,13 @@ demo: build ## Run a three-member cluster (embedded etcd, PostgreSQL) until Ctrl
 test-deps: ## Install what the tests need (Debian packages; needs root)
 	./.ci/install-deps
 
+.PHONY: servers
+servers: ## Build the Consul and kube-apiserver/etcd 3.6 test servers into $(CUSTOS_CACHE)/bin when missing
+	./.ci/build-consul
+	./.ci/build-kube
+
 .PHONY: test
-test: ## Run every test tier against real servers (installs what is missing when root)
+test: servers ## Run every test tier against real servers (installs what is missing when root)
 	@if [ "$$(id -u)" = 0 ]; then ./.ci/install-deps; fi
 	$(GO) test -tags integration -timeout $(TEST_TIMEOUT) -p 2 $(addsuffix /...,$(addprefix ./,$(MODULES)))
 

@@ -23,6 +23,8 @@ const (
 )
 
 type listOptions struct {
+	// topology shows the members as a replication tree.
+	topology     bool
 	extended     bool
 	timestamp    bool
 	format       string
@@ -50,6 +52,25 @@ scope. custosctl only reads the DCS.`,
 	f.BoolVarP(&o.extended, "extended", "e", false, "show Pending restart, Scheduled restart and Tags even when no member has them")
 	f.BoolVarP(&o.timestamp, "timestamp", "t", false, "print the time before the table")
 	f.StringVarP(&o.format, "format", "f", formatPretty, "output format: pretty, tsv, json or yaml")
+	f.BoolVarP(&o.watchDefault, "watch-default", "W", false, "refresh every 2 seconds until interrupted")
+	f.Float64VarP(&o.watch, "watch", "w", 0, "refresh every `SECONDS` until interrupted")
+	return cmd
+}
+
+func newTopologyCommand(e *env, g *globalOptions) *cobra.Command {
+	o := &listOptions{topology: true, format: formatPretty}
+	cmd := &cobra.Command{
+		Use:   "topology [CLUSTER...]",
+		Short: "Show the members as a replication tree",
+		Long: `Show the members as patronictl topology does: the list table with the leader
+first and each replica under the member it replicates from (tag replicatefrom),
+indented with "+ ".`,
+		Example: `  custosctl -c custos.toml topology`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runList(cmd.Context(), e, g, o, args)
+		},
+	}
+	f := cmd.Flags()
 	f.BoolVarP(&o.watchDefault, "watch-default", "W", false, "refresh every 2 seconds until interrupted")
 	f.Float64VarP(&o.watch, "watch", "w", 0, "refresh every `SECONDS` until interrupted")
 	return cmd
@@ -90,7 +111,7 @@ func runList(ctx context.Context, e *env, g *globalOptions, o *listOptions, args
 	if err != nil {
 		return err
 	}
-	r, err := newReader(t, newLogger(e))
+	r, err := openReader(e, t)
 	if err != nil {
 		return err
 	}
@@ -136,7 +157,11 @@ func listClusters(ctx context.Context, e *env, r *reader, names []string, o *lis
 		for _, p := range problems {
 			fmt.Fprintf(e.stderr, "Warning: cluster %s: %v\n", name, p)
 		}
-		if err := newListing(name, c, o.extended).write(e.stdout, o.format); err != nil {
+		l := newListing(name, c, o.extended)
+		if o.topology {
+			l = newTopology(name, c)
+		}
+		if err := l.write(e.stdout, o.format); err != nil {
 			return err
 		}
 	}

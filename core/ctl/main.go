@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
@@ -30,12 +31,30 @@ func (e usageError) Unwrap() error { return e.err }
 // env is what a custosctl run takes from its process; tests give their
 // own.
 type env struct {
+	// stdin carries the answers to prompts; nil reads as closed.
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	lookupEnv      func(string) (string, bool)
 	// executable is custosctl's own path: the default plugin directory and
 	// the demo's custos binary are beside it.
 	executable string
+	// dcs, when set, opens the DCS backends instead of the plugins (tests
+	// hand out backends of an in-memory store).
+	dcs backendOpener
+	// now is the clock of printed timestamps and of the example times in
+	// prompts; nil means time.Now.
+	now func() time.Time
+	// pollInterval is how often --wait looks again; 0 means the default of
+	// each command.
+	pollInterval time.Duration
 }
+
+// silentError is a failure already reported on stdout (patronictl's
+// "Failed: ..." lines): custosctl exits with exitFailure without adding an
+// "Error:" line.
+type silentError struct{ what string }
+
+func (e silentError) Error() string { return e.what }
 
 // Main is the whole custosctl command. It returns the exit code. SIGINT and
 // SIGTERM cancel the running command (a watch ends, the demo cleans up).
@@ -46,16 +65,20 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return run(ctx, args, &env{stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv, executable: exe})
+	return run(ctx, args, &env{stdin: os.Stdin, stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv, executable: exe})
 }
 
 // run executes one command line.
 func run(ctx context.Context, args []string, e *env) int {
 	root := newRootCommand(e)
-	root.SetArgs(args)
+	root.SetArgs(rewriteQueryArgs(args))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
+	}
+	var se silentError
+	if errors.As(err, &se) {
+		return exitFailure
 	}
 	fmt.Fprintf(e.stderr, "Error: %v\n", err)
 	var ue usageError
@@ -102,7 +125,15 @@ etcd3://10.0.0.1:2379,10.0.0.2:2379/service or zookeeper://10.0.0.1:2181).`,
 	pf.StringVar(&g.pluginDir, "plugin-dir", "", "directory of the custos-plugin-* binaries (default: plugin_dir of the configuration, else plugins/ beside custosctl)")
 	pf.BoolVarP(&g.insecure, "insecure", "k", false, "allow TLS connections to the REST API without verifying certificates")
 
-	root.AddCommand(newListCommand(e, g), newDemoCommand(e, g))
+	root.AddCommand(
+		newListCommand(e, g), newTopologyCommand(e, g),
+		newSwitchoverCommand(e, g), newFailoverCommand(e, g),
+		newRestartCommand(e, g), newReloadCommand(e, g), newReinitCommand(e, g), newFlushCommand(e, g),
+		newPauseCommand(e, g, true), newPauseCommand(e, g, false),
+		newEditConfigCommand(e, g), newShowConfigCommand(e, g), newHistoryCommand(e, g),
+		newQueryCommand(e, g), newDSNCommand(e, g), newRemoveCommand(e, g), newVersionCommand(e, g),
+		newDemoCommand(e, g),
+	)
 	return root
 }
 

@@ -64,7 +64,21 @@ type listing struct {
 // newListing builds the listing of the cluster named name from a DCS read,
 // the way patronictl 3.0.2's output_members does.
 func newListing(name string, c *cluster.Cluster, extended bool) listing {
+	return buildListing(name, c, extended, false)
+}
+
+// newTopology is the listing of `topology`: the members as a tree, each
+// replica under the member it replicates from (tag replicatefrom) or
+// under the leader, its name indented with "+ " by depth.
+func newTopology(name string, c *cluster.Cluster) listing {
+	return buildListing(name, c, false, true)
+}
+
+func buildListing(name string, c *cluster.Cluster, extended, tree bool) listing {
 	info := api.NewClusterInfo(c, clusterOptions(name, c))
+	if tree {
+		info.Members = topologyOrder(info.Members)
+	}
 	l := listing{title: fmt.Sprintf(" Cluster: %s (%s) ", name, initializeState(c))}
 
 	l.columns = []string{colCluster, colMember, colHost, colRole, colState, colTL, colLag}
@@ -123,6 +137,56 @@ func newListing(name string, c *cluster.Cluster, extended bool) listing {
 		l.serviceInfo = append(l.serviceInfo, line)
 	}
 	return l
+}
+
+// topologyOrder orders the members as patronictl's topology_sort: the
+// leader (or standby leader) first, then depth first each member's
+// replicas, a replica's parent being its replicatefrom member when that is
+// another replica, else the leader. Names get "+ " indented two spaces per
+// level below the first. Members in a replicatefrom cycle are not reached
+// and not shown, as with patronictl.
+func topologyOrder(members []api.MemberInfo) []api.MemberInfo {
+	isLeader := func(m api.MemberInfo) bool { return strings.HasSuffix(m.Role, "leader") }
+	leader := ""
+	replicas := map[string]bool{}
+	for _, m := range members {
+		if isLeader(m) {
+			if leader == "" {
+				leader = m.Name
+			}
+		} else {
+			replicas[m.Name] = true
+		}
+	}
+	children := map[string][]api.MemberInfo{}
+	for _, m := range members {
+		if isLeader(m) {
+			continue
+		}
+		parent := m.Tags.ReplicateFrom
+		if parent == "" || parent == m.Name || !replicas[parent] {
+			parent = leader
+		}
+		children[parent] = append(children[parent], m)
+	}
+	var out []api.MemberInfo
+	var walk func(name string, level int)
+	walk = func(name string, level int) {
+		for _, m := range children[name] {
+			own := m.Name
+			m.Name = strings.Repeat(" ", (level-1)*2) + "+ " + own
+			out = append(out, m)
+			walk(own, level+1)
+		}
+	}
+	for _, m := range members {
+		if m.Name == leader {
+			out = append(out, m)
+			break
+		}
+	}
+	walk(leader, 1)
+	return out
 }
 
 // clusterOptions reads what the cluster document depends on from the
@@ -340,7 +404,8 @@ func (l listing) writeYAML(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	_, err = w.Write(out)
+	// patronictl echoes the YAML with a newline of its own.
+	_, err = w.Write(append(out, '\n'))
 	return err
 }
 

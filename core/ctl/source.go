@@ -34,12 +34,19 @@ const (
 // one no agent uses.
 func memberName() string { return "custosctl-" + strconv.Itoa(os.Getpid()) }
 
-// reader reads clusters through the DCS plugin. A backend is bound to one
-// scope, so each cluster gets its own plugin process, started on first use
-// and kept until Close (watching re-reads through the same one).
+// backendOpener hands out a configured DCS backend bound to a cluster;
+// tests give one over an in-memory store instead of the plugins.
+type backendOpener func(ctx context.Context, scope string) (dcs.Backend, error)
+
+// reader reads and writes clusters through the DCS plugin. A backend is
+// bound to one scope, so each cluster gets its own plugin process, started
+// on first use and kept until Close (watching re-reads through the same
+// one).
 type reader struct {
-	t        *target
+	t *target
+	// host runs the plugins; nil when open is set.
 	host     *plugins.Host
+	open     backendOpener
 	member   string
 	backends map[string]dcs.Backend
 }
@@ -50,6 +57,15 @@ func newReader(t *target, logger hclog.Logger) (*reader, error) {
 		return nil, fmt.Errorf("plugins: %w", err)
 	}
 	return &reader{t: t, host: host, member: memberName(), backends: map[string]dcs.Backend{}}, nil
+}
+
+// openReader is the reader of a command: through the plugins, or through
+// the environment's own backends when it has some (tests).
+func openReader(e *env, t *target) (*reader, error) {
+	if e.dcs != nil {
+		return &reader{t: t, open: e.dcs, member: memberName(), backends: map[string]dcs.Backend{}}, nil
+	}
+	return newReader(t, newLogger(e))
 }
 
 // Read reads one cluster. Malformed values do not fail the read: they come
@@ -75,6 +91,14 @@ func (r *reader) backend(ctx context.Context, scope string) (dcs.Backend, error)
 	}
 	ctx, cancel := context.WithTimeout(ctx, pluginOpenTimeout)
 	defer cancel()
+	if r.open != nil {
+		b, err := r.open(ctx, scope)
+		if err != nil {
+			return nil, fmt.Errorf("dcs %s: %w", r.t.plugin, err)
+		}
+		r.backends[scope] = b
+		return b, nil
+	}
 	b, err := r.host.OpenDCS(ctx, r.t.plugin)
 	if err != nil {
 		return nil, fmt.Errorf("dcs %s: %w", r.t.plugin, err)
@@ -124,7 +148,9 @@ func (r *reader) Close() {
 	for _, b := range r.backends {
 		_ = closeBackend(b)
 	}
-	r.host.Shutdown()
+	if r.host != nil {
+		r.host.Shutdown()
+	}
 }
 
 func closeBackend(b dcs.Backend) error {

@@ -44,6 +44,10 @@ func (t table) String() string {
 	b.WriteString(withTitle(hrule, t.title) + "\n")
 	b.WriteString(t.line(t.columns, widths) + "\n")
 	b.WriteString(hrule + "\n")
+	if len(t.rows) == 0 {
+		// prettytable closes an empty table with a second rule.
+		b.WriteString(hrule + "\n")
+	}
 	for i, r := range t.rows {
 		height := 1
 		split := make([][]string, len(r))

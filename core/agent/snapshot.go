@@ -19,7 +19,7 @@ func snapshotOf(st *controller.State, scope, name string, problems []string) *ap
 		Pause:         m.Pause,
 		Tags:          m.Tags,
 		Patroni:       api.Agent{Version: WireVersion, Scope: scope, Name: name},
-		Custos:        &api.Extension{Reason: st.Reason, Problems: problems},
+		Custos:        &api.Extension{Version: Version, Reason: st.Reason, Problems: problems},
 	}
 	if !st.DCSLastSeen.IsZero() {
 		s.DCSLastSeen = st.DCSLastSeen.Unix()

@@ -24,6 +24,10 @@ func pgConfig(cfg *config.Config, dyn config.Dynamic) postgres.Config {
 		params[k] = v.String()
 	}
 	for k, v := range p.Parameters {
+		if postgres.DynamicOnly(k) {
+			// Patroni: these come from the dynamic configuration only.
+			continue
+		}
 		params[k] = v.String()
 	}
 	hba := p.PgHBA

@@ -97,6 +97,8 @@ type Agent struct {
 
 // Extension is custos's own part of the status document.
 type Extension struct {
+	// Version is custos's own release version.
+	Version string `json:"version,omitempty"`
 	// Reason is the last HA cycle's message.
 	Reason string `json:"reason,omitempty"`
 	// Problems are conditions an operator should see (a malformed DCS key,

@@ -56,7 +56,9 @@ func (d *decider) manualFailover(f *cluster.Failover) bool {
 		switch {
 		case cfg.Paused:
 			return false
-		case wait > cfg.LoopWait:
+		case wait > 0:
+			// Not before its time: Patroni sleeps in the cycle until
+			// then; the cycle at or after it acts, at most loop_wait late.
 			return false
 		case -wait > time.Duration(staleScheduleFactor*float64(cfg.LoopWait)):
 			d.add(Action{Kind: ActClearFailover})
@@ -86,7 +88,13 @@ func (d *decider) manualFailover(f *cluster.Failover) bool {
 		d.say("switchover requested: asking the peers")
 		return true
 	}
-	if ok, why := FailoverPossible(cfg, d.in.Name, d.pg.LSN, d.in.Peers, f.Candidate); !ok {
+	// Peers report positions up to a loop old, as /status does: compare
+	// like with like, as Patroni compares with the cluster's last LSN.
+	lsn := d.pg.LSN
+	if opt := d.c.Status.Optime; opt > 0 && opt < lsn {
+		lsn = opt
+	}
+	if ok, why := FailoverPossible(cfg, d.in.Name, lsn, d.in.Peers, f.Candidate); !ok {
 		d.add(Action{Kind: ActClearFailover})
 		d.say("switchover impossible (%s): clearing /failover", why)
 		return true

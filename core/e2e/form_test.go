@@ -188,6 +188,11 @@ func patronictl(t testing.TB, c *testCluster, args ...string) (string, error) {
 	t.Helper()
 	path := filepath.Join(c.dir, "patronictl.yml")
 	yml := fmt.Sprintf("scope: %s\nnamespace: /service/\netcd3:\n  hosts:\n  - %s\n", c.scope, env.etcd.Endpoint)
+	if c.opts.auth {
+		// patronictl 3.0.2 sends ctl.auth, else restapi.auth, which Patroni
+		// builds from restapi.authentication.
+		yml += fmt.Sprintf("restapi:\n  authentication:\n    username: %s\n    password: %s\n", apiUser, apiPassword)
+	}
 	if err := os.WriteFile(path, []byte(yml), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,10 @@ const (
 	superuserPass   = "secret"
 	replicationUser = "replicator"
 	replicationPass = "rep-secret"
+	// apiUser and apiPassword guard the REST API's unsafe methods of
+	// clusters started with clusterOpts.auth.
+	apiUser     = "operator"
+	apiPassword = "op-secret"
 )
 
 // Deadlines of the waits. They bound how long a broken agent can hang a
@@ -75,6 +79,10 @@ type clusterOpts struct {
 	edit func(m *member)
 	// noStart writes the configurations without starting the agents.
 	noStart bool
+	// auth turns on basic authentication of the REST API's unsafe methods
+	// ([restapi.authentication], with apiUser and apiPassword) and gives
+	// the agents and patronictl the same credentials ([ctl]).
+	auth bool
 }
 
 // testCluster is one custos cluster: its own scope in the shared etcd, one
@@ -247,6 +255,11 @@ func (m *member) writeConfig(t testing.TB) {
 	}
 	w("[bootstrap.dcs.postgresql]")
 	w("use_pg_rewind = true")
+	// Settings Patroni takes from the dynamic configuration only.
+	w("[bootstrap.dcs.postgresql.parameters]")
+	w(`wal_keep_size = "128MB"`)
+	// Small servers: nine of them may run at once on a small machine.
+	w("max_connections = 30")
 	w("[postgresql]")
 	w("listen = %q", fmt.Sprintf("127.0.0.1:%d", m.pgPort))
 	w("connect_address = %q", fmt.Sprintf("127.0.0.1:%d", m.pgPort))
@@ -259,10 +272,14 @@ func (m *member) writeConfig(t testing.TB) {
 	w("username = %q", replicationUser)
 	w("password = %q", replicationPass)
 	w("[postgresql.parameters]")
-	w(`wal_keep_size = "128MB"`)
-	// Small servers: nine of them may run at once on a small machine.
 	w(`shared_buffers = "16MB"`)
-	w("max_connections = 30")
+	if m.c.opts.auth {
+		for _, section := range []string{"restapi", "ctl"} {
+			w("[%s.authentication]", section)
+			w("username = %q", apiUser)
+			w("password = %q", apiPassword)
+		}
+	}
 	if err := os.WriteFile(m.configPath, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}

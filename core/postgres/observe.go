@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,8 +20,10 @@ const observeTimeout = 5 * time.Second
 type Observation struct {
 	InRecovery bool
 	// Timeline is the current timeline: on a primary the one it writes,
-	// on a standby the one its walreceiver receives, else the newer of the
-	// timelines of its minimum recovery point and its last restartpoint.
+	// on a standby the newest one its walreceiver streamed since the
+	// postmaster started (the startup process had switched to it), else
+	// the newer of the timelines of its minimum recovery point and its
+	// last restartpoint.
 	Timeline int
 	// CheckpointTimeline is pg_control_checkpoint().timeline_id.
 	CheckpointTimeline int
@@ -198,12 +201,17 @@ func (p *Postgres) Observe(ctx context.Context) (Observation, error) {
 			if err != nil {
 				return fmt.Errorf("reading pg_stat_wal_receiver: %w", err)
 			}
+			received := 0
 			if len(recvs) > 0 && recvs[0].PID != 0 {
 				o.WALReceiver = &recvs[0]
-				if o.WALReceiver.ReceivedTimeline > o.Timeline {
-					o.Timeline = o.WALReceiver.ReceivedTimeline
-				}
+				received = o.WALReceiver.ReceivedTimeline
 			}
+			// The walreceiver's timeline is gone with the walreceiver (its
+			// upstream stopped, say, in a switchover), while the last
+			// restartpoint and the minimum recovery point may still be on
+			// the timeline before: without the memory a replica that
+			// followed a promotion would look diverged from it.
+			o.Timeline = max(o.Timeline, p.streamed.note(o.PostmasterStartTime, received))
 		}
 
 		rows, _ := c.Query(ctx, observeReplicationSQL)
@@ -270,4 +278,27 @@ func scanLSNs(src []*string, dst []*LSN) error {
 		*dst[i] = l
 	}
 	return nil
+}
+
+// streamedTimeline is the newest timeline the walreceiver of one
+// postmaster streamed. A walreceiver streams a timeline only once the
+// startup process follows it, so the standby's replay is on that timeline's
+// history even after the walreceiver has gone (PostgreSQL's IDENTIFY_SYSTEM
+// on a standby tells the same; Patroni asks it).
+type streamedTimeline struct {
+	mu    sync.Mutex
+	start time.Time
+	tl    int
+}
+
+// note records a walreceiver's timeline (0: none running) for the
+// postmaster started at start and returns the newest one seen for it.
+func (s *streamedTimeline) note(start time.Time, received int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.start.Equal(start) {
+		s.start, s.tl = start, 0
+	}
+	s.tl = max(s.tl, received)
+	return s.tl
 }

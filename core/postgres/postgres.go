@@ -40,6 +40,10 @@ type Postgres struct {
 
 	connMu sync.Mutex
 	conn   *pgx.Conn
+
+	// streamed remembers the newest timeline the walreceiver of the
+	// running postmaster streamed (see Observe).
+	streamed streamedTimeline
 }
 
 // New validates cfg and returns a Postgres for it. It starts nothing; use

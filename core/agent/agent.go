@@ -107,7 +107,7 @@ func Run(ctx context.Context, path string, cfg *config.Config, exe string, logge
 	defer stopHUP()
 
 	op := &operator{ctrl: ctrl, store: store, peers: peers{peerClient}, logger: logger.Named("api"), reload: reloadLikeSIGHUP(logger)}
-	server := api.New(serverConfig(cfg), latest, logger.Named("api"), api.WithOperator(op))
+	server := api.New(serverConfig(cfg), latest, logger.Named("api"), api.WithOperator(op), api.WithLivePositions(livePositions(pg)))
 	apiCtx, stopAPI := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var apiErr error

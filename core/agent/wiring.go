@@ -205,3 +205,14 @@ func (p peers) Status(ctx context.Context, m cluster.Member) (ha.Peer, error) {
 	peer.FailoverPriority = st.Tags.Priority()
 	return peer, nil
 }
+
+// livePositions reads the WAL positions GET /patroni reports.
+func livePositions(pg *postgres.Postgres) func(context.Context) (api.Positions, error) {
+	return func(ctx context.Context) (api.Positions, error) {
+		rec, wal, received, replayed, err := pg.Positions(ctx)
+		if err != nil {
+			return api.Positions{}, err
+		}
+		return api.Positions{InRecovery: rec, Location: int64(wal), Received: int64(received), Replayed: int64(replayed)}, nil
+	}
+}

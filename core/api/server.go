@@ -82,6 +82,9 @@ type Server struct {
 	cfg    ServerConfig
 	src    Source
 	op     Operator
+	// positions reads live WAL positions for GET /patroni; nil serves the
+	// snapshot's.
+	positions func(context.Context) (Positions, error)
 	logger hclog.Logger
 	// now is the clock; tests replace it.
 	now func() time.Time
@@ -117,6 +120,25 @@ type Option func(*Server)
 // paths do.
 func WithOperator(op Operator) Option {
 	return func(s *Server) { s.op = op }
+}
+
+// Positions are PostgreSQL's WAL positions read at request time.
+type Positions struct {
+	// InRecovery selects the replica form of xlog.
+	InRecovery bool
+	// Location is a primary's current WAL position.
+	Location int64
+	// Received and Replayed are a replica's positions.
+	Received, Replayed int64
+}
+
+// WithLivePositions makes GET /patroni read the WAL positions from
+// PostgreSQL at request time (one short query), as Patroni does, instead
+// of serving those of the last HA cycle: the leader race and a
+// switchover's hand-off compare positions that must not be a loop old.
+// Health checks keep answering from the snapshot alone.
+func WithLivePositions(f func(context.Context) (Positions, error)) Option {
+	return func(s *Server) { s.positions = f }
 }
 
 // New returns a server answering from src. Nothing is checked or opened
@@ -334,10 +356,28 @@ func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // getPatroni is GET /patroni: always 200 with the status document.
-func (s *Server) getPatroni(w http.ResponseWriter, _ *http.Request) {
-	if snap := s.snapshot(w, false); snap != nil {
-		s.writeStatus(w, snap, http.StatusOK)
+func (s *Server) getPatroni(w http.ResponseWriter, r *http.Request) {
+	snap := s.snapshot(w, false)
+	if snap == nil {
+		return
 	}
+	if s.positions != nil && snap.Status.XLog != nil {
+		if p, err := s.positions(r.Context()); err == nil {
+			st := snap.Status
+			x := *st.XLog
+			if p.InRecovery == (x.Location == nil) {
+				if p.InRecovery {
+					x.ReceivedLocation, x.ReplayedLocation = &p.Received, &p.Replayed
+				} else {
+					x.Location = &p.Location
+				}
+				st.XLog = &x
+				s.writeJSON(w, http.StatusOK, st)
+				return
+			}
+		}
+	}
+	s.writeStatus(w, snap, http.StatusOK)
 }
 
 // getCluster is GET /cluster: the cluster document of the last DCS view.

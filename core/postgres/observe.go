@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -301,4 +302,40 @@ func (s *streamedTimeline) note(start time.Time, received int) int {
 	}
 	s.tl = max(s.tl, received)
 	return s.tl
+}
+
+// positionsTimeout bounds the positions query of one REST request.
+const positionsTimeout = time.Second
+
+const positionsSQL = `
+SELECT pg_is_in_recovery(),
+  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END,
+  pg_last_wal_receive_lsn()::text,
+  pg_last_wal_replay_lsn()::text`
+
+// Positions reads the WAL positions alone, in one short query: for a
+// primary its current WAL LSN, for a standby its received and replayed LSNs.
+// It is what GET /patroni reports at request time.
+func (p *Postgres) Positions(ctx context.Context) (inRecovery bool, wal, received, replayed LSN, err error) {
+	if !p.IsRunning() {
+		return false, 0, 0, 0, errors.New("postgres is not running")
+	}
+	ctx, cancel := context.WithTimeout(ctx, positionsTimeout)
+	defer cancel()
+	err = p.withConnRetry(ctx, func(c *pgx.Conn) error {
+		var w, r, rp *string
+		if err := c.QueryRow(ctx, positionsSQL).Scan(&inRecovery, &w, &r, &rp); err != nil {
+			return fmt.Errorf("reading WAL positions: %w", err)
+		}
+		var err error
+		if wal, err = optLSN(w); err != nil {
+			return err
+		}
+		if received, err = optLSN(r); err != nil {
+			return err
+		}
+		replayed, err = optLSN(rp)
+		return err
+	})
+	return inRecovery, wal, received, replayed, err
 }

@@ -79,13 +79,13 @@ type ServerConfig struct {
 
 // Server is the REST API server.
 type Server struct {
-	cfg    ServerConfig
-	src    Source
-	op     Operator
+	cfg ServerConfig
+	src Source
+	op  Operator
 	// positions reads live WAL positions for GET /patroni; nil serves the
 	// snapshot's.
 	positions func(context.Context) (Positions, error)
-	logger hclog.Logger
+	logger    hclog.Logger
 	// now is the clock; tests replace it.
 	now func() time.Time
 	// pollInterval and peerTimeout pace a switchover

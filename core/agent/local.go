@@ -39,6 +39,9 @@ type local struct {
 	sysid string
 	// upstream is the member the server was last configured to follow.
 	upstream string
+	// ssn is the synchronous_standby_names the HA loop manages (nil: the
+	// configured one); it survives restarts as primary.
+	ssn *string
 }
 
 var _ controller.Local = (*local)(nil)
@@ -132,7 +135,11 @@ func (l *local) Observe(ctx context.Context) controller.Observation {
 		o.HA.LSN = int64(obs.WALLSN)
 		o.HA.Upstream = ""
 	}
+	o.HA.SyncStandbyNames = obs.SyncStandbyNames
 	for _, r := range obs.Replication {
+		o.HA.Replication = append(o.HA.Replication, ha.Replication{
+			ApplicationName: r.ApplicationName, State: r.State, SyncState: r.SyncState, FlushLSN: int64(r.FlushLSN),
+		})
 		o.Replication = append(o.Replication, controller.Replication{
 			Usename: r.Usename, ApplicationName: r.ApplicationName, ClientAddr: r.ClientAddr,
 			State: r.State, SyncState: r.SyncState, SyncPriority: r.SyncPriority,
@@ -200,7 +207,13 @@ func (l *local) Start(ctx context.Context, asPrimary bool, upstream *cluster.Mem
 	if err != nil {
 		return err
 	}
-	if err := l.pg.Configure(postgres.Setup{Standby: !asPrimary, Upstream: u}); err != nil {
+	setup := postgres.Setup{Standby: !asPrimary, Upstream: u}
+	if asPrimary {
+		l.mu.Lock()
+		setup.SyncStandbyNames = l.ssn
+		l.mu.Unlock()
+	}
+	if err := l.pg.Configure(setup); err != nil {
 		return err
 	}
 	l.setUpstream(upstream)
@@ -234,6 +247,22 @@ func (l *local) Promote(ctx context.Context) error {
 		l.logger.Warn("checkpoint after promote", "error", err)
 	}
 	return nil
+}
+
+// SetSyncStandbyNames implements controller.Local.
+func (l *local) SetSyncStandbyNames(ctx context.Context, value *string) error {
+	l.mu.Lock()
+	l.ssn = value
+	l.mu.Unlock()
+	setup, ok := l.pg.LastSetup()
+	if !ok || setup.Standby {
+		return nil
+	}
+	setup.SyncStandbyNames = value
+	if err := l.pg.Configure(setup); err != nil {
+		return err
+	}
+	return l.pg.Reload(ctx)
 }
 
 // Checkpoint implements controller.Local.

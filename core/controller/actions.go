@@ -117,6 +117,19 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 		return c.startAsync(a.Kind, func(ctx context.Context) error { return c.local.Start(ctx, a.AsPrimary, upstream) })
 	case ha.ActPromote:
 		return c.startAsync(a.Kind, c.local.Promote)
+	case ha.ActSetSyncStandbyNames:
+		return c.local.SetSyncStandbyNames(ctx, a.Value)
+	case ha.ActWriteSync:
+		version := ""
+		if clu != nil && clu.Sync != nil {
+			version = clu.Sync.Version
+		}
+		return c.store.WriteSync(ctx, a.SyncValue(c.opts.Name), version)
+	case ha.ActDeleteSync:
+		if clu == nil || clu.Sync == nil {
+			return nil
+		}
+		return c.store.DeleteSync(ctx, clu.Sync.Version)
 	case ha.ActClearFailover:
 		if clu == nil || clu.Failover == nil {
 			return nil

@@ -419,6 +419,10 @@ func (c *Controller) haConfig() ha.Config {
 		RemoveDataDirectoryOnRewindFailure:     l.RemoveDataDirectoryOnRewindFailure,
 		RemoveDataDirectoryOnDivergedTimelines: l.RemoveDataDirectoryOnDivergedTimelines,
 		Tags:                                   l.Tags,
+		SyncMode:                               syncMode(d.SynchronousMode),
+		SyncStrict:                             d.SynchronousStrict,
+		SyncNodeCount:                          d.SynchronousNodeCount,
+		MaximumLagOnSyncNode:                   int64(d.MaximumLagOnSyncnode),
 	}
 }
 
@@ -573,4 +577,15 @@ func (c *Controller) roleName(obs Observation) string {
 		c.role = cluster.RoleReplica
 	}
 	return c.role
+}
+
+// syncMode maps the configured synchronous_mode onto the decision's.
+func syncMode(m config.SyncMode) string {
+	switch m {
+	case config.SyncOn:
+		return ha.SyncOn
+	case config.SyncQuorum:
+		return ha.SyncQuorum
+	}
+	return ha.SyncOff
 }

@@ -104,8 +104,9 @@ func (f *fakePG) Follow(_ context.Context, upstream *cluster.Member) error {
 	}
 	return nil
 }
-func (f *fakePG) Rewind(context.Context, cluster.Member) error { return nil }
-func (f *fakePG) Checkpoint(context.Context) error             { return nil }
+func (f *fakePG) Rewind(context.Context, cluster.Member) error       { return nil }
+func (f *fakePG) Checkpoint(context.Context) error                   { return nil }
+func (f *fakePG) SetSyncStandbyNames(context.Context, *string) error { return nil }
 func (f *fakePG) RemoveDataDir(context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

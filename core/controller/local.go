@@ -33,6 +33,9 @@ type Local interface {
 	Stop(ctx context.Context, mode string) error
 	// Promote promotes the replica and returns once it runs as primary.
 	Promote(ctx context.Context) error
+	// SetSyncStandbyNames sets synchronous_standby_names on the primary
+	// and reloads; nil gives the setting back to the configuration.
+	SetSyncStandbyNames(ctx context.Context, value *string) error
 	// Checkpoint runs CHECKPOINT (before a switchover's shutdown, so the
 	// shutdown checkpoint is short).
 	Checkpoint(ctx context.Context) error

@@ -222,6 +222,26 @@ func (s *Store) ClearFailover(ctx context.Context, version string) error {
 	return nil
 }
 
+// WriteSync writes /sync over the version read ("" = create-only).
+func (s *Store) WriteSync(ctx context.Context, state cluster.SyncState, version string) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if _, err := s.backend.CompareAndSet(ctx, sdkdcs.KeySync, state.Marshal(), version); err != nil {
+		return fmt.Errorf("writing /sync: %w", err)
+	}
+	return nil
+}
+
+// DeleteSync deletes /sync over the version read.
+func (s *Store) DeleteSync(ctx context.Context, version string) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if err := s.backend.CompareAndDelete(ctx, sdkdcs.KeySync, version); err != nil {
+		return fmt.Errorf("deleting /sync: %w", err)
+	}
+	return nil
+}
+
 // SetHistory writes /history.
 func (s *Store) SetHistory(ctx context.Context, h cluster.History) error {
 	ctx, cancel := s.ctx(ctx)

@@ -283,6 +283,7 @@ func (d *decider) leader() {
 	}
 	d.add(Action{Kind: ActRenewLeader})
 	if d.pg.InRecovery {
+		d.add(d.prePromoteSync()...)
 		d.add(Action{Kind: ActPromote})
 		d.say("promoting self because I hold the leader key")
 		return
@@ -308,6 +309,7 @@ func (d *decider) leader() {
 	if d.in.Config.UseSlots {
 		d.add(Action{Kind: ActSyncSlots, Slots: d.memberSlots()})
 	}
+	d.syncReplication()
 	d.say("no action. I am (%s), the leader with the lock", d.in.Name)
 }
 
@@ -348,8 +350,10 @@ func (d *decider) race() {
 	}
 	f := d.c.Failover
 	manual := f != nil && !f.IsEmpty()
-	if manual && f.Candidate == d.in.Name {
-		d.add(Action{Kind: ActAcquireLeader}, Action{Kind: ActPromote})
+	if manual && f.Candidate == d.in.Name && (!d.syncActive() || d.syncEligible(d.in.Name)) {
+		d.add(Action{Kind: ActAcquireLeader})
+		d.add(d.prePromoteSync()...)
+		d.add(Action{Kind: ActPromote})
 		d.say("promoting self as the failover candidate by acquiring the leader key")
 		return
 	}
@@ -373,7 +377,9 @@ func (d *decider) race() {
 		d.say("no leader, and I am not the healthiest node: %s", why)
 		return
 	}
-	d.add(Action{Kind: ActAcquireLeader}, Action{Kind: ActPromote})
+	d.add(Action{Kind: ActAcquireLeader})
+	d.add(d.prePromoteSync()...)
+	d.add(Action{Kind: ActPromote})
 	if manual {
 		d.say("promoting self to leader by acquiring the leader key (manual failover)")
 		return
@@ -397,6 +403,12 @@ func (d *decider) healthiestAmong(peers []Peer, checkLag bool) (bool, string) {
 		if tl := d.c.Timeline(); tl > 0 && d.pg.Timeline < tl {
 			return false, fmt.Sprintf("my timeline %d is behind the cluster's %d", d.pg.Timeline, tl)
 		}
+	}
+	if d.syncActive() {
+		if !d.syncEligible(d.in.Name) {
+			return false, "I am not a synchronous standby"
+		}
+		peers = d.syncPeers(peers)
 	}
 	mine := cfg.Tags.Priority()
 	for _, p := range peers {

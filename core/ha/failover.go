@@ -79,6 +79,10 @@ func (d *decider) manualFailover(f *cluster.Failover) bool {
 		d.add(Action{Kind: ActClearFailover})
 		d.say("switchover candidate %s has no member key: clearing /failover", f.Candidate)
 		return true
+	case f.Candidate != "" && d.syncActive() && !d.syncEligible(f.Candidate):
+		d.add(Action{Kind: ActClearFailover})
+		d.say("switchover candidate %s is not a synchronous standby: clearing /failover", f.Candidate)
+		return true
 	case f.Candidate == "" && cfg.Paused:
 		d.say("paused: a failover without a candidate is ignored")
 		return false
@@ -94,7 +98,12 @@ func (d *decider) manualFailover(f *cluster.Failover) bool {
 	if opt := d.c.Status.Optime; opt > 0 && opt < lsn {
 		lsn = opt
 	}
-	if ok, why := FailoverPossible(cfg, d.in.Name, lsn, d.in.Peers, f.Candidate); !ok {
+	peers := d.in.Peers
+	if d.syncActive() {
+		// Only a synchronous standby may take over (reference §3.2).
+		peers = d.syncPeers(peers)
+	}
+	if ok, why := FailoverPossible(cfg, d.in.Name, lsn, peers, f.Candidate); !ok {
 		d.add(Action{Kind: ActClearFailover})
 		d.say("switchover impossible (%s): clearing /failover", why)
 		return true
@@ -115,6 +124,8 @@ func (d *decider) manualFailover(f *cluster.Failover) bool {
 func (d *decider) manualFailoverNoLeader(f *cluster.Failover) (ok bool, why string) {
 	cfg := d.in.Config
 	switch {
+	case d.syncActive() && !d.syncEligible(d.in.Name):
+		return false, "I am not a synchronous standby"
 	case f.Candidate == d.in.Name:
 		return true, ""
 	case cfg.Paused:

@@ -3,6 +3,7 @@ package ha
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // CheckInvariants returns the safety rules a decision breaks, nil when it
@@ -64,6 +65,11 @@ func CheckInvariants(in Input, d Decision) error {
 			if in.Postgres.Running && !stops {
 				fail("action %d: remove_data_dir while postgres runs", i)
 			}
+		}
+	}
+	if promotes > 0 && !held && in.Cluster != nil && in.Config.SyncMode == SyncOn {
+		if s := in.Cluster.Sync; s != nil && s.Leader != "" && !s.Matches(in.Name) && !strings.EqualFold(s.Leader, in.Name) {
+			fail("promote of %s, which /sync does not list, in synchronous mode", in.Name)
 		}
 	}
 	if promotes > 1 {

@@ -51,6 +51,9 @@ func randomInput(r *rand.Rand, names []string, pick func([]string) string) Input
 		},
 	}
 	in.Config.Tags.NoFailover = r.IntN(4) == 0
+	in.Config.SyncMode = []string{SyncOff, SyncOn, SyncOn}[r.IntN(3)]
+	in.Config.SyncStrict = r.IntN(2) == 0
+	in.Config.SyncNodeCount = 1 + r.IntN(2)
 	if r.IntN(5) > 0 {
 		c := &cluster.Cluster{}
 		if r.IntN(4) > 0 {
@@ -61,6 +64,14 @@ func randomInput(r *rand.Rand, names []string, pick func([]string) string) Input
 			c.Config = &cluster.Raw{Data: []byte("{}")}
 		}
 		c.Status.Optime = int64(r.IntN(3000))
+		if r.IntN(2) == 0 {
+			c.Sync = &cluster.SyncState{Leader: pick(names)}
+			for _, n := range names {
+				if r.IntN(2) == 0 {
+					c.Sync.SyncStandby = append(c.Sync.SyncStandby, n)
+				}
+			}
+		}
 		if r.IntN(2) == 0 {
 			c.HasHistory = true
 			for tl := 1; tl < 1+r.IntN(3); tl++ {

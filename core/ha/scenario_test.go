@@ -73,7 +73,7 @@ func (w *world) reset() {
 }
 
 func (w *world) apply(t *testing.T, input string) {
-	members := false
+	members, repls := false, false
 	for _, line := range strings.Split(input, "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -82,6 +82,12 @@ func (w *world) apply(t *testing.T, input string) {
 		kind, rest, _ := strings.Cut(line, ":")
 		kind = strings.TrimSpace(kind)
 		switch kind {
+		case "repl":
+			if !repls {
+				w.lines["repl"] = nil
+				repls = true
+			}
+			w.lines["repl"] = append(w.lines["repl"], strings.TrimSpace(rest))
 		case "member":
 			if !members {
 				// A set with member lines replaces the member list.
@@ -189,6 +195,16 @@ func (w *world) input(t *testing.T, extra string) Input {
 		in.Config.MaximumLagOnFailover = num(t, cfg, "max_lag")
 	}
 	in.Config.Tags.NoFailover = has(cfg, "nofailover")
+	in.Config.SyncMode = SyncOff
+	if v, ok := cfg["sync"]; ok {
+		in.Config.SyncMode = v
+	}
+	in.Config.SyncStrict = has(cfg, "strict")
+	in.Config.SyncNodeCount = 1
+	if has(cfg, "sync_count") {
+		in.Config.SyncNodeCount = int(num(t, cfg, "sync_count"))
+	}
+	in.Config.MaximumLagOnSyncNode = num(t, cfg, "max_lag_sync")
 	if has(cfg, "priority") {
 		p := int(num(t, cfg, "priority"))
 		in.Config.Tags.FailoverPriority = &p
@@ -208,22 +224,28 @@ func (w *world) input(t *testing.T, extra string) Input {
 
 	pg := flags(t, w.one("pg"))
 	in.Postgres = Postgres{
-		SysID:           pg["sysid"],
-		Running:         has(pg, "running"),
-		Ready:           has(pg, "ready"),
-		InRecovery:      has(pg, "recovery"),
-		Timeline:        int(num(t, pg, "timeline")),
-		LSN:             num(t, pg, "lsn"),
-		Upstream:        pg["upstream"],
-		Streaming:       has(pg, "streaming"),
-		ControlState:    pg["control"],
-		CheckpointLSN:   num(t, pg, "checkpoint"),
-		MinRecoveryEnd:  num(t, pg, "minrecovery"),
-		ControlTimeline: int(num(t, pg, "controltl")),
-		Problem:         pg["problem"],
-		ServerVersion:   int(num(t, pg, "version")),
-		PendingRestart:  has(pg, "pending_restart"),
-		BackupLabel:     has(pg, "backup_label"),
+		SysID:            pg["sysid"],
+		Running:          has(pg, "running"),
+		Ready:            has(pg, "ready"),
+		InRecovery:       has(pg, "recovery"),
+		Timeline:         int(num(t, pg, "timeline")),
+		LSN:              num(t, pg, "lsn"),
+		Upstream:         pg["upstream"],
+		Streaming:        has(pg, "streaming"),
+		ControlState:     pg["control"],
+		CheckpointLSN:    num(t, pg, "checkpoint"),
+		MinRecoveryEnd:   num(t, pg, "minrecovery"),
+		ControlTimeline:  int(num(t, pg, "controltl")),
+		Problem:          pg["problem"],
+		ServerVersion:    int(num(t, pg, "version")),
+		PendingRestart:   has(pg, "pending_restart"),
+		BackupLabel:      has(pg, "backup_label"),
+		SyncStandbyNames: pg["ssn"],
+	}
+	for _, line := range w.lines["repl"] {
+		name, kv := fields(t, line)
+		in.Postgres.Replication = append(in.Postgres.Replication, Replication{ApplicationName: name,
+			State: kv["state"], SyncState: kv["sync_state"], FlushLSN: num(t, kv, "flush")})
 	}
 	switch pg["datadir"] {
 	case "empty":
@@ -290,6 +312,14 @@ func (w *world) cluster(t *testing.T) *cluster.Cluster {
 		c.Config = &cluster.Raw{Data: []byte(`{}`), Version: "1"}
 	}
 	c.Status.Optime = num(t, kv, "optime")
+	if has(kv, "sync_leader") {
+		c.Sync = &cluster.SyncState{Leader: kv["sync_leader"], Version: "5"}
+		for _, n := range strings.Split(kv["sync"], ",") {
+			if n != "" {
+				c.Sync.SyncStandby = append(c.Sync.SyncStandby, n)
+			}
+		}
+	}
 	if has(kv, "failover_leader") || has(kv, "failover_member") || has(kv, "failover_at") {
 		c.Failover = &cluster.Failover{Leader: kv["failover_leader"], Candidate: kv["failover_member"], Version: "1"}
 		if has(kv, "failover_at") {
@@ -320,6 +350,11 @@ func (w *world) cluster(t *testing.T) *cluster.Cluster {
 		m.Tags.CloneFrom = has(mkv, "clonefrom")
 		m.Tags.NoStream = has(mkv, "nostream")
 		m.Tags.ReplicateFrom = mkv["replicatefrom"]
+		m.Tags.NoSync = has(mkv, "nosync")
+		if has(mkv, "sync_priority") {
+			p := int(num(t, mkv, "sync_priority"))
+			m.Tags.SyncPriority = &p
+		}
 		c.Members = append(c.Members, m)
 	}
 	if l, ok := kv["leader"]; ok {
@@ -334,7 +369,7 @@ func (w *world) cluster(t *testing.T) *cluster.Cluster {
 func parseMemory(t *testing.T, s string) Memory {
 	kv := flags(t, s)
 	m := Memory{Bootstrapping: has(kv, "bootstrapping"), RewindFailed: has(kv, "rewind_failed"), Demoted: has(kv, "demoted"), Rewound: has(kv, "rewound"),
-		HandOff: has(kv, "hand_off"), HandOffFailed: kv["hand_off_failed"]}
+		HandOff: has(kv, "hand_off"), HandOffFailed: kv["hand_off_failed"], ManagesSyncNames: has(kv, "manages_sync_names")}
 	if has(kv, "scheduled_restart") {
 		m.ScheduledRestart = &ScheduledRestart{At: epoch(float64(num(t, kv, "scheduled_restart")))}
 	}
@@ -359,6 +394,12 @@ func render(d Decision) string {
 		}
 		if a.AsPrimary {
 			b.WriteString(" as_primary")
+		}
+		if a.Kind == ActWriteSync {
+			fmt.Fprintf(&b, " members=[%s]", strings.Join(a.Members, ","))
+		}
+		if a.Value != nil {
+			fmt.Fprintf(&b, " value=%q", *a.Value)
 		}
 		if a.Timeout > 0 {
 			fmt.Fprintf(&b, " timeout=%s", a.Timeout)
@@ -396,6 +437,9 @@ func render(d Decision) string {
 	}
 	if d.Memory.HandOff {
 		mem = append(mem, "hand_off")
+	}
+	if d.Memory.ManagesSyncNames {
+		mem = append(mem, "manages_sync_names")
 	}
 	if d.Memory.HandOffFailed != "" {
 		mem = append(mem, "hand_off_failed="+strconv.Quote(d.Memory.HandOffFailed))

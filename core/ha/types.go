@@ -22,8 +22,31 @@ type Config struct {
 	RemoveDataDirectoryOnRewindFailure     bool
 	RemoveDataDirectoryOnDivergedTimelines bool
 
+	// Synchronous replication (reference §3.8): SyncMode is "off", "on"
+	// or "quorum".
+	SyncMode             string
+	SyncStrict           bool
+	SyncNodeCount        int
+	MaximumLagOnSyncNode int64
+
 	// Tags are this member's tags.
 	Tags cluster.Tags
+}
+
+// Synchronous modes (Config.SyncMode).
+const (
+	SyncOff    = "off"
+	SyncOn     = "on"
+	SyncQuorum = "quorum"
+)
+
+// Replication is one walsender of the local primary (pg_stat_replication):
+// ApplicationName is the standby's member name.
+type Replication struct {
+	ApplicationName string
+	State           string
+	SyncState       string
+	FlushLSN        int64
 }
 
 // DataDir is the state of the local data directory.
@@ -101,6 +124,10 @@ type Postgres struct {
 	ServerVersion int
 	// PendingRestart: a changed setting waits for a restart.
 	PendingRestart bool
+	// Replication lists the standbys streaming from this primary.
+	Replication []Replication
+	// SyncStandbyNames is the running synchronous_standby_names.
+	SyncStandbyNames string
 }
 
 // Primary reports whether PostgreSQL runs as a primary.
@@ -162,6 +189,9 @@ type Memory struct {
 	HandOffFailed string
 	// ScheduledRestart is the planned restart, if any.
 	ScheduledRestart *ScheduledRestart
+	// ManagesSyncNames: synchronous_standby_names is set by the HA loop
+	// (synchronous mode); it is given back when the mode is turned off.
+	ManagesSyncNames bool
 	// BootstrapFailed is the error of a bootstrap of this process that
 	// failed. Such a member does not race for /initialize again: the
 	// same failure (initdb missing, a bad option) would repeat at once,
@@ -332,6 +362,15 @@ const (
 	// ActReinitialize (async) stops PostgreSQL, wipes the data directory
 	// and clones it again from Member.
 	ActReinitialize Kind = "reinitialize"
+	// ActSetSyncStandbyNames sets synchronous_standby_names to Value and
+	// reloads; a nil Value gives it back to the configuration.
+	ActSetSyncStandbyNames Kind = "set_synchronous_standby_names"
+	// ActWriteSync writes /sync = {leader: me, sync_standby: Members,
+	// quorum: Quorum} (compare-and-set on the version read; create-only
+	// when absent).
+	ActWriteSync Kind = "write_sync"
+	// ActDeleteSync deletes /sync (compare-and-set on the version read).
+	ActDeleteSync Kind = "delete_sync"
 )
 
 // Async reports whether the action runs in the background.
@@ -363,6 +402,12 @@ type Action struct {
 	Slots []string
 	// Timeout bounds a restart's start.
 	Timeout time.Duration
+	// Value is synchronous_standby_names (ActSetSyncStandbyNames); nil
+	// gives the setting back to the configuration.
+	Value *string
+	// Members and Quorum are the /sync content (ActWriteSync).
+	Members []string
+	Quorum  int
 }
 
 // Decision is what Decide returns.

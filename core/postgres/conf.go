@@ -39,6 +39,11 @@ type Setup struct {
 	// primary_conninfo (a standby without a leader, or one that only
 	// restores from an archive).
 	Upstream *Upstream
+	// SyncStandbyNames, when set on a primary, is the
+	// synchronous_standby_names the HA loop manages in synchronous mode
+	// (it wins over the configured parameter); nil leaves the parameter as
+	// configured.
+	SyncStandbyNames *string
 }
 
 // Upstream is a server to stream from or rewind against.
@@ -282,6 +287,9 @@ func render(cfg Config, la listenAddr, major int, setup Setup) (Files, error) {
 	// Written for primaries too: it cannot change without a restart, and a
 	// promoted standby must not report a pending restart for it.
 	params["recovery_target_timeline"] = "latest"
+	if setup.SyncStandbyNames != nil && !setup.Standby {
+		params["synchronous_standby_names"] = *setup.SyncStandbyNames
+	}
 	var b strings.Builder
 	b.WriteString(confHeader)
 	// A relative include is read from the directory of this file, so it

@@ -50,6 +50,8 @@ type Observation struct {
 	PendingRestart []PendingSetting
 	// Slots lists pg_replication_slots.
 	Slots []Slot
+	// SyncStandbyNames is the running synchronous_standby_names.
+	SyncStandbyNames string
 }
 
 // Streaming reports whether a standby's walreceiver is streaming.
@@ -118,7 +120,8 @@ SELECT pg_is_in_recovery(),
   current_setting('server_version_num')::int,
   pg_postmaster_start_time(),
   (SELECT timeline_id FROM pg_control_checkpoint()),
-  (SELECT min_recovery_end_timeline FROM pg_control_recovery())`
+  (SELECT min_recovery_end_timeline FROM pg_control_recovery()),
+  current_setting('synchronous_standby_names')`
 
 const observeReceiverSQL = `
 SELECT pid, status, COALESCE(received_tli, 0), flushed_lsn::text, latest_end_lsn::text,
@@ -160,7 +163,7 @@ func (p *Postgres) Observe(ctx context.Context) (Observation, error) {
 		var replayTS *time.Time
 		var ckptTL, minRecTL int32
 		if err := c.QueryRow(ctx, observeStateSQL).Scan(&o.InRecovery, &wal, &tl, &recv, &replay,
-			&o.ReplayPaused, &replayTS, &o.ServerVersion, &o.PostmasterStartTime, &ckptTL, &minRecTL); err != nil {
+			&o.ReplayPaused, &replayTS, &o.ServerVersion, &o.PostmasterStartTime, &ckptTL, &minRecTL, &o.SyncStandbyNames); err != nil {
 			return fmt.Errorf("reading server state: %w", err)
 		}
 		o.CheckpointTimeline = int(ckptTL)

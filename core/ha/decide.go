@@ -441,11 +441,20 @@ func (d *decider) follow() {
 		d.say("my WAL went past where leader %s branched off: stopping for pg_rewind", leader)
 		return
 	}
-	if d.pg.Upstream != leader {
-		d.add(Action{Kind: ActFollow, Member: leader})
-		if leader == "" {
+	upstream := d.upstream()
+	if d.in.Config.UseSlots && leader != "" {
+		if slots := d.cascadeSlots(); len(slots) > 0 {
+			d.add(Action{Kind: ActSyncSlots, Slots: slots})
+		}
+	}
+	if d.pg.Upstream != upstream {
+		d.add(Action{Kind: ActFollow, Member: upstream})
+		switch {
+		case leader == "":
 			d.say("no leader: stop following %s", d.pg.Upstream)
-		} else {
+		case upstream != leader:
+			d.say("following %s (replicatefrom) under leader %s", upstream, leader)
+		default:
 			d.say("following new leader %s", leader)
 		}
 		return
@@ -454,7 +463,39 @@ func (d *decider) follow() {
 		d.say("no leader, running as a replica without upstream")
 		return
 	}
+	if upstream != leader {
+		d.say("no action. I am (%s), a secondary, and following %s (replicatefrom) under leader %s", d.in.Name, upstream, leader)
+		return
+	}
 	d.say("no action. I am (%s), a secondary, and following a leader (%s)", d.in.Name, leader)
+}
+
+// upstream is the member a replica streams from: its replicatefrom member
+// when that one runs as a replica, else the leader (reference §3.9,
+// cascading replication).
+func (d *decider) upstream() string {
+	leader := d.c.LeaderName()
+	rf := d.in.Config.Tags.ReplicateFrom
+	if leader == "" || rf == "" || rf == d.in.Name || rf == leader {
+		return leader
+	}
+	if m := d.c.Member(rf); m != nil && m.IsRunning() && !cluster.IsPrimaryRole(m.Role) {
+		return rf
+	}
+	return leader
+}
+
+// cascadeSlots are the slots a replica keeps for the members that stream
+// from it (replicatefrom = me).
+func (d *decider) cascadeSlots() []string {
+	var slots []string
+	for _, m := range d.c.Members {
+		if m.Name != d.in.Name && m.Tags.ReplicateFrom == d.in.Name && !m.Tags.NoStream {
+			slots = append(slots, cluster.SlotName(m.Name))
+		}
+	}
+	sort.Strings(slots)
+	return slots
 }
 
 // divergedWhileRunning: a running replica that is not streaming, on an
@@ -583,8 +624,9 @@ func (d *decider) recover() {
 	default:
 		d.mem.Demoted = false
 		d.mem.Rewound = false
-		d.add(Action{Kind: ActStart, Member: leader})
-		d.say("starting as a secondary following %s", leader)
+		upstream := d.upstream()
+		d.add(Action{Kind: ActStart, Member: upstream})
+		d.say("starting as a secondary following %s", upstream)
 	}
 }
 

@@ -195,6 +195,7 @@ func (w *world) input(t *testing.T, extra string) Input {
 		in.Config.MaximumLagOnFailover = num(t, cfg, "max_lag")
 	}
 	in.Config.Tags.NoFailover = has(cfg, "nofailover")
+	in.Config.Tags.ReplicateFrom = cfg["replicatefrom"]
 	in.Config.SyncMode = SyncOff
 	if v, ok := cfg["sync"]; ok {
 		in.Config.SyncMode = v

@@ -2,7 +2,9 @@ package ha
 
 import (
 	"fmt"
+	"maps"
 	"sort"
+	"time"
 
 	"github.com/custos-ha/custos/core/cluster"
 )
@@ -18,7 +20,7 @@ func Decide(in Input) Decision {
 	if d.note != "" {
 		d.reason += " (" + d.note + ")"
 	}
-	return Decision{Actions: d.actions, Reason: d.reason, NeedPeers: d.needPeers, Memory: d.mem, Reply: d.replyTo}
+	return Decision{Actions: d.actions, Reason: d.reason, NeedPeers: d.needPeers, NeedFailsafe: d.needFailsafe, Memory: d.mem, Reply: d.replyTo}
 }
 
 type decider struct {
@@ -27,9 +29,10 @@ type decider struct {
 	pg  Postgres
 	mem Memory
 
-	actions   []Action
-	reason    string
-	needPeers bool
+	actions      []Action
+	reason       string
+	needPeers    bool
+	needFailsafe bool
 	// note is added to the reason (something worth saying beside it).
 	note    string
 	replyTo *Reply
@@ -184,6 +187,8 @@ func (d *decider) dcsDown() {
 	cfg := d.in.Config
 	down := d.in.Now.Sub(d.in.DCSLastSeen)
 	switch {
+	case d.pg.Primary() && !cfg.Paused && down >= cfg.RetryTimeout && cfg.FailsafeMode && len(d.in.LastFailsafe) > 0:
+		d.failsafe(down)
 	case d.pg.Primary() && !cfg.Paused && down >= cfg.RetryTimeout:
 		d.add(Action{Kind: ActStop, Mode: StopFast})
 		d.mem.Demoted = true
@@ -310,6 +315,11 @@ func (d *decider) leader() {
 		d.add(Action{Kind: ActSyncSlots, Slots: d.memberSlots()})
 	}
 	d.syncReplication()
+	if d.in.Config.FailsafeMode {
+		if f := d.failsafeMembers(); !maps.Equal(f, d.c.Failsafe) {
+			d.add(Action{Kind: ActSetFailsafe, Failsafe: f})
+		}
+	}
 	d.say("no action. I am (%s), the leader with the lock", d.in.Name)
 }
 
@@ -361,6 +371,11 @@ func (d *decider) race() {
 		d.say("paused: no leader race")
 		return
 	}
+	if hb := d.in.FailsafeHeartbeat; cfg.FailsafeMode && !hb.IsZero() && d.in.Now.Sub(hb) < cfg.TTL {
+		// Keep streaming from the primary that is alive.
+		d.say("no leader key, but the primary reached me in failsafe mode %s ago: not racing", d.in.Now.Sub(hb).Round(time.Millisecond))
+		return
+	}
 	if !d.in.PeersFetched {
 		d.needPeers = true
 		d.say("no leader: asking the peers before the leader race")
@@ -403,6 +418,9 @@ func (d *decider) healthiestAmong(peers []Peer, checkLag bool) (bool, string) {
 		if tl := d.c.Timeline(); tl > 0 && d.pg.Timeline < tl {
 			return false, fmt.Sprintf("my timeline %d is behind the cluster's %d", d.pg.Timeline, tl)
 		}
+	}
+	if f := d.c.Failsafe; cfg.FailsafeMode && len(f) > 0 && f[d.in.Name] == "" {
+		return false, "failsafe mode is on and /failsafe does not list me"
 	}
 	if d.syncActive() {
 		if !d.syncEligible(d.in.Name) {

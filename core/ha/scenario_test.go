@@ -2,6 +2,8 @@ package ha
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -196,6 +198,19 @@ func (w *world) input(t *testing.T, extra string) Input {
 	}
 	in.Config.Tags.NoFailover = has(cfg, "nofailover")
 	in.Config.Tags.ReplicateFrom = cfg["replicatefrom"]
+	in.Config.FailsafeMode = has(cfg, "failsafe")
+	for _, n := range strings.Split(w.one("last_failsafe"), ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			if in.LastFailsafe == nil {
+				in.LastFailsafe = cluster.Failsafe{}
+			}
+			in.LastFailsafe[n] = "http://" + n + ":8008/patroni"
+		}
+	}
+	if hb := w.one("heartbeat"); hb != "" {
+		secs, _ := strconv.ParseFloat(hb, 64)
+		in.FailsafeHeartbeat = epoch(secs)
+	}
 	in.Config.SyncMode = SyncOff
 	if v, ok := cfg["sync"]; ok {
 		in.Config.SyncMode = v
@@ -275,6 +290,12 @@ func (w *world) input(t *testing.T, extra string) Input {
 			})
 		case "peers":
 			in.PeersFetched = true
+		case "acks":
+			in.FailsafeChecked = true
+			in.FailsafeAcks = map[string]bool{}
+			for _, n := range strings.Fields(rest) {
+				in.FailsafeAcks[n] = true
+			}
 		case "request":
 			k, kv := fields(t, rest)
 			r := &Request{Kind: RequestKind(k), Role: kv["role"], PostgresVersion: int(num(t, kv, "version")),
@@ -313,6 +334,14 @@ func (w *world) cluster(t *testing.T) *cluster.Cluster {
 		c.Config = &cluster.Raw{Data: []byte(`{}`), Version: "1"}
 	}
 	c.Status.Optime = num(t, kv, "optime")
+	for _, n := range strings.Split(kv["failsafe"], ",") {
+		if n != "" {
+			if c.Failsafe == nil {
+				c.Failsafe = cluster.Failsafe{}
+			}
+			c.Failsafe[n] = "http://" + n + ":8008/patroni"
+		}
+	}
 	if has(kv, "sync_leader") {
 		c.Sync = &cluster.SyncState{Leader: kv["sync_leader"], Version: "5"}
 		for _, n := range strings.Split(kv["sync"], ",") {
@@ -342,7 +371,8 @@ func (w *world) cluster(t *testing.T) *cluster.Cluster {
 	}
 	for _, line := range w.lines["member"] {
 		name, mkv := fields(t, line)
-		m := cluster.Member{Name: name, Role: mkv["role"], State: mkv["state"], Timeline: int(num(t, mkv, "timeline"))}
+		m := cluster.Member{Name: name, Role: mkv["role"], State: mkv["state"], Timeline: int(num(t, mkv, "timeline")),
+			APIURL: "http://" + name + ":8008/patroni"}
 		if has(mkv, "xlog") {
 			x := num(t, mkv, "xlog")
 			m.XLogLocation = &x
@@ -396,6 +426,10 @@ func render(d Decision) string {
 		if a.AsPrimary {
 			b.WriteString(" as_primary")
 		}
+		if a.Kind == ActSetFailsafe {
+			names := slices.Sorted(maps.Keys(a.Failsafe))
+			fmt.Fprintf(&b, " members=[%s]", strings.Join(names, ","))
+		}
 		if a.Kind == ActWriteSync {
 			fmt.Fprintf(&b, " members=[%s]", strings.Join(a.Members, ","))
 		}
@@ -412,6 +446,9 @@ func render(d Decision) string {
 	}
 	if d.NeedPeers {
 		b.WriteString("need_peers\n")
+	}
+	if d.NeedFailsafe {
+		b.WriteString("need_failsafe\n")
 	}
 	if r := d.Reply; r != nil {
 		fmt.Fprintf(&b, "reply: %s %q\n", replyNames[r.Status], r.Message)

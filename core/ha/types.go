@@ -26,6 +26,9 @@ type Config struct {
 	// or "quorum".
 	SyncMode             string
 	SyncStrict           bool
+	// FailsafeMode keeps a primary running while the DCS is down as long
+	// as every member in /failsafe acknowledges it (reference §3.12).
+	FailsafeMode bool
 	SyncNodeCount        int
 	MaximumLagOnSyncNode int64
 
@@ -230,6 +233,16 @@ type Input struct {
 	// Request is an operator's request taken in by this cycle.
 	Request *Request
 
+	// LastFailsafe is /failsafe as last read (kept while the DCS is down).
+	LastFailsafe cluster.Failsafe
+	// FailsafeAcks are the members' answers to this primary's POST
+	// /failsafe, when FailsafeChecked.
+	FailsafeAcks    map[string]bool
+	FailsafeChecked bool
+	// FailsafeHeartbeat is when a primary last reached this replica with
+	// POST /failsafe.
+	FailsafeHeartbeat time.Time
+
 	Memory Memory
 }
 
@@ -371,6 +384,8 @@ const (
 	ActWriteSync Kind = "write_sync"
 	// ActDeleteSync deletes /sync (compare-and-set on the version read).
 	ActDeleteSync Kind = "delete_sync"
+	// ActSetFailsafe writes /failsafe = Failsafe.
+	ActSetFailsafe Kind = "set_failsafe"
 )
 
 // Async reports whether the action runs in the background.
@@ -408,6 +423,8 @@ type Action struct {
 	// Members and Quorum are the /sync content (ActWriteSync).
 	Members []string
 	Quorum  int
+	// Failsafe is the /failsafe content (ActSetFailsafe).
+	Failsafe cluster.Failsafe
 }
 
 // Decision is what Decide returns.
@@ -418,6 +435,10 @@ type Decision struct {
 	// NeedPeers: Decide wants the peers' /patroni answers before deciding
 	// the leader race; the controller fetches them and calls again.
 	NeedPeers bool
+	// NeedFailsafe: Decide wants the /failsafe members' answers to POST
+	// /failsafe (DCS down, failsafe mode); the controller asks and calls
+	// again.
+	NeedFailsafe bool
 	// Memory is what to remember for the next cycle.
 	Memory Memory
 	// Reply answers Input.Request, when there was one.

@@ -1,0 +1,46 @@
+package ha
+
+import (
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/custos-ha/custos/core/cluster"
+)
+
+// failsafe runs a primary's cycle while the DCS is down in failsafe mode:
+// it stays primary only while every other member listed in /failsafe
+// acknowledges its POST /failsafe; otherwise it demotes (offline).
+func (d *decider) failsafe(down time.Duration) {
+	if !d.in.FailsafeChecked {
+		d.needFailsafe = true
+		d.say("DCS is not accessible (%s): asking the /failsafe members", d.in.DCSError)
+		return
+	}
+	var missing []string
+	for name := range d.in.LastFailsafe {
+		if name != d.in.Name && !d.in.FailsafeAcks[name] {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		d.add(Action{Kind: ActStop, Mode: StopFast})
+		d.mem.Demoted = true
+		d.say("demoting self: the DCS is not accessible for %s and %s did not acknowledge failsafe mode", down.Round(time.Millisecond), strings.Join(missing, ", "))
+		return
+	}
+	d.say("DCS is not accessible (%s): failsafe mode active, every /failsafe member acknowledged me as the primary", d.in.DCSError)
+}
+
+// failsafeMembers is the /failsafe value the leader keeps: every member
+// with an api_url, the leader included.
+func (d *decider) failsafeMembers() cluster.Failsafe {
+	f := cluster.Failsafe{}
+	for _, m := range d.c.Members {
+		if m.APIURL != "" {
+			f[m.Name] = m.APIURL
+		}
+	}
+	return f
+}

@@ -105,3 +105,6 @@ func (o *operator) PeerStatus(ctx context.Context, m cluster.Member) (ha.Peer, e
 }
 
 func (o *operator) Wake() { o.ctrl.Wake() }
+
+// FailsafeHeartbeat implements api.Operator.
+func (o *operator) FailsafeHeartbeat(leader string) { o.ctrl.FailsafeHeartbeat(leader) }

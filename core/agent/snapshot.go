@@ -86,6 +86,7 @@ func snapshotOf(st *controller.State, scope, name string, problems []string) *ap
 	if dyn.FailsafeMode && st.Cluster != nil {
 		snap.Failsafe = st.Cluster.Failsafe
 	}
+	snap.FailsafeMode = dyn.FailsafeMode
 	return snap
 }
 

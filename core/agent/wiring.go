@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os/exec"
 	"path/filepath"
@@ -180,6 +181,18 @@ func clientOptions(cfg *config.Config) client.Options {
 
 // peers asks other members through their REST API.
 type peers struct{ c *client.Client }
+
+// Failsafe implements controller.Peers: POST /failsafe, accepted with 200.
+func (p peers) Failsafe(ctx context.Context, name, apiURL string, me cluster.Member) error {
+	resp, err := p.c.Failsafe(ctx, apiURL, client.FailsafeRequest{Name: me.Name, ConnURL: me.ConnURL, APIURL: me.APIURL})
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("member %s answered %d %s", name, resp.StatusCode, resp.Body)
+	}
+	return nil
+}
 
 func (p peers) Status(ctx context.Context, m cluster.Member) (ha.Peer, error) {
 	st, err := p.c.GetStatus(ctx, m.APIURL)

@@ -37,4 +37,7 @@ type Operator interface {
 	PeerStatus(ctx context.Context, m cluster.Member) (ha.Peer, error)
 	// Wake asks the HA loop for a cycle now.
 	Wake()
+	// FailsafeHeartbeat records that the primary named leader reached this
+	// member with POST /failsafe while the DCS is down.
+	FailsafeHeartbeat(leader string)
 }

@@ -110,6 +110,8 @@ func (f *fakeOperator) Wake() {
 	f.wakes++
 }
 
+func (f *fakeOperator) FailsafeHeartbeat(string) {}
+
 // touched reports whether the operator was asked to do anything at all.
 func (f *fakeOperator) touched() bool {
 	f.mu.Lock()

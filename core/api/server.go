@@ -181,6 +181,7 @@ func New(cfg ServerConfig, src Source, logger hclog.Logger, opts ...Option) *Ser
 		s.handle(http.MethodPost, "reload", s.postReload)
 		s.handle(http.MethodPatch, "config", s.patchConfig)
 		s.handle(http.MethodPut, "config", s.putConfig)
+		s.handle(http.MethodPost, "failsafe", s.postFailsafe)
 	}
 	return s
 }

@@ -62,6 +62,9 @@ type Snapshot struct {
 	// unreachable; nil when failsafe mode is off. GET /failsafe answers 502
 	// when it is nil.
 	Failsafe cluster.Failsafe
+	// FailsafeMode: failsafe_mode is on (POST /failsafe answers 502
+	// otherwise).
+	FailsafeMode bool
 }
 
 // Latest is a Source holding the newest Snapshot behind an atomic pointer:

@@ -130,6 +130,8 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 			return nil
 		}
 		return c.store.DeleteSync(ctx, clu.Sync.Version)
+	case ha.ActSetFailsafe:
+		return c.store.SetFailsafe(ctx, a.Failsafe)
 	case ha.ActClearFailover:
 		if clu == nil || clu.Failover == nil {
 			return nil

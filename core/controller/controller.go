@@ -90,6 +90,11 @@ type Controller struct {
 	// renewedAt is the last successful acquire or renewal of the leader
 	// key; zero when this member does not hold it.
 	renewedAt time.Time
+	// lastFailsafe is /failsafe as last read.
+	lastFailsafe cluster.Failsafe
+	// heartbeat is when a primary last reached this member with POST
+	// /failsafe (guarded by settingsMu: the REST API sets it).
+	heartbeat time.Time
 	// dcsProblems are the malformed values of the last DCS read.
 	dcsProblems []string
 
@@ -276,6 +281,7 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 			c.dcsProblems = append(c.dcsProblems, p.Error())
 		}
 		c.dcsLastSeen = start
+		c.lastFailsafe = clu.Failsafe
 		c.applyDynamic(clu)
 		if clu.LeaderName() != c.opts.Name {
 			c.renewedAt = time.Time{}
@@ -292,7 +298,11 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 		Outcome:      c.outcome,
 		ShuttingDown: shuttingDown,
 		Memory:       c.mem,
+		LastFailsafe: c.lastFailsafe,
 	}
+	c.settingsMu.Lock()
+	in.FailsafeHeartbeat = c.heartbeat
+	c.settingsMu.Unlock()
 	if readErr != nil {
 		in.DCSError = readErr.Error()
 		if c.dcsLastSeen.IsZero() {
@@ -313,6 +323,10 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 	dec := ha.Decide(in)
 	if dec.NeedPeers {
 		in.Peers, in.PeersFetched = c.fetchPeers(ctx, clu), true
+		dec = ha.Decide(in)
+	}
+	if dec.NeedFailsafe {
+		in.FailsafeAcks, in.FailsafeChecked = c.askFailsafe(ctx, obs), true
 		dec = ha.Decide(in)
 	}
 	if err := ha.CheckInvariants(in, dec); err != nil {
@@ -419,6 +433,7 @@ func (c *Controller) haConfig() ha.Config {
 		RemoveDataDirectoryOnRewindFailure:     l.RemoveDataDirectoryOnRewindFailure,
 		RemoveDataDirectoryOnDivergedTimelines: l.RemoveDataDirectoryOnDivergedTimelines,
 		Tags:                                   l.Tags,
+		FailsafeMode:                           d.FailsafeMode,
 		SyncMode:                               syncMode(d.SynchronousMode),
 		SyncStrict:                             d.SynchronousStrict,
 		SyncNodeCount:                          d.SynchronousNodeCount,
@@ -459,6 +474,53 @@ func (c *Controller) fetchPeers(ctx context.Context, clu *cluster.Cluster) []ha.
 	}
 	wg.Wait()
 	return peers
+}
+
+// failsafeTimeout bounds one POST /failsafe (Patroni: 2 s, one retry).
+const failsafeTimeout = 2 * time.Second
+
+// askFailsafe POSTs /failsafe to every other member /failsafe lists, in
+// parallel, one retry each, and returns who accepted.
+func (c *Controller) askFailsafe(ctx context.Context, obs Observation) map[string]bool {
+	me := c.member(ha.Input{}, obs)
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		acks = map[string]bool{}
+	)
+	for name, apiURL := range c.lastFailsafe {
+		if name == c.opts.Name {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			for attempt := 0; attempt < 2; attempt++ {
+				actx, cancel := context.WithTimeout(ctx, failsafeTimeout)
+				err = c.peers.Failsafe(actx, name, apiURL, me)
+				cancel()
+				if err == nil {
+					mu.Lock()
+					acks[name] = true
+					mu.Unlock()
+					return
+				}
+			}
+			c.logger.Warn("failsafe: member did not accept", "member", name, "error", err)
+		}()
+	}
+	wg.Wait()
+	return acks
+}
+
+// FailsafeHeartbeat records that the primary reached this member with POST
+// /failsafe.
+func (c *Controller) FailsafeHeartbeat(leader string) {
+	c.settingsMu.Lock()
+	c.heartbeat = c.now()
+	c.settingsMu.Unlock()
+	c.logger.Debug("failsafe heartbeat", "leader", leader)
 }
 
 // execute runs the decision's actions in order, stopping at the first

@@ -79,11 +79,18 @@ func (f *fakePG) Start(_ context.Context, asPrimary bool, upstream *cluster.Memb
 	}
 	return nil
 }
-func (f *fakePG) Stop(context.Context, string) error {
+func (f *fakePG) Stop(_ context.Context, mode string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.running {
 		close(f.exited)
+		if mode != ha.StopImmediate {
+			// A clean stop leaves pg_control saying so.
+			f.control = ha.ControlShutDown
+			if f.recovery {
+				f.control = ha.ControlShutDownInRecovery
+			}
+		}
 	}
 	f.running = false
 	return nil
@@ -142,7 +149,13 @@ func (p fakePeers) Status(_ context.Context, m cluster.Member) (ha.Peer, error) 
 	return ha.Peer{Name: m.Name, Reachable: true, Running: true, Primary: !f.recovery, LSN: f.lsn, FailoverPriority: 1}, nil
 }
 
+func (fakePeers) Failsafe(context.Context, string, string, cluster.Member) error { return nil }
+
 type noPeers struct{}
+
+func (noPeers) Failsafe(context.Context, string, string, cluster.Member) error {
+	return errors.New("unreachable")
+}
 
 func (noPeers) Status(context.Context, cluster.Member) (ha.Peer, error) {
 	return ha.Peer{}, errors.New("unreachable")
@@ -332,9 +345,11 @@ func TestSwitchover(t *testing.T) {
 			go func() { defer close(done); _ = c.Run(ctx) }()
 			return func() { cancel(); <-done }
 		}
-		defer run(newControllerWithPeers(t, mem, "pg1", pg1, peers))()
+		c1 := newControllerWithPeers(t, mem, "pg1", pg1, peers)
+		c2 := newControllerWithPeers(t, mem, "pg2", pg2, peers)
+		defer run(c1)()
 		eventually(t, "pg1 leads", func() bool { return read(t, mem).LeaderName() == "pg1" })
-		defer run(newControllerWithPeers(t, mem, "pg2", pg2, peers))()
+		defer run(c2)()
 		eventually(t, "pg2 streams", func() bool {
 			m := read(t, mem).Member("pg2")
 			return m != nil && m.State == "running"
@@ -357,7 +372,12 @@ func TestSwitchover(t *testing.T) {
 			c := read(t, mem)
 			pg1.mu.Lock()
 			defer pg1.mu.Unlock()
-			return pg1.running && pg1.recovery && pg1.upstream == "pg2" && c.Failover != nil && c.Failover.IsEmpty()
+			ok := pg1.running && pg1.recovery && pg1.upstream == "pg2" && c.Failover != nil && c.Failover.IsEmpty()
+			if !ok {
+				t.Logf("pg1: %s (%s) | pg2: %s | leader %s failover %+v | fake running=%v recovery=%v upstream=%q",
+					c1.State().Reason, c1.State().Error, c2.State().Reason, c.LeaderName(), c.Failover, pg1.running, pg1.recovery, pg1.upstream)
+			}
+			return ok
 		})
 	})
 }

@@ -82,7 +82,10 @@ type Replication struct {
 	SyncPriority    int    `json:"sync_priority"`
 }
 
-// Peers asks another member about itself (GET /patroni).
+// Peers asks another member about itself (GET /patroni), and, while the
+// DCS is down in failsafe mode, whether it still takes this member for the
+// primary (POST /failsafe; nil means "Accepted").
 type Peers interface {
 	Status(ctx context.Context, m cluster.Member) (ha.Peer, error)
+	Failsafe(ctx context.Context, name, apiURL string, me cluster.Member) error
 }

@@ -242,6 +242,16 @@ func (s *Store) DeleteSync(ctx context.Context, version string) error {
 	return nil
 }
 
+// SetFailsafe writes /failsafe.
+func (s *Store) SetFailsafe(ctx context.Context, f cluster.Failsafe) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if err := s.backend.Set(ctx, sdkdcs.KeyFailsafe, f.Marshal()); err != nil {
+		return fmt.Errorf("writing /failsafe: %w", err)
+	}
+	return nil
+}
+
 // SetHistory writes /history.
 func (s *Store) SetHistory(ctx context.Context, h cluster.History) error {
 	ctx, cancel := s.ctx(ctx)

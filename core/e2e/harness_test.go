@@ -83,9 +83,22 @@ type clusterOpts struct {
 	// ([restapi.authentication], with apiUser and apiPassword) and gives
 	// the agents and patronictl the same credentials ([ctl]).
 	auth bool
+	// dcs runs the cluster on another DCS than the shared etcd: it gives
+	// each member's [dcs.<name>] section in place of [dcs.etcd3], the rest
+	// of the configuration unchanged, and reads the cluster's state.
+	dcs dcsServer
 }
 
-// testCluster is one custos cluster: its own scope in the shared etcd, one
+// dcsServer is a DCS a cluster runs on instead of the shared etcd.
+type dcsServer interface {
+	// section is the name and the lines of the members' [dcs.<name>].
+	section() (name string, lines []string)
+	// read returns the cluster's keys, relative to its scope.
+	read(ctx context.Context, scope string) (dcsView, error)
+}
+
+// testCluster is one custos cluster: its own scope in the shared etcd (or
+// in opts.dcs), one
 // agent process per member, each with its PostgreSQL.
 type testCluster struct {
 	t     *testing.T
@@ -153,7 +166,9 @@ func startCluster(t *testing.T, opts clusterOpts) *testCluster {
 	c := &testCluster{t: t, scope: scope, dir: dir, opts: opts}
 	t.Cleanup(func() {
 		c.stopAll()
-		_, _ = env.kv.Delete(context.Background(), c.prefix(), clientv3.WithPrefix())
+		if opts.dcs == nil {
+			_, _ = env.kv.Delete(context.Background(), c.prefix(), clientv3.WithPrefix())
+		}
 		if !t.Failed() {
 			_ = os.RemoveAll(dir)
 		} else {
@@ -234,6 +249,24 @@ func (c *testCluster) others(m *member) []*member {
 
 func (m *member) writeConfig(t testing.TB) {
 	t.Helper()
+	name, lines := m.etcdSection()
+	if m.c.opts.dcs != nil {
+		name, lines = m.c.opts.dcs.section()
+	}
+	if err := os.WriteFile(m.configPath, []byte(m.config(name, lines)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	chownToAgent(t, m.configPath)
+}
+
+// etcdSection is the [dcs.etcd3] section for the shared etcd.
+func (m *member) etcdSection() (name string, lines []string) {
+	hosts, _ := json.Marshal(m.dcsHosts)
+	return "etcd3", []string{"hosts = " + string(hosts)}
+}
+
+// config is the member's configuration file with the DCS section given.
+func (m *member) config(dcsName string, dcsLines []string) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("scope = %q", m.c.scope)
@@ -242,9 +275,10 @@ func (m *member) writeConfig(t testing.TB) {
 	w("[restapi]")
 	w("listen = %q", fmt.Sprintf("127.0.0.1:%d", m.apiPort))
 	w("connect_address = %q", fmt.Sprintf("127.0.0.1:%d", m.apiPort))
-	w("[dcs.etcd3]")
-	hosts, _ := json.Marshal(m.dcsHosts)
-	w("hosts = %s", hosts)
+	w("[dcs.%s]", dcsName)
+	for _, l := range dcsLines {
+		w("%s", l)
+	}
 	w("[bootstrap.dcs]")
 	w("ttl = %d", int(ttl/time.Second))
 	w("loop_wait = %d", loopWait)
@@ -280,10 +314,7 @@ func (m *member) writeConfig(t testing.TB) {
 			w("password = %q", apiPassword)
 		}
 	}
-	if err := os.WriteFile(m.configPath, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	chownToAgent(t, m.configPath)
+	return b.String()
 }
 
 // start starts the agent process; its stdout and stderr go to the member's

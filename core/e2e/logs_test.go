@@ -194,6 +194,9 @@ func (c *testCluster) dump() {
 		for _, k := range kvs.keys() {
 			kv := kvs.kv[k]
 			fmt.Fprintf(&b, "DCS %s (lease %x, mod %d) = %s\n", k, kv.Lease, kv.ModRevision, kv.Value)
+			if len(kv.Meta) > 0 {
+				fmt.Fprintf(&b, "    %v\n", kv.Meta)
+			}
 		}
 	}
 	for _, m := range c.m {

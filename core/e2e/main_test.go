@@ -47,7 +47,7 @@ var env struct {
 const defaultParallel = 4
 
 // pluginsUsed are the plugins the agents under test load.
-var pluginsUsed = []string{"dcs-etcd3", "replica-basebackup"}
+var pluginsUsed = []string{"dcs-etcd3", "dcs-consul", "dcs-kubernetes", "replica-basebackup"}
 
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 

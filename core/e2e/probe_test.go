@@ -27,7 +27,8 @@ import (
 
 // ---- DCS ----
 
-// dcsView is the cluster's keys in etcd at one revision.
+// dcsView is the cluster's keys in etcd at one revision (or in the
+// cluster's opts.dcs, at its index).
 type dcsView struct {
 	rev int64
 	kv  map[string]*keyValue
@@ -38,6 +39,9 @@ type keyValue struct {
 	Lease          int64
 	ModRevision    int64
 	CreateRevision int64
+	// Meta is what another DCS keeps with the key: its Consul session, the
+	// annotations of its Kubernetes object.
+	Meta map[string]string
 }
 
 func (v dcsView) keys() []string {
@@ -57,10 +61,14 @@ func (v dcsView) leader() string {
 	return ""
 }
 
-// dcs reads the cluster's keys (relative to the scope) from etcd.
+// dcs reads the cluster's keys (relative to the scope) from etcd or the
+// cluster's own DCS.
 func (c *testCluster) dcs() (dcsView, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if c.opts.dcs != nil {
+		return c.opts.dcs.read(ctx, c.scope)
+	}
 	resp, err := env.kv.Get(ctx, c.prefix(), clientv3.WithPrefix())
 	if err != nil {
 		return dcsView{}, fmt.Errorf("reading %s from etcd: %w", c.prefix(), err)

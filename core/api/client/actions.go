@@ -107,6 +107,20 @@ func (c *Client) Reinitialize(ctx context.Context, apiURL string, req Reinitiali
 }
 
 // Reload makes the member re-read its configuration file.
+// FailsafeRequest is the body a primary POSTs to /failsafe while the DCS
+// is down (reference §1.3).
+type FailsafeRequest struct {
+	Name    string           `json:"name"`
+	ConnURL string           `json:"conn_url"`
+	APIURL  string           `json:"api_url"`
+	Slots   map[string]int64 `json:"slots,omitempty"`
+}
+
+// Failsafe POSTs /failsafe; a replica answers 200 "Accepted".
+func (c *Client) Failsafe(ctx context.Context, apiURL string, req FailsafeRequest) (Response, error) {
+	return c.Do(ctx, http.MethodPost, apiURL, "failsafe", req)
+}
+
 func (c *Client) Reload(ctx context.Context, apiURL string) (Response, error) {
 	return c.Do(ctx, http.MethodPost, apiURL, EndpointReload, nil)
 }

@@ -14,6 +14,10 @@
 //
 // Outside that, PostgresBinDir finds the server binaries and FreePort picks
 // a free TCP port; ForeignDir gives a directory owned by another user.
+// StartEtcd, StartConsul and StartKube run throwaway DCS servers (etcd,
+// a Consul dev agent, kube-apiserver with etcd 3.6) on loopback ports; the
+// Consul and Kubernetes binaries come from the cache that .ci/build-consul
+// and .ci/build-kube fill.
 package testenv
 
 import (

@@ -24,11 +24,11 @@ type Config struct {
 
 	// Synchronous replication (reference §3.8): SyncMode is "off", "on"
 	// or "quorum".
-	SyncMode             string
-	SyncStrict           bool
+	SyncMode   string
+	SyncStrict bool
 	// FailsafeMode keeps a primary running while the DCS is down as long
 	// as every member in /failsafe acknowledges it (reference §3.12).
-	FailsafeMode bool
+	FailsafeMode         bool
 	SyncNodeCount        int
 	MaximumLagOnSyncNode int64
 

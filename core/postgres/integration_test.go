@@ -561,6 +561,9 @@ func TestIntegrationCluster(t *testing.T) {
 
 	t.Run("switchover_needs_no_rewind", func(t *testing.T) {
 		ctx := ctxT(t, 2*time.Minute)
+		// a was just restarted: it must stream again before b stops, or
+		// it never receives b's shutdown checkpoint.
+		waitStreaming(t, b, a)
 		// b (primary) stops cleanly; a receives its shutdown checkpoint and
 		// is promoted: b can follow a without pg_rewind.
 		if err := b.p.Stop(ctx, StopOptions{Mode: StopFast}); err != nil {

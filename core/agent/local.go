@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -136,6 +135,19 @@ func (l *local) Observe(ctx context.Context) controller.Observation {
 		o.HA.Upstream = ""
 	}
 	o.HA.SyncStandbyNames = obs.SyncStandbyNames
+	for _, sl := range obs.Slots {
+		if sl.Temporary {
+			continue
+		}
+		if o.Slots == nil {
+			o.Slots = map[string]int64{}
+		}
+		pos := sl.RestartLSN
+		if sl.Type == postgres.SlotLogical {
+			pos = sl.ConfirmedFlushLSN
+		}
+		o.Slots[sl.Name] = int64(pos)
+	}
 	for _, r := range obs.Replication {
 		o.HA.Replication = append(o.HA.Replication, ha.Replication{
 			ApplicationName: r.ApplicationName, State: r.State, SyncState: r.SyncState, FlushLSN: int64(r.FlushLSN),
@@ -307,15 +319,17 @@ func (l *local) RemoveDataDir(ctx context.Context) error {
 }
 
 // SyncSlots implements controller.Local.
-func (l *local) SyncSlots(ctx context.Context, slots []string) error {
-	changes, err := l.pg.EnsurePhysicalSlots(ctx, slots)
-	if err != nil {
-		return err
+func (l *local) SyncSlots(ctx context.Context, plan cluster.SlotPlan) error {
+	pp := postgres.SlotPlan{Ignore: plan.Ignore, Advance: map[string]postgres.LSN{}}
+	for _, name := range plan.Members {
+		pp.Wanted = append(pp.Wanted, cluster.SlotSpec{Name: name, Type: cluster.SlotPhysical})
 	}
-	if len(changes.Created) > 0 || len(changes.Dropped) > 0 {
-		l.logger.Info("replication slots changed", "created", strings.Join(changes.Created, ","), "dropped", strings.Join(changes.Dropped, ","))
+	pp.Wanted = append(pp.Wanted, plan.Permanent...)
+	for name, lsn := range plan.Advance {
+		pp.Advance[name] = postgres.LSN(lsn)
 	}
-	return nil
+	_, err := l.pg.SyncSlots(ctx, pp)
+	return err
 }
 
 // History implements controller.Local.

@@ -30,3 +30,44 @@ func SlotName(member string) string {
 	}
 	return s
 }
+
+// Replication slot types.
+const (
+	SlotPhysical = "physical"
+	SlotLogical  = "logical"
+)
+
+// SlotSpec is a replication slot to keep: a permanent slot of the dynamic
+// configuration (slots) or a member's slot.
+type SlotSpec struct {
+	Name string
+	// Type is SlotPhysical or SlotLogical.
+	Type string
+	// Database and Plugin describe a logical slot.
+	Database string
+	Plugin   string
+}
+
+// SlotMatcher selects slots to leave alone (ignore_slots); empty fields
+// match anything.
+type SlotMatcher struct {
+	Name, Type, Database, Plugin string
+}
+
+// Matches reports whether the slot is selected.
+func (m SlotMatcher) Matches(name, typ, database, plugin string) bool {
+	return (m.Name == "" || m.Name == name) && (m.Type == "" || m.Type == typ) &&
+		(m.Database == "" || m.Database == database) && (m.Plugin == "" || m.Plugin == plugin)
+}
+
+// SlotPlan is the set of replication slots a member keeps.
+type SlotPlan struct {
+	// Members are the physical slots of other members.
+	Members []string
+	// Permanent are the permanent slots kept on this member.
+	Permanent []SlotSpec
+	// Ignore are never dropped.
+	Ignore []SlotMatcher
+	// Advance moves physical slots forward to these positions.
+	Advance map[string]int64
+}

@@ -26,6 +26,9 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 		}
 		if obs.HA.Primary() {
 			status = cluster.Status{Optime: obs.HA.LSN}
+			if len(obs.Slots) > 0 {
+				status.Slots = obs.Slots
+			}
 		}
 		if err := c.store.RenewLeader(ctx, status); err != nil {
 			return err
@@ -66,7 +69,10 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 	case ha.ActRemoveDataDir:
 		return c.local.RemoveDataDir(ctx)
 	case ha.ActSyncSlots:
-		return c.local.SyncSlots(ctx, a.Slots)
+		if a.Slots == nil {
+			return nil
+		}
+		return c.local.SyncSlots(ctx, *a.Slots)
 	case ha.ActTouchMember:
 		return c.store.TouchMember(ctx, c.member(in, obs))
 	case ha.ActCancel:

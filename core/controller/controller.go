@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -434,6 +435,9 @@ func (c *Controller) haConfig() ha.Config {
 		RemoveDataDirectoryOnDivergedTimelines: l.RemoveDataDirectoryOnDivergedTimelines,
 		Tags:                                   l.Tags,
 		FailsafeMode:                           d.FailsafeMode,
+		PermanentSlots:                         permanentSlots(d.Slots),
+		IgnoreSlots:                            ignoreSlots(d.IgnoreSlots),
+		KeepMemberSlots:                        d.MemberSlotsTTL > 0,
 		SyncMode:                               syncMode(d.SynchronousMode),
 		SyncStrict:                             d.SynchronousStrict,
 		SyncNodeCount:                          d.SynchronousNodeCount,
@@ -650,4 +654,48 @@ func syncMode(m config.SyncMode) string {
 		return ha.SyncQuorum
 	}
 	return ha.SyncOff
+}
+
+// permanentSlots reads the dynamic configuration's slots
+// ({name: {type, database, plugin}}); malformed entries are skipped (the
+// configuration validation names them).
+func permanentSlots(slots map[string]any) []cluster.SlotSpec {
+	var out []cluster.SlotSpec
+	for name, v := range slots {
+		spec := cluster.SlotSpec{Name: name, Type: cluster.SlotPhysical}
+		if m, ok := v.(map[string]any); ok {
+			if t, ok := m["type"].(string); ok && t != "" {
+				spec.Type = t
+			}
+			spec.Database, _ = m["database"].(string)
+			spec.Plugin, _ = m["plugin"].(string)
+		}
+		if spec.Type != cluster.SlotPhysical && spec.Type != cluster.SlotLogical {
+			continue
+		}
+		if spec.Type == cluster.SlotLogical && (spec.Database == "" || spec.Plugin == "") {
+			continue
+		}
+		out = append(out, spec)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// ignoreSlots reads ignore_slots ([{name, type, database, plugin}]).
+func ignoreSlots(list []any) []cluster.SlotMatcher {
+	var out []cluster.SlotMatcher
+	for _, v := range list {
+		m, ok := v.(map[string]any)
+		if !ok {
+			continue
+		}
+		var sm cluster.SlotMatcher
+		sm.Name, _ = m["name"].(string)
+		sm.Type, _ = m["type"].(string)
+		sm.Database, _ = m["database"].(string)
+		sm.Plugin, _ = m["plugin"].(string)
+		out = append(out, sm)
+	}
+	return out
 }

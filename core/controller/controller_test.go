@@ -120,7 +120,7 @@ func (f *fakePG) RemoveDataDir(context.Context) error {
 	f.data = false
 	return nil
 }
-func (f *fakePG) SyncSlots(context.Context, []string) error { return nil }
+func (f *fakePG) SyncSlots(context.Context, cluster.SlotPlan) error { return nil }
 func (f *fakePG) History(context.Context, int) (cluster.History, error) {
 	return cluster.History{{Timeline: 1, LSN: 100, Reason: "no recovery target specified"}}, nil
 }

@@ -45,8 +45,8 @@ type Local interface {
 	Rewind(ctx context.Context, source cluster.Member) error
 	// RemoveDataDir wipes the data directory.
 	RemoveDataDir(ctx context.Context) error
-	// SyncSlots makes the physical member slots match the names.
-	SyncSlots(ctx context.Context, slots []string) error
+	// SyncSlots makes the replication slots match the plan.
+	SyncSlots(ctx context.Context, plan cluster.SlotPlan) error
 	// History returns the timeline history of the given timeline from the
 	// local timeline history file, as /history lines.
 	History(ctx context.Context, timeline int) (cluster.History, error)
@@ -62,6 +62,9 @@ type Observation struct {
 	ReplayPaused     bool
 	ReplayedAt       *time.Time
 	ReplicationState string
+	// Slots are the positions of the replication slots: restart_lsn of a
+	// physical slot, confirmed_flush_lsn of a logical one.
+	Slots map[string]int64
 	// LatestEndLSN is the walreceiver's latest_end_lsn: the primary's
 	// position as last reported to this replica.
 	LatestEndLSN    int64

@@ -311,8 +311,8 @@ func (d *decider) leader() {
 	if d.pg.Timeline > 1 && d.c.Timeline() != d.pg.Timeline {
 		d.add(Action{Kind: ActWriteHistory})
 	}
-	if d.in.Config.UseSlots {
-		d.add(Action{Kind: ActSyncSlots, Slots: d.memberSlots()})
+	if !d.in.Config.Paused {
+		d.add(Action{Kind: ActSyncSlots, Slots: d.leaderSlots()})
 	}
 	d.syncReplication()
 	if d.in.Config.FailsafeMode {
@@ -321,23 +321,6 @@ func (d *decider) leader() {
 		}
 	}
 	d.say("no action. I am (%s), the leader with the lock", d.in.Name)
-}
-
-// memberSlots are the physical slots the primary keeps: one per other
-// member that streams from it (not nostream, not cascading from another).
-func (d *decider) memberSlots() []string {
-	slots := []string{}
-	for _, m := range d.c.Members {
-		if m.Name == d.in.Name || m.Tags.NoStream {
-			continue
-		}
-		if m.Tags.ReplicateFrom != "" && m.Tags.ReplicateFrom != d.in.Name {
-			continue
-		}
-		slots = append(slots, cluster.SlotName(m.Name))
-	}
-	sort.Strings(slots)
-	return slots
 }
 
 // race runs the leader race: no leader key, PostgreSQL up.
@@ -460,10 +443,8 @@ func (d *decider) follow() {
 		return
 	}
 	upstream := d.upstream()
-	if d.in.Config.UseSlots && leader != "" {
-		if slots := d.cascadeSlots(); len(slots) > 0 {
-			d.add(Action{Kind: ActSyncSlots, Slots: slots})
-		}
+	if leader != "" && !d.in.Config.Paused {
+		d.add(Action{Kind: ActSyncSlots, Slots: d.replicaSlots()})
 	}
 	if d.pg.Upstream != upstream {
 		d.add(Action{Kind: ActFollow, Member: upstream})
@@ -503,18 +484,6 @@ func (d *decider) upstream() string {
 	return leader
 }
 
-// cascadeSlots are the slots a replica keeps for the members that stream
-// from it (replicatefrom = me).
-func (d *decider) cascadeSlots() []string {
-	var slots []string
-	for _, m := range d.c.Members {
-		if m.Name != d.in.Name && m.Tags.ReplicateFrom == d.in.Name && !m.Tags.NoStream {
-			slots = append(slots, cluster.SlotName(m.Name))
-		}
-	}
-	sort.Strings(slots)
-	return slots
-}
 
 // divergedWhileRunning: a running replica that is not streaming, on an
 // older timeline than the leader's, replayed past the leader's switch point.

@@ -199,6 +199,14 @@ func (w *world) input(t *testing.T, extra string) Input {
 	in.Config.Tags.NoFailover = has(cfg, "nofailover")
 	in.Config.Tags.ReplicateFrom = cfg["replicatefrom"]
 	in.Config.FailsafeMode = has(cfg, "failsafe")
+	in.Config.KeepMemberSlots = has(cfg, "keep_member_slots")
+	for _, spec := range strings.Split(cfg["permanent"], ",") {
+		if spec == "" {
+			continue
+		}
+		name, typ, _ := strings.Cut(spec, ":")
+		in.Config.PermanentSlots = append(in.Config.PermanentSlots, cluster.SlotSpec{Name: name, Type: typ, Database: "postgres", Plugin: "pgoutput"})
+	}
 	for _, n := range strings.Split(w.one("last_failsafe"), ",") {
 		if n = strings.TrimSpace(n); n != "" {
 			if in.LastFailsafe == nil {
@@ -334,6 +342,15 @@ func (w *world) cluster(t *testing.T) *cluster.Cluster {
 		c.Config = &cluster.Raw{Data: []byte(`{}`), Version: "1"}
 	}
 	c.Status.Optime = num(t, kv, "optime")
+	for _, sl := range strings.Split(kv["slots"], ",") {
+		if name, lsn, ok := strings.Cut(sl, "@"); ok {
+			if c.Status.Slots == nil {
+				c.Status.Slots = map[string]int64{}
+			}
+			n, _ := strconv.ParseInt(lsn, 10, 64)
+			c.Status.Slots[name] = n
+		}
+	}
 	for _, n := range strings.Split(kv["failsafe"], ",") {
 		if n != "" {
 			if c.Failsafe == nil {
@@ -439,8 +456,25 @@ func render(d Decision) string {
 		if a.Timeout > 0 {
 			fmt.Fprintf(&b, " timeout=%s", a.Timeout)
 		}
-		if a.Kind == ActSyncSlots {
-			fmt.Fprintf(&b, " slots=[%s]", strings.Join(a.Slots, ","))
+		if p := a.Slots; p != nil {
+			fmt.Fprintf(&b, " slots=[%s]", strings.Join(p.Members, ","))
+			var perm []string
+			for _, s := range p.Permanent {
+				perm = append(perm, s.Name+":"+s.Type)
+			}
+			if len(perm) > 0 {
+				fmt.Fprintf(&b, " permanent=[%s]", strings.Join(perm, ","))
+			}
+			if len(p.Ignore) > 0 {
+				fmt.Fprintf(&b, " ignore=%d", len(p.Ignore))
+			}
+			if len(p.Advance) > 0 {
+				var adv []string
+				for _, k := range slices.Sorted(maps.Keys(p.Advance)) {
+					adv = append(adv, fmt.Sprintf("%s@%d", k, p.Advance[k]))
+				}
+				fmt.Fprintf(&b, " advance=[%s]", strings.Join(adv, ","))
+			}
 		}
 		b.WriteByte('\n')
 	}

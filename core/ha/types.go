@@ -9,6 +9,15 @@ import (
 // Config is what Decide needs of the configuration: the dynamic settings in
 // effect and this member's local ones.
 type Config struct {
+	// PermanentSlots are the dynamic configuration's slots; IgnoreSlots
+	// its ignore_slots.
+	PermanentSlots []cluster.SlotSpec
+	IgnoreSlots    []cluster.SlotMatcher
+	// KeepMemberSlots: every failover-eligible replica keeps a slot for
+	// every other member (member_slots_ttl > 0, Patroni 4), so a promoted
+	// member has them ready.
+	KeepMemberSlots bool
+
 	TTL                  time.Duration
 	LoopWait             time.Duration
 	RetryTimeout         time.Duration
@@ -354,7 +363,7 @@ const (
 	ActRewind Kind = "rewind"
 	// ActRemoveDataDir wipes the data directory.
 	ActRemoveDataDir Kind = "remove_data_dir"
-	// ActSyncSlots makes the physical member slots match Slots.
+	// ActSyncSlots makes the replication slots match Slots.
 	ActSyncSlots Kind = "sync_slots"
 	// ActTouchMember publishes this member's key. It runs even when an
 	// earlier action of the decision failed.
@@ -413,8 +422,8 @@ type Action struct {
 	Mode string
 	// AsPrimary: start as a primary (ActStart).
 	AsPrimary bool
-	// Slots is the wanted set of member slot names (ActSyncSlots).
-	Slots []string
+	// Slots is the slot plan (ActSyncSlots).
+	Slots *cluster.SlotPlan
 	// Timeout bounds a restart's start.
 	Timeout time.Duration
 	// Value is synchronous_standby_names (ActSetSyncStandbyNames); nil

@@ -1,0 +1,58 @@
+package ha
+
+import (
+	"sort"
+
+	"github.com/custos-ha/custos/core/cluster"
+)
+
+// leaderSlots is the primary's slot plan (reference §3.9): a physical slot
+// for every member streaming from it (not nostream, not cascading from
+// another replica) and every permanent slot; everything else not ignored
+// is dropped.
+func (d *decider) leaderSlots() *cluster.SlotPlan {
+	plan := &cluster.SlotPlan{Permanent: d.in.Config.PermanentSlots, Ignore: d.in.Config.IgnoreSlots}
+	if d.in.Config.UseSlots {
+		for _, m := range d.c.Members {
+			if m.Name == d.in.Name || m.Tags.NoStream {
+				continue
+			}
+			if m.Tags.ReplicateFrom != "" && m.Tags.ReplicateFrom != d.in.Name {
+				continue
+			}
+			plan.Members = append(plan.Members, cluster.SlotName(m.Name))
+		}
+		sort.Strings(plan.Members)
+	}
+	return plan
+}
+
+// replicaSlots is a replica's slot plan: slots for the members cascading
+// from it; with KeepMemberSlots, when it may fail over, slots for every
+// other member too; the permanent physical slots; all advanced to the
+// positions the leader publishes in /status.
+func (d *decider) replicaSlots() *cluster.SlotPlan {
+	cfg := d.in.Config
+	plan := &cluster.SlotPlan{Ignore: cfg.IgnoreSlots, Advance: map[string]int64{}}
+	for _, s := range cfg.PermanentSlots {
+		if s.Type == cluster.SlotPhysical || s.Type == "" {
+			plan.Permanent = append(plan.Permanent, s)
+		}
+	}
+	if cfg.UseSlots {
+		keepAll := cfg.KeepMemberSlots && cfg.Tags.CanFailover()
+		for _, m := range d.c.Members {
+			if m.Name == d.in.Name || m.Tags.NoStream {
+				continue
+			}
+			if m.Tags.ReplicateFrom == d.in.Name || keepAll {
+				plan.Members = append(plan.Members, cluster.SlotName(m.Name))
+			}
+		}
+		sort.Strings(plan.Members)
+	}
+	for name, lsn := range d.c.Status.Slots {
+		plan.Advance[name] = lsn
+	}
+	return plan
+}

@@ -484,7 +484,6 @@ func (d *decider) upstream() string {
 	return leader
 }
 
-
 // divergedWhileRunning: a running replica that is not streaming, on an
 // older timeline than the leader's, replayed past the leader's switch point.
 func (d *decider) divergedWhileRunning() bool {

@@ -31,6 +31,14 @@ func pgConfig(cfg *config.Config, dyn config.Dynamic) postgres.Config {
 		}
 		params[k] = v.String()
 	}
+	for _, v := range dyn.Slots {
+		if m, ok := v.(map[string]any); ok && m["type"] == "logical" {
+			// Logical slots kept on replicas need the primary to keep the
+			// catalog rows they decode (Patroni forces it too).
+			params["hot_standby_feedback"] = "on"
+			break
+		}
+	}
 	hba := p.PgHBA
 	if len(hba) == 0 {
 		hba = dyn.PostgreSQL.PgHBA

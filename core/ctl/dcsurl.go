@@ -17,6 +17,7 @@ var dcsSchemes = map[string]struct {
 	"etcd3":     {plugin: "etcd3", port: 2379},
 	"etcd":      {plugin: "etcd3", port: 2379}, // patronictl's etcd:// (v2); custos speaks v3 only
 	"zookeeper": {plugin: "zookeeper", port: 2181},
+	"consul":    {plugin: "consul", port: 8500},
 }
 
 // zookeeperPort is ZooKeeper's client port: a scheme-less URL on it means
@@ -84,7 +85,7 @@ func ParseDCSURL(s string) (DCSURL, error) {
 	}
 	def, ok := dcsSchemes[scheme]
 	if !ok {
-		return DCSURL{}, fmt.Errorf("DCS URL %q: unknown scheme %q (known: etcd3, etcd, zookeeper; for another DCS use -c with its [dcs.<name>] section)", s, scheme)
+		return DCSURL{}, fmt.Errorf("DCS URL %q: unknown scheme %q (known: etcd3, etcd, zookeeper, consul; for another DCS use -c with its [dcs.<name>] section)", s, scheme)
 	}
 	u.Plugin = def.plugin
 	if u.Username != "" && u.Plugin != "etcd3" {
@@ -131,6 +132,10 @@ func parseHostPort(s string) (hostPort, error) {
 // plugin receives it.
 func (u DCSURL) SectionJSON() []byte {
 	section := map[string]any{"hosts": u.Hosts}
+	if u.Plugin == "consul" {
+		// Consul's section names one agent (Patroni's consul.host).
+		section = map[string]any{"host": u.Hosts[0]}
+	}
 	if u.Username != "" {
 		section["username"] = u.Username
 		section["password"] = u.Password

@@ -12,6 +12,7 @@ func TestParseDCSURL(t *testing.T) {
 		want DCSURL
 	}{
 		{"etcd3://127.0.0.1:2379", DCSURL{Plugin: "etcd3", Hosts: []string{"127.0.0.1:2379"}}},
+		{"consul://10.0.0.9", DCSURL{Plugin: "consul", Hosts: []string{"10.0.0.9:8500"}}},
 		{"etcd3://10.0.0.1:2379,10.0.0.2:2380/custom", DCSURL{Plugin: "etcd3", Hosts: []string{"10.0.0.1:2379", "10.0.0.2:2380"}, Namespace: "/custom"}},
 		{"etcd://db1,db2/", DCSURL{Plugin: "etcd3", Hosts: []string{"db1:2379", "db2:2379"}}},
 		{"ETCD3://[::1]:2379/a/b/", DCSURL{Plugin: "etcd3", Hosts: []string{"[::1]:2379"}, Namespace: "/a/b"}},
@@ -36,7 +37,7 @@ func TestParseDCSURL(t *testing.T) {
 func TestParseDCSURLErrors(t *testing.T) {
 	for in, want := range map[string]string{
 		"":                        "empty DCS URL",
-		"consul://127.0.0.1:8500": `unknown scheme "consul"`,
+		"raft://127.0.0.1:8500":   `unknown scheme "raft"`,
 		"etcd3://":                "names no host",
 		"etcd3://h:0":             `invalid port "0"`,
 		"etcd3://h:70000":         `invalid port "70000"`,

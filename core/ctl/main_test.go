@@ -50,7 +50,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"list", "-f", "xml"}, exitUsage, `unknown format "xml"`},
 		{[]string{"list", "-w", "-1"}, exitUsage, "positive number of seconds"},
 		{[]string{"list"}, exitFailure, "no DCS to read"},
-		{[]string{"-d", "consul://x", "list", "demo"}, exitFailure, `unknown scheme "consul"`},
+		{[]string{"-d", "raft://x", "list", "demo"}, exitFailure, `unknown scheme "raft"`},
 		{[]string{"-d", "etcd3://127.0.0.1:2379", "list"}, exitUsage, "no cluster name"},
 	} {
 		code, _, stderr := runCtl(ctx, nil, c.args...)

@@ -252,8 +252,18 @@ func (l *local) Promote(ctx context.Context) error {
 		return err
 	}
 	l.setUpstream(nil)
-	if err := l.pg.Configure(postgres.Setup{}); err != nil {
+	l.mu.Lock()
+	ssn := l.ssn
+	l.mu.Unlock()
+	if err := l.pg.Configure(postgres.Setup{SyncStandbyNames: ssn}); err != nil {
 		return err
+	}
+	if ssn != nil {
+		// synchronous_standby_names set before the promotion (quorum
+		// commit) takes effect now.
+		if err := l.pg.Reload(ctx); err != nil {
+			return err
+		}
 	}
 	if err := l.pg.Checkpoint(ctx); err != nil {
 		l.logger.Warn("checkpoint after promote", "error", err)

@@ -11,6 +11,7 @@ import (
 func snapshotOf(st *controller.State, scope, name string, problems []string) *api.Snapshot {
 	obs := st.Observation
 	m := st.Member
+	dyn := st.Dynamic
 	s := api.Status{
 		State:         m.State,
 		Role:          m.Role,
@@ -63,13 +64,17 @@ func snapshotOf(st *controller.State, scope, name string, problems []string) *ap
 	if st.Cluster != nil {
 		s.ClusterUnlocked = !st.Cluster.IsLocked()
 		if st.Cluster.IsSync(name) {
-			s.SyncStandby = true
+			if dyn.SynchronousMode == config.SyncQuorum {
+				s.QuorumStandby = true
+			} else {
+				s.SyncStandby = true
+			}
 		}
 	}
 	if st.Error != "" {
 		s.Custos.Problems = append(s.Custos.Problems, st.Error)
 	}
-	dyn := st.Dynamic
+	s.FailsafeModeIsActive = st.FailsafeActive
 	snap := &api.Snapshot{
 		Status:               s,
 		Cluster:              st.Cluster,

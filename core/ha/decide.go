@@ -405,6 +405,9 @@ func (d *decider) healthiestAmong(peers []Peer, checkLag bool) (bool, string) {
 	if f := d.c.Failsafe; cfg.FailsafeMode && len(f) > 0 && f[d.in.Name] == "" {
 		return false, "failsafe mode is on and /failsafe does not list me"
 	}
+	if ok, why := d.quorumRace(peers); !ok {
+		return false, why
+	}
 	if d.syncActive() {
 		if !d.syncEligible(d.in.Name) {
 			return false, "I am not a synchronous standby"
@@ -473,9 +476,14 @@ func (d *decider) follow() {
 // when that one runs as a replica, else the leader (reference §3.9,
 // cascading replication).
 func (d *decider) upstream() string {
-	leader := d.c.LeaderName()
-	rf := d.in.Config.Tags.ReplicateFrom
-	if leader == "" || rf == "" || rf == d.in.Name || rf == leader {
+	return d.upstreamOf(d.c.LeaderName(), d.in.Name, d.in.Config.Tags.ReplicateFrom)
+}
+
+// upstreamOf is the member that the member name, tagged replicatefrom rf,
+// streams from under leader: rf when that one runs as a replica, else the
+// leader.
+func (d *decider) upstreamOf(leader, name, rf string) string {
+	if leader == "" || rf == "" || rf == name || rf == leader {
 		return leader
 	}
 	if m := d.c.Member(rf); m != nil && m.IsRunning() && !cluster.IsPrimaryRole(m.Role) {

@@ -72,6 +72,11 @@ func CheckInvariants(in Input, d Decision) error {
 			fail("promote of %s, which /sync does not list, in synchronous mode", in.Name)
 		}
 	}
+	if promotes > 0 && !held && in.Cluster != nil && in.Config.SyncMode == SyncQuorum {
+		if s := in.Cluster.Sync; s != nil && s.Leader != "" && len(s.SyncStandby) > 0 && !s.Matches(in.Name) && !strings.EqualFold(s.Leader, in.Name) {
+			fail("promote of %s, which is no quorum voter", in.Name)
+		}
+	}
 	if promotes > 1 {
 		fail("%d promotes in one decision", promotes)
 	}

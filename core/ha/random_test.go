@@ -51,7 +51,7 @@ func randomInput(r *rand.Rand, names []string, pick func([]string) string) Input
 		},
 	}
 	in.Config.Tags.NoFailover = r.IntN(4) == 0
-	in.Config.SyncMode = []string{SyncOff, SyncOn, SyncOn}[r.IntN(3)]
+	in.Config.SyncMode = []string{SyncOff, SyncOn, SyncQuorum}[r.IntN(3)]
 	in.Config.SyncStrict = r.IntN(2) == 0
 	in.Config.SyncNodeCount = 1 + r.IntN(2)
 	if r.IntN(5) > 0 {
@@ -65,7 +65,7 @@ func randomInput(r *rand.Rand, names []string, pick func([]string) string) Input
 		}
 		c.Status.Optime = int64(r.IntN(3000))
 		if r.IntN(2) == 0 {
-			c.Sync = &cluster.SyncState{Leader: pick(names)}
+			c.Sync = &cluster.SyncState{Leader: pick(names), Quorum: r.IntN(3)}
 			for _, n := range names {
 				if r.IntN(2) == 0 {
 					c.Sync.SyncStandby = append(c.Sync.SyncStandby, n)

@@ -360,7 +360,7 @@ func (w *world) cluster(t *testing.T) *cluster.Cluster {
 		}
 	}
 	if has(kv, "sync_leader") {
-		c.Sync = &cluster.SyncState{Leader: kv["sync_leader"], Version: "5"}
+		c.Sync = &cluster.SyncState{Leader: kv["sync_leader"], Version: "5", Quorum: int(num(t, kv, "quorum"))}
 		for _, n := range strings.Split(kv["sync"], ",") {
 			if n != "" {
 				c.Sync.SyncStandby = append(c.Sync.SyncStandby, n)
@@ -418,6 +418,15 @@ func parseMemory(t *testing.T, s string) Memory {
 	kv := flags(t, s)
 	m := Memory{Bootstrapping: has(kv, "bootstrapping"), RewindFailed: has(kv, "rewind_failed"), Demoted: has(kv, "demoted"), Rewound: has(kv, "rewound"),
 		HandOff: has(kv, "hand_off"), HandOffFailed: kv["hand_off_failed"], ManagesSyncNames: has(kv, "manages_sync_names")}
+	for k, v := range kv {
+		if name, ok := strings.CutPrefix(k, "added_"); ok {
+			if m.QuorumAddedAt == nil {
+				m.QuorumAddedAt = map[string]int64{}
+			}
+			n, _ := strconv.ParseInt(v, 10, 64)
+			m.QuorumAddedAt[name] = n
+		}
+	}
 	if has(kv, "scheduled_restart") {
 		m.ScheduledRestart = &ScheduledRestart{At: epoch(float64(num(t, kv, "scheduled_restart")))}
 	}
@@ -449,6 +458,9 @@ func render(d Decision) string {
 		}
 		if a.Kind == ActWriteSync {
 			fmt.Fprintf(&b, " members=[%s]", strings.Join(a.Members, ","))
+			if a.Quorum > 0 {
+				fmt.Fprintf(&b, " quorum=%d", a.Quorum)
+			}
 		}
 		if a.Value != nil {
 			fmt.Fprintf(&b, " value=%q", *a.Value)
@@ -512,6 +524,9 @@ func render(d Decision) string {
 	}
 	if d.Memory.ManagesSyncNames {
 		mem = append(mem, "manages_sync_names")
+	}
+	for _, k := range slices.Sorted(maps.Keys(d.Memory.QuorumAddedAt)) {
+		mem = append(mem, fmt.Sprintf("added_%s=%d", k, d.Memory.QuorumAddedAt[k]))
 	}
 	if d.Memory.HandOffFailed != "" {
 		mem = append(mem, "hand_off_failed="+strconv.Quote(d.Memory.HandOffFailed))

@@ -8,8 +8,9 @@ import (
 
 // leaderSlots is the primary's slot plan (reference §3.9): a physical slot
 // for every member streaming from it (not nostream, not cascading from
-// another replica) and every permanent slot; everything else not ignored
-// is dropped.
+// another replica: a cascading member whose upstream is not a running
+// replica falls back to the leader, and its slot with it) and every
+// permanent slot; everything else not ignored is dropped.
 func (d *decider) leaderSlots() *cluster.SlotPlan {
 	plan := &cluster.SlotPlan{Permanent: d.in.Config.PermanentSlots, Ignore: d.in.Config.IgnoreSlots}
 	if d.in.Config.UseSlots {
@@ -17,7 +18,7 @@ func (d *decider) leaderSlots() *cluster.SlotPlan {
 			if m.Name == d.in.Name || m.Tags.NoStream {
 				continue
 			}
-			if m.Tags.ReplicateFrom != "" && m.Tags.ReplicateFrom != d.in.Name {
+			if d.upstreamOf(d.in.Name, m.Name, m.Tags.ReplicateFrom) != d.in.Name {
 				continue
 			}
 			plan.Members = append(plan.Members, cluster.SlotName(m.Name))

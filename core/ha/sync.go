@@ -42,6 +42,9 @@ func (d *decider) syncPeers(peers []Peer) []Peer {
 // in strict mode (reference §3.3). The compare-and-set keeps two members
 // from both believing they may promote.
 func (d *decider) prePromoteSync() []Action {
+	if d.in.Config.SyncMode == SyncQuorum {
+		return d.prePromoteQuorum()
+	}
 	if d.in.Config.SyncMode != SyncOn {
 		return nil
 	}
@@ -62,6 +65,10 @@ func (d *decider) prePromoteSync() []Action {
 func (d *decider) syncReplication() {
 	cfg := d.in.Config
 	s := d.c.Sync
+	if cfg.SyncMode == SyncQuorum {
+		d.quorumReplication()
+		return
+	}
 	if cfg.SyncMode != SyncOn {
 		if s != nil && strings.EqualFold(s.Leader, d.in.Name) {
 			d.add(Action{Kind: ActDeleteSync})
@@ -118,6 +125,17 @@ func (d *decider) syncReplication() {
 // sync_priority above 0, within maximum_lag_on_syncnode; ordered by
 // sync_priority, then already synchronous, then position, nofailover last.
 func (d *decider) syncCandidates() []string {
+	all := d.syncStandbys()
+	n := max(d.in.Config.SyncNodeCount, 1)
+	if len(all) > n {
+		all = all[:n]
+	}
+	return all
+}
+
+// syncStandbys lists every standby that may be synchronous, best first
+// (the order of syncCandidates).
+func (d *decider) syncStandbys() []string {
 	type cand struct {
 		name       string
 		prio       int
@@ -165,12 +183,8 @@ func (d *decider) syncCandidates() []string {
 		}
 		return a.name < b.name
 	})
-	n := max(d.in.Config.SyncNodeCount, 1)
-	var out []string
+	out := make([]string, 0, len(cands))
 	for _, c := range cands {
-		if len(out) == n {
-			break
-		}
 		out = append(out, c.name)
 	}
 	return out

@@ -204,6 +204,9 @@ type Memory struct {
 	// ManagesSyncNames: synchronous_standby_names is set by the HA loop
 	// (synchronous mode); it is given back when the mode is turned off.
 	ManagesSyncNames bool
+	// QuorumAddedAt is the primary's WAL position when each standby
+	// (lower-cased name) joined synchronous_standby_names in quorum mode.
+	QuorumAddedAt map[string]int64
 	// BootstrapFailed is the error of a bootstrap of this process that
 	// failed. Such a member does not race for /initialize again: the
 	// same failure (initdb missing, a bad option) would repeat at once,

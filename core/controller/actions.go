@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/custos-ha/custos/core/cluster"
@@ -27,7 +28,17 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 		if obs.HA.Primary() {
 			status = cluster.Status{Optime: obs.HA.LSN}
 			if len(obs.Slots) > 0 {
-				status.Slots = obs.Slots
+				status.Slots = maps.Clone(obs.Slots)
+			}
+			if in.Config.UseSlots && in.Config.KeepMemberSlots {
+				// The replicas keep a slot for this member too and advance
+				// it to the position published here, as Patroni publishes
+				// the leader's own slot; without it that slot would hold
+				// WAL back on every replica until the next failover.
+				if status.Slots == nil {
+					status.Slots = map[string]int64{}
+				}
+				status.Slots[cluster.SlotName(in.Name)] = obs.HA.LSN
 			}
 		}
 		if err := c.store.RenewLeader(ctx, status); err != nil {

@@ -96,6 +96,9 @@ type Controller struct {
 	// heartbeat is when a primary last reached this member with POST
 	// /failsafe (guarded by settingsMu: the REST API sets it).
 	heartbeat time.Time
+	// failsafeKept is when this primary last stayed primary in failsafe
+	// mode with the DCS down; zero once the DCS answers again.
+	failsafeKept time.Time
 	// dcsProblems are the malformed values of the last DCS read.
 	dcsProblems []string
 
@@ -336,6 +339,12 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 		dec.Actions = nil
 	}
 	c.mem = dec.Memory
+	switch {
+	case readErr == nil:
+		c.failsafeKept = time.Time{}
+	case in.FailsafeChecked && !stops(dec):
+		c.failsafeKept = start
+	}
 
 	obs, failed := c.execute(ctx, in, dec, obs)
 	if req != nil {
@@ -516,6 +525,29 @@ func (c *Controller) askFailsafe(ctx context.Context, obs Observation) map[strin
 	}
 	wg.Wait()
 	return acks
+}
+
+// stops reports whether the decision stops PostgreSQL.
+func stops(dec ha.Decision) bool {
+	for _, a := range dec.Actions {
+		if a.Kind == ha.ActStop {
+			return true
+		}
+	}
+	return false
+}
+
+// failsafeActive is Patroni's failsafe_mode_is_active: this primary stays
+// primary in failsafe mode, or a primary reached this replica with POST
+// /failsafe, within the last ttl.
+func (c *Controller) failsafeActive(now time.Time) bool {
+	c.settingsMu.Lock()
+	last := c.heartbeat
+	c.settingsMu.Unlock()
+	if c.failsafeKept.After(last) {
+		last = c.failsafeKept
+	}
+	return !last.IsZero() && now.Sub(last) < c.dyn.TTL.Duration()
 }
 
 // FailsafeHeartbeat records that the primary reached this member with POST

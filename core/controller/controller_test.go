@@ -381,3 +381,23 @@ func TestSwitchover(t *testing.T) {
 		})
 	})
 }
+
+// TestStatusPublishesOwnSlot: with member_slots_ttl the replicas keep a
+// slot for the leader as for every other member; the leader publishes its
+// own position under its slot name in /status so they can advance it.
+func TestStatusPublishesOwnSlot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := dcstest.NewMemoryStore()
+		defer mem.Stop()
+		pg1 := newFakePG()
+		c1 := newController(t, mem, "pg-1", pg1)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = c1.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		eventually(t, "pg-1 leads and publishes its own slot in /status", func() bool {
+			c := read(t, mem)
+			return c.LeaderName() == "pg-1" && c.Status.Optime == 100 && c.Status.Slots["pg_1"] == 100
+		})
+	})
+}

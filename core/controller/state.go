@@ -35,6 +35,10 @@ type State struct {
 	// without another renewal; zero when it does not hold it.
 	LeaderExpiry time.Time
 	Busy         ha.Kind
+	// FailsafeActive: this primary runs on in failsafe mode with the DCS
+	// down, or a primary reached this replica with POST /failsafe, within
+	// the last ttl (/patroni failsafe_mode_is_active).
+	FailsafeActive bool
 }
 
 func (c *Controller) publish(in ha.Input, dec ha.Decision, obs Observation, m cluster.Member, failed error) {
@@ -51,6 +55,7 @@ func (c *Controller) publish(in ha.Input, dec ha.Decision, obs Observation, m cl
 		HoldsLeader:  in.Cluster != nil && in.Cluster.LeaderName() == c.opts.Name,
 		DCSProblems:  c.dcsProblems,
 	}
+	s.FailsafeActive = c.failsafeActive(s.At)
 	if in.Cluster == nil && prev != nil {
 		// Keep serving the last view, marked unreachable.
 		s.Cluster = prev.Cluster

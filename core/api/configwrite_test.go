@@ -89,13 +89,13 @@ func TestPatchConfigRefused(t *testing.T) {
 		code                int
 		msg                 string
 	}{
-		{"ttl below the minimum", baseConfig, `{"ttl":10}`, nil, 400,
-			"ttl: out of range: 10 is below the minimum 20"},
+		{"ttl below the minimum", baseConfig, `{"ttl":0}`, nil, 400,
+			"ttl: out of range: 0 is below the minimum 1"},
 		{"timing rule", baseConfig, `{"loop_wait":15}`, nil, 400,
 			"ttl: conflicting values: loop_wait + 2*retry_timeout must not exceed ttl, but 15 + 2*10 = 35 > 30 (raise ttl or lower loop_wait/retry_timeout)"},
 		{"wrong type", baseConfig, `{"loop_wait":"often"}`, nil, 400, ""},
-		{"two problems", baseConfig, `{"retry_timeout":1,"synchronous_node_count":0}`, nil, 400,
-			"retry_timeout: out of range: 1 is below the minimum 3\nsynchronous_node_count: out of range: 0 is below the minimum 1"},
+		{"two problems", baseConfig, `{"retry_timeout":0,"synchronous_node_count":0}`, nil, 400,
+			"retry_timeout: out of range: 0 is below the minimum 1\nsynchronous_node_count: out of range: 0 is below the minimum 1"},
 		{"concurrent change", baseConfig, `{"ttl":40}`, errors.Join(errors.New("compare-and-set /config"), dcs.ErrVersionMismatch), 409,
 			"Conflict: /config changed since it was read; read it again and retry"},
 		{"DCS down while writing", baseConfig, `{"ttl":40}`, dcs.ErrUnavailable, 503, "writing /config: " + dcs.ErrUnavailable.Error()},

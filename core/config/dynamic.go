@@ -15,17 +15,24 @@ const (
 	// couple of slow DCS round trips, short enough for a failover within a
 	// minute.
 	DefaultTTL Seconds = 30
-	// MinTTL is Patroni's floor: below it a busy primary loses the key.
-	MinTTL Seconds = 20
+	// MinTTL, MinLoopWait and MinRetryTimeout are the smallest values that
+	// work. Patroni 3.0.2 runs with any whole number of seconds (the floors
+	// of 20, 1 and 3 in Patroni's documentation are not enforced by it), so
+	// custos takes whatever 3.0.2 can run with and refuses only values that
+	// cannot work: zero or negative. A lease lives at least a second (DCS
+	// plugins raise a TTL below their store's own minimum); the timing rule
+	// below keeps a working combination.
+	MinTTL Seconds = 1
 	// DefaultLoopWait is the HA cycle period.
 	DefaultLoopWait Seconds = 10
-	// MinLoopWait keeps the loop from spinning on the DCS.
+	// MinLoopWait keeps the loop from spinning on the DCS (Patroni 3.0.2
+	// spins with 0, warning "Loop time exceeded" each cycle).
 	MinLoopWait Seconds = 1
 	// DefaultRetryTimeout bounds DCS and PostgreSQL retries; with loop_wait
 	// it must fit twice in ttl (loop_wait + 2*retry_timeout <= ttl).
 	DefaultRetryTimeout Seconds = 10
-	// MinRetryTimeout leaves room for at least one retry.
-	MinRetryTimeout Seconds = 3
+	// MinRetryTimeout: a zero deadline would fail every DCS call at once.
+	MinRetryTimeout Seconds = 1
 	// DefaultMaximumLagOnFailover is 1 MiB of WAL: a replica further behind
 	// is not promoted, to bound the data lost by a failover.
 	DefaultMaximumLagOnFailover Size = 1048576
@@ -184,8 +191,12 @@ func fromJSON(v any) any {
 	return v
 }
 
-// Validate checks values against Patroni's limits and the timing rule
-// loop_wait + 2*retry_timeout <= ttl. Paths are the JSON key paths.
+// Validate checks values against their minimums and the timing rule
+// loop_wait + 2*retry_timeout <= ttl. Patroni 3.0.2 does not enforce the
+// rule (3.2 and later silently lower loop_wait, then retry_timeout); custos
+// refuses a combination that breaks it: a leader that sleeps loop_wait and
+// then retries its renewal for retry_timeout, twice, would lose its key in
+// between. Paths are the JSON key paths.
 func (dyn Dynamic) Validate() Problems {
 	var ps Problems
 	add := func(key, format string, args ...any) {

@@ -115,15 +115,34 @@ func TestDefaultDynamic(t *testing.T) {
 	}
 }
 
+// Patroni 3.0.2 runs with a ttl below the 20 s its documentation names as
+// the minimum (and with any loop_wait and retry_timeout); so does custos, as
+// long as the timing rule holds.
+func TestDynamicShortTimingsAccepted(t *testing.T) {
+	for _, in := range []string{
+		`{"ttl": 10, "loop_wait": 1, "retry_timeout": 4}`,
+		`{"ttl": 3, "loop_wait": 1, "retry_timeout": 1}`,
+	} {
+		dyn, ps := ParseDynamic([]byte(in))
+		if len(ps) > 0 {
+			t.Errorf("%s: %v", in, ps)
+		}
+		if dyn.LoopWait+2*dyn.RetryTimeout > dyn.TTL || dyn.TTL < MinTTL {
+			t.Errorf("%s read as ttl %d, loop_wait %d, retry_timeout %d", in, dyn.TTL, dyn.LoopWait, dyn.RetryTimeout)
+		}
+	}
+}
+
 func TestDynamicInvalid(t *testing.T) {
 	tests := []struct {
 		in      string
 		path    string
 		message string
 	}{
-		{`{"ttl": 5}`, "ttl", "below the minimum 20"},
+		{`{"ttl": 0}`, "ttl", "below the minimum 1"},
+		{`{"ttl": 5}`, "ttl", "loop_wait + 2*retry_timeout must not exceed ttl, but 10 + 2*10 = 30 > 5"},
 		{`{"loop_wait": 0}`, "loop_wait", "below the minimum 1"},
-		{`{"retry_timeout": 2}`, "retry_timeout", "below the minimum 3"},
+		{`{"retry_timeout": -1}`, "retry_timeout", "below the minimum 1"},
 		{`{"ttl": "abc"}`, "ttl", `bad duration "abc"`},
 		{`{"ttl": true}`, "ttl", "wrong type"},
 		{`{"ttl": 30, "loop_wait": 10, "retry_timeout": 15}`, "ttl", "loop_wait + 2*retry_timeout must not exceed ttl, but 10 + 2*15 = 40 > 30"},

@@ -410,8 +410,8 @@ func TestEditConfigSet(t *testing.T) {
 func TestEditConfigInvalid(t *testing.T) {
 	h := newOpsHarness(t, opsRaw())
 	before := h.key(dcs.KeyConfig)
-	r := h.goldenRun("edit_config_invalid", "", "edit-config", "demo", "-s", "ttl=15", "-s", "retry_timeout=abc", "--force")
-	if r.code != exitFailure || !strings.Contains(r.stderr, "ttl: out of range: 15 is below the minimum 20") || !strings.Contains(r.stderr, "retry_timeout: ") {
+	r := h.goldenRun("edit_config_invalid", "", "edit-config", "demo", "-s", "ttl=0", "-s", "retry_timeout=abc", "--force")
+	if r.code != exitFailure || !strings.Contains(r.stderr, "ttl: out of range: 0 is below the minimum 1") || !strings.Contains(r.stderr, "retry_timeout: ") {
 		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
 	}
 	r = h.run("", "edit-config", "demo", "-s", "loop_wait=20", "--force")

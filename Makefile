@@ -10,7 +10,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
-MODULES := . core plugin/sdk $(sort $(wildcard plugins/*))
+MODULES := . core plugin/sdk bench $(sort $(wildcard plugins/*))
 PLUGINS := $(notdir $(sort $(wildcard plugins/*)))
 PROTOS := $(shell find plugin/sdk/proto -name '*.proto')
 TEST_TIMEOUT ?= 20m
@@ -44,6 +44,15 @@ demo: build ## Run a three-member cluster (embedded etcd, PostgreSQL) until Ctrl
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null; \
 	fi
 	bin/custosctl demo $(DEMO_ARGS)
+
+# Arguments for the benchmark, e.g. make bench BENCH_ARGS="-trials 2 -profiles fast".
+BENCH_ARGS ?=
+BENCH_MARKDOWN ?= bench-results.md
+
+.PHONY: bench
+bench: build ## Run custos and Patroni 3.0.2 side by side (docs/benchmarks.md); installs what is missing when root
+	@if [ "$$(id -u)" = 0 ]; then ./.ci/install-deps --bench; fi
+	cd bench && $(GO) run . -bin ../bin -markdown ../$(BENCH_MARKDOWN) $(BENCH_ARGS)
 
 .PHONY: test-deps
 test-deps: ## Install what the tests need (Debian packages; needs root)

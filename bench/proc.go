@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat:
+// 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// procStat is what the bench reads from /proc/<pid>/stat.
+type procStat struct {
+	pid   int
+	comm  string
+	state byte
+	ppid  int
+	// cpu is utime + stime.
+	cpu time.Duration
+}
+
+func readStat(pid int) (procStat, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, err
+	}
+	return parseStat(pid, data)
+}
+
+// parseStat reads "pid (comm) state ppid ... utime stime ...": comm may hold
+// spaces and parentheses, so the fields start after the last ')'.
+func parseStat(pid int, data []byte) (procStat, error) {
+	open, closing := bytes.IndexByte(data, '('), bytes.LastIndexByte(data, ')')
+	if open < 0 || closing < open {
+		return procStat{}, fmt.Errorf("parsing /proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(data[closing+1:]))
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 || len(f[0]) != 1 {
+		return procStat{}, fmt.Errorf("parsing /proc/%d/stat: %d fields", pid, len(f))
+	}
+	ppid, err1 := strconv.Atoi(f[1])
+	utime, err2 := strconv.ParseInt(f[11], 10, 64)
+	stime, err3 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return procStat{}, fmt.Errorf("parsing /proc/%d/stat: bad numbers", pid)
+	}
+	return procStat{
+		pid: pid, comm: string(data[open+1 : closing]), state: f[0][0], ppid: ppid,
+		cpu: time.Duration(utime+stime) * time.Second / clockTicks,
+	}, nil
+}
+
+// rssBytes is the resident set size of a process (VmRSS).
+func rssBytes(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("parsing VmRSS of %d: %w", pid, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for %d (a zombie?)", pid)
+}
+
+// children lists the children of every thread of pid.
+func children(pid int) []int {
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var out []int
+	seen := map[int]bool{}
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		for _, s := range strings.Fields(string(data)) {
+			if c, err := strconv.Atoi(s); err == nil && !seen[c] {
+				seen[c] = true
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// agentProcesses is the agent and its descendants except PostgreSQL's
+// processes (and whatever they started): the agent's own footprint, plugins
+// included.
+func agentProcesses(pid int) []int {
+	out := []int{pid}
+	for _, c := range children(pid) {
+		st, err := readStat(c)
+		if err != nil || st.comm == "postgres" || st.state == 'Z' {
+			continue
+		}
+		out = append(out, agentProcesses(c)...)
+	}
+	return out
+}
+
+// alive reports whether pid exists and is not a zombie. A zombie this
+// process adopted (it is a child subreaper) is reaped on the way: a
+// postmaster whose agent was killed is re-parented here, and while its
+// zombie lingers PostgreSQL refuses its data directory.
+func alive(pid int) bool {
+	st, err := readStat(pid)
+	if err != nil {
+		return false
+	}
+	if st.state == 'Z' && st.ppid == os.Getpid() {
+		var ws syscall.WaitStatus
+		_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+	}
+	return st.state != 'Z'
+}
+
+// postmasterPID reads the pid of a live postmaster from its data
+// directory, 0 when there is none.
+func postmasterPID(dataDir string) int {
+	data, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || !alive(pid) {
+		return 0
+	}
+	if st, err := readStat(pid); err != nil || st.comm != "postgres" {
+		return 0
+	}
+	return pid
+}
+
+// killNow SIGKILLs the processes and waits until they are gone.
+func killNow(pids []int, timeout time.Duration) error {
+	for _, p := range pids {
+		_ = syscall.Kill(p, syscall.SIGKILL)
+	}
+	deadline := time.Now().Add(timeout)
+	for _, p := range pids {
+		for alive(p) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("process %d still alive %v after SIGKILL", p, timeout)
+			}
+			time.Sleep(2 * time.Millisecond) // a killed process is gone within milliseconds
+		}
+	}
+	return nil
+}

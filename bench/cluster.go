@@ -307,7 +307,7 @@ func (m *member) start() error {
 	fmt.Fprintf(logf, "=== bench: starting the agent at %s\n", time.Now().Format(time.RFC3339Nano))
 	cmd := m.c.sys.command(m)
 	cmd.Dir = m.dir
-	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + m.dir, "TMPDIR=" + m.dir, "LANG=C.UTF-8", "LC_ALL=C.UTF-8"}
+	cmd.Env = append(cmd.Env, "PATH=/usr/local/bin:/usr/bin:/bin", "HOME="+m.dir, "TMPDIR="+m.dir, "LANG=C.UTF-8", "LC_ALL=C.UTF-8")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The agents shut down (and stop PostgreSQL) when the bench dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: m.c.env.cred, Pdeathsig: syscall.SIGTERM}

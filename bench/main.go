@@ -57,6 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	pgBinDir := fs.String("pg-bin-dir", "/usr/lib/postgresql/15/bin", "PostgreSQL server binaries")
 	etcdBin := fs.String("etcd", "etcd", "the etcd server binary (Debian etcd-server)")
 	workDir := fs.String("workdir", "", "where clusters live (default: /dev/shm when writable, else the temp dir)")
+	cpuProfile := fs.Bool("cpuprofile", false, "custos agents write CPU profiles (cpu.pprof in each member's directory; use with -keep)")
 	keep := fs.Bool("keep", false, "keep each cluster's files (logs, data) after the run")
 	markdown := fs.String("markdown", "", "also write the tables as Markdown to this file")
 	if err := fs.Parse(args); err != nil {
@@ -88,7 +89,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		profs = append(profs, profiles[i])
 	}
 
-	env, systems, err := setup(*binDir, *patroniBin, *pgBinDir, *etcdBin, *workDir, *keep, strings.Split(*systemNames, ","), opts)
+	env, systems, err := setup(*binDir, *patroniBin, *pgBinDir, *etcdBin, *workDir, *keep, *cpuProfile, strings.Split(*systemNames, ","), opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
 		return 1
@@ -191,7 +192,7 @@ func runCluster(ctx context.Context, env *runEnv, sys system, p profile, opts op
 }
 
 // setup checks what the run needs and picks the user agents run as.
-func setup(binDir, patroniBin, pgBinDir, etcdBin, workDir string, keep bool, systemNames []string, opts options) (*runEnv, []system, error) {
+func setup(binDir, patroniBin, pgBinDir, etcdBin, workDir string, keep, cpuProfile bool, systemNames []string, opts options) (*runEnv, []system, error) {
 	var problems []string
 	need := func(path, hint string) string {
 		p, err := exec.LookPath(path)
@@ -218,7 +219,7 @@ func setup(binDir, patroniBin, pgBinDir, etcdBin, workDir string, keep bool, sys
 			}
 			bin := need(filepath.Join(abs, "custos"), "run make build, or pass -bin")
 			need(filepath.Join(abs, "plugins", "custos-plugin-dcs-etcd3"), "run make build, or pass -bin")
-			systems = append(systems, custosSystem{bin: bin, pluginDir: filepath.Join(abs, "plugins")})
+			systems = append(systems, custosSystem{bin: bin, pluginDir: filepath.Join(abs, "plugins"), cpuProfile: cpuProfile})
 		case "patroni":
 			systems = append(systems, patroniSystem{bin: need(patroniBin, "apt-get install patroni (3.0.2), or pass -patroni")})
 		default:

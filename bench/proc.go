@@ -58,21 +58,29 @@ func parseStat(pid int, data []byte) (procStat, error) {
 }
 
 // rssBytes is the resident set size of a process (VmRSS).
-func rssBytes(pid int) (int64, error) {
+func rssBytes(pid int) (int64, error) { return statusBytes(pid, "VmRSS") }
+
+// anonBytes is the anonymous part of a process's resident set: its own
+// memory (heap, stacks), without the pages of its executable and libraries
+// that it shares with the page cache.
+func anonBytes(pid int) (int64, error) { return statusBytes(pid, "RssAnon") }
+
+// statusBytes reads a "<field>: N kB" line of /proc/<pid>/status.
+func statusBytes(pid int, field string) (int64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for line := range strings.SplitSeq(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("parsing VmRSS of %d: %w", pid, err)
+				return 0, fmt.Errorf("parsing %s of %d: %w", field, pid, err)
 			}
 			return kb << 10, nil
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS for %d (a zombie?)", pid)
+	return 0, fmt.Errorf("no %s for %d (a zombie?)", field, pid)
 }
 
 // children lists the children of every thread of pid.

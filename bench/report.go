@@ -63,6 +63,7 @@ var rows = []row{
 	{key: mReplicaP50, label: "D GET /replica p50 (ms)", digits: 3},
 	{key: mReplicaP99, label: "D GET /replica p99 (ms)", digits: 3, target: "ratio <= 0.05", met: ratioAtMost(0.05)},
 	{key: mIdleRSS, label: "E idle RSS per member (MiB)", digits: 1, target: "ratio <= 0.5", met: ratioAtMost(0.5)},
+	{key: mIdleAnon, label: "E idle RSS: anonymous part (MiB)", digits: 1},
 	{key: mIdleCPU, label: "E idle CPU per member (s per window)", digits: 3, target: "ratio <= 0.3", met: ratioAtMost(0.3)},
 	{key: mIdleDCS, label: "E etcd requests per member (req/s)", digits: 2, target: "ratio <= 1", met: ratioAtMost(1)},
 }

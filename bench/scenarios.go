@@ -30,6 +30,7 @@ const (
 	mReplicaP50         = "D.replica.p50"
 	mReplicaP99         = "D.replica.p99"
 	mIdleRSS            = "E.rss"
+	mIdleAnon           = "E.anon"
 	mIdleCPU            = "E.cpu"
 	mIdleDCS            = "E.dcs"
 )
@@ -400,7 +401,7 @@ func (r *runner) idle(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	var rssSum int64
+	var rssSum, anonSum int64
 	var cpuSum time.Duration
 	for i := range r.c.members {
 		for _, p := range procs[i] {
@@ -414,6 +415,11 @@ func (r *runner) idle(ctx context.Context, n int) error {
 				return err
 			}
 			rssSum += rss
+			anon, err := anonBytes(p)
+			if err != nil {
+				return err
+			}
+			anonSum += anon
 		}
 		cpuSum -= cpu0[i]
 	}
@@ -421,10 +427,11 @@ func (r *runner) idle(ctx context.Context, n int) error {
 	perMember := func(x float64) float64 { return x / members }
 	delta, total := countDelta(before, after)
 	r.res.add(mIdleRSS, perMember(float64(rssSum)/(1<<20)))
+	r.res.add(mIdleAnon, perMember(float64(anonSum)/(1<<20)))
 	r.res.add(mIdleCPU, perMember(cpuSum.Seconds()))
 	r.res.add(mIdleDCS, perMember(total/r.opts.idle.Seconds()))
-	r.logf("%s E trial %d: per member %.1f MiB RSS (%d processes in all), %.2f CPU s, %.2f etcd requests/s; cluster: %s",
-		r.c.sys.label(), n, perMember(float64(rssSum)/(1<<20)), len(procs[0])+len(procs[1])+len(procs[2]),
+	r.logf("%s E trial %d: per member %.1f MiB RSS (%.1f MiB anonymous; %d processes in all), %.2f CPU s, %.2f etcd requests/s; cluster: %s",
+		r.c.sys.label(), n, perMember(float64(rssSum)/(1<<20)), perMember(float64(anonSum)/(1<<20)), len(procs[0])+len(procs[1])+len(procs[2]),
 		perMember(cpuSum.Seconds()), perMember(total/r.opts.idle.Seconds()), formatCounts(delta, r.opts.idle))
 	return nil
 }

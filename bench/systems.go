@@ -53,12 +53,19 @@ func sortedKeys[V any](m map[string]V) []string {
 // in TOML.
 type custosSystem struct {
 	bin, pluginDir string
+	// cpuProfile makes each agent write a CPU profile of its run to
+	// cpu.pprof in its member directory (CUSTOS_CPUPROFILE).
+	cpuProfile bool
 }
 
 func (custosSystem) label() string { return "custos" }
 
 func (s custosSystem) command(m *member) *exec.Cmd {
-	return exec.Command(s.bin, m.configPath)
+	cmd := exec.Command(s.bin, m.configPath)
+	if s.cpuProfile {
+		cmd.Env = []string{"CUSTOS_CPUPROFILE=" + filepath.Join(m.dir, "cpu.pprof")}
+	}
+	return cmd
 }
 
 func (s custosSystem) writeConfig(m *member) error {

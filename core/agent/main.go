@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -66,6 +67,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	logger := newLogger(cfg.Log, stderr)
+	if path := os.Getenv("CUSTOS_CPUPROFILE"); path != "" {
+		stopProfile, err := startCPUProfile(path)
+		if err != nil {
+			logger.Error("CUSTOS_CPUPROFILE", "error", err)
+			return exitFailure
+		}
+		defer stopProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := Run(ctx, path, cfg, exe, logger); err != nil {
@@ -78,6 +87,24 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// startCPUProfile writes a CPU profile of the whole run to path (for
+// `go tool pprof`), set by CUSTOS_CPUPROFILE: how the benchmarks find where
+// an agent spends its time.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("creating the CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("starting the CPU profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 func printProblems(w io.Writer, path string, err error) {

@@ -80,6 +80,9 @@ type Controller struct {
 	dcsLastSeen time.Time
 	dyn         config.Dynamic
 	dynRaw      string
+	// dynFromConfig: dyn was parsed from /config (dynRaw), not the
+	// bootstrap settings.
+	dynFromConfig bool
 	// appliedRaw is the dynamic configuration last applied to PostgreSQL.
 	appliedRaw  *string
 	ttl         time.Duration
@@ -393,7 +396,12 @@ func actionNames(actions []ha.Action) string {
 func (c *Controller) applyDynamic(clu *cluster.Cluster) {
 	dyn := c.opts.Bootstrap
 	raw := ""
-	if clu.Config != nil {
+	switch {
+	case clu.Config == nil:
+	case c.dynFromConfig && string(clu.Config.Data) == c.dynRaw:
+		// Unchanged since the last cycle: parsed then.
+		raw, dyn = c.dynRaw, c.dyn
+	default:
 		raw = string(clu.Config.Data)
 		var problems config.Problems
 		dyn, problems = config.ParseDynamic(clu.Config.Data)
@@ -401,6 +409,7 @@ func (c *Controller) applyDynamic(clu *cluster.Cluster) {
 			c.logger.Warn("invalid values in /config; defaults apply to them", "problems", problems.Error())
 		}
 	}
+	c.dynFromConfig = clu.Config != nil
 	c.dynRaw = raw
 	c.dyn = dyn
 	if c.opts.ApplyDynamic != nil && c.busy == nil && (c.appliedRaw == nil || *c.appliedRaw != raw) {

@@ -338,8 +338,27 @@ func (l *local) SyncSlots(ctx context.Context, plan cluster.SlotPlan) error {
 	for name, lsn := range plan.Advance {
 		pp.Advance[name] = postgres.LSN(lsn)
 	}
-	_, err := l.pg.SyncSlots(ctx, pp)
-	return err
+	ch, err := l.pg.SyncSlots(ctx, pp)
+	if err != nil || len(ch.Copy) == 0 {
+		return err
+	}
+	// Permanent logical slots missing on this replica are copied from the
+	// primary (a restart). A copy that cannot be made now is retried next
+	// cycle; only PostgreSQL not running again fails the action.
+	src, err := l.upstreamOf(plan.CopyFrom)
+	if err == nil && src == nil {
+		err = errors.New("no primary to copy them from")
+	}
+	if err == nil {
+		_, err = l.pg.CopyLogicalSlots(ctx, *src, ch.Copy, l.startTimeout)
+	}
+	if err != nil {
+		if !l.pg.IsRunning() {
+			return err
+		}
+		l.logger.Warn("copying logical replication slots from the primary", "error", err)
+	}
+	return nil
 }
 
 // History implements controller.Local.

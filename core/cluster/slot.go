@@ -68,6 +68,10 @@ type SlotPlan struct {
 	Permanent []SlotSpec
 	// Ignore are never dropped.
 	Ignore []SlotMatcher
-	// Advance moves physical slots forward to these positions.
+	// Advance moves slots forward to these positions.
 	Advance map[string]int64
+	// CopyFrom is the primary a replica copies its permanent logical slots
+	// from when they are missing (reference §3.9); nil when Permanent
+	// holds none.
+	CopyFrom *Member
 }

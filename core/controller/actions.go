@@ -148,7 +148,15 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 		}
 		return c.store.DeleteSync(ctx, clu.Sync.Version)
 	case ha.ActSetFailsafe:
-		return c.store.SetFailsafe(ctx, a.Failsafe)
+		if err := c.store.SetFailsafe(ctx, a.Failsafe); err != nil {
+			return err
+		}
+		// What this leader wrote is /failsafe from now on, read back or
+		// not: the DCS may go away before the next read, and failsafe mode
+		// must then ask the members it just listed (Patroni keeps its
+		// last written value the same way).
+		c.lastFailsafe = maps.Clone(a.Failsafe)
+		return nil
 	case ha.ActClearFailover:
 		if clu == nil || clu.Failover == nil {
 			return nil

@@ -401,3 +401,101 @@ func TestStatusPublishesOwnSlot(t *testing.T) {
 		})
 	})
 }
+
+// downAfterFailsafe is a backend that becomes unreachable as soon as
+// /failsafe has been written, before the writer reads it back.
+type downAfterFailsafe struct {
+	sdkdcs.Backend
+	mu   sync.Mutex
+	down bool
+}
+
+var errDCSDown = errors.New("the DCS is down")
+
+func (b *downAfterFailsafe) isDown() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.down
+}
+
+func (b *downAfterFailsafe) Set(ctx context.Context, key sdkdcs.Key, data []byte) error {
+	if b.isDown() {
+		return errDCSDown
+	}
+	if err := b.Backend.Set(ctx, key, data); err != nil {
+		return err
+	}
+	if key == sdkdcs.KeyFailsafe {
+		b.mu.Lock()
+		b.down = true
+		b.mu.Unlock()
+	}
+	return nil
+}
+
+func (b *downAfterFailsafe) GetCluster(ctx context.Context) (*sdkdcs.Cluster, error) {
+	if b.isDown() {
+		return nil, errDCSDown
+	}
+	return b.Backend.GetCluster(ctx)
+}
+
+func (b *downAfterFailsafe) RenewLeader(ctx context.Context) error {
+	if b.isDown() {
+		return errDCSDown
+	}
+	return b.Backend.RenewLeader(ctx)
+}
+
+func (b *downAfterFailsafe) TouchMember(ctx context.Context, data []byte) error {
+	if b.isDown() {
+		return errDCSDown
+	}
+	return b.Backend.TouchMember(ctx, data)
+}
+
+func (b *downAfterFailsafe) CompareAndSet(ctx context.Context, key sdkdcs.Key, data []byte, version string) (string, error) {
+	if b.isDown() {
+		return "", errDCSDown
+	}
+	return b.Backend.CompareAndSet(ctx, key, data, version)
+}
+
+// TestFailsafeKnowsWhatItWrote: the DCS goes away right after the leader
+// wrote /failsafe, before any read returned it. In failsafe mode the
+// primary must still know the members it listed there and stay primary
+// (here it is the only one); it used to count /failsafe as empty and
+// demote after retry_timeout, as without failsafe mode.
+func TestFailsafeKnowsWhatItWrote(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := dcstest.NewMemoryStore()
+		defer mem.Stop()
+		b := &downAfterFailsafe{Backend: mem.NewBackend()}
+		if err := b.Configure(context.Background(), sdkdcs.ConfigureRequest{Scope: "demo", Member: "pg1", TTL: 30 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+		dyn := config.DefaultDynamic()
+		dyn.LoopWait = 1
+		dyn.RetryTimeout = 2
+		dyn.FailsafeMode = true
+		pg := newFakePG()
+		c := New(Options{Name: "pg1", Scope: "demo", APIURL: "http://127.0.0.1:8008/patroni", Version: "test", Bootstrap: dyn},
+			dcs.New(b, hclog.NewNullLogger(), 2*time.Second), pg, noPeers{}, hclog.NewNullLogger())
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = c.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		eventually(t, "the DCS to go down after /failsafe was written", b.isDown)
+		// Well past retry_timeout and the ttl: still the primary.
+		time.Sleep(40 * time.Second)
+		pg.mu.Lock()
+		running, recovery := pg.running, pg.recovery
+		pg.mu.Unlock()
+		if !running || recovery {
+			t.Fatalf("the primary demoted in failsafe mode (running %v, in recovery %v): %s", running, recovery, c.State().Reason)
+		}
+		if r := c.State().Reason; !strings.Contains(r, "failsafe mode active") {
+			t.Fatalf("last cycle: %s", r)
+		}
+	})
+}

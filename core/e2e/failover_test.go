@@ -176,6 +176,9 @@ func TestKillPostmaster(t *testing.T) {
 	if b, a := before.kv["leader"], after.kv["leader"]; a == nil || a.Value != b.Value || a.CreateRevision != b.CreateRevision {
 		t.Errorf("the leader key changed hands: before %+v, after %+v", b, a)
 	}
+	if b, a := before.kv["history"], after.kv["history"]; (b == nil) != (a == nil) || b != nil && a.Value != b.Value {
+		t.Errorf("/history changed with the restart in place: before %+v, after %+v", b, a)
+	}
 	// /patroni answers from the last cycle: wait until it saw the restart.
 	waitFor(t, "/patroni to report the restarted primary", formTimeout, func() error {
 		st, err := primary.status()
@@ -220,6 +223,7 @@ func TestPrimaryStartTimeout(t *testing.T) {
 	old := c.waitHealthy(t, formTimeout)
 	replica := c.others(old)[0]
 	c.guardSinglePrimary(t)
+	oldTL := mustStatus(t, old).Timeline
 	offset := old.logSize()
 
 	// The agent is stopped while its postmaster dies and the port is taken,
@@ -277,7 +281,111 @@ func TestPrimaryStartTimeout(t *testing.T) {
 	if st := mustStatus(t, old); st.Role == "primary" || st.State == "running" {
 		t.Errorf("%s: publishes role %q state %q after giving up the leader key", old.name, st.Role, st.State)
 	}
+	// The port is free again: the crashed former primary comes back as a
+	// replica of the new one (crash recovery, then pg_rewind when needed).
+	_ = l.Close()
+	replica.exec(t, "create table e2e (id serial primary key, note text)")
+	replica.exec(t, "insert into e2e (note) values ('after the failover')")
+	waitFor(t, old.name+" to stream from "+replica.name+" on its new timeline", formTimeout, func() error {
+		// /patroni answers from the last cycle: the new primary's may still
+		// show the timeline it was promoted from.
+		ps, err := replica.status()
+		if err != nil {
+			return err
+		}
+		st, err := old.status()
+		if err != nil {
+			return err
+		}
+		if st.Role != "replica" || st.State != "running" || st.ReplicationState != "streaming" || st.Timeline != ps.Timeline || st.Timeline <= oldTL {
+			return fmt.Errorf("role %q state %q replication %q timeline %d; %s on timeline %d, was %d", st.Role, st.State, st.ReplicationState, st.Timeline, replica.name, ps.Timeline, oldTL)
+		}
+		return nil
+	})
+	old.waitRow(t, "after the failover", formTimeout)
+	// Its data directory was left by a SIGKILL: single-user crash recovery
+	// brought it to a clean shutdown before pg_rewind looked at it.
+	recovered, rewound := -1, -1
+	rejoin := old.logSince(offset)
+	for i, line := range rejoin {
+		if recovered < 0 && strings.Contains(line, "running single-user crash recovery:") {
+			recovered = i
+		}
+		if rewound < 0 && strings.Contains(line, "running pg_rewind:") {
+			rewound = i
+		}
+	}
+	if recovered < 0 || rewound < 0 || recovered > rewound {
+		t.Errorf("%s: want single-user crash recovery (line %d), then pg_rewind (line %d):\n%s", old.name, recovered, rewound, strings.Join(rejoin, "\n"))
+	}
 	old.assertNoCrash(t)
+}
+
+// TestPrimaryStartTimeoutZero, as Patroni's "check immediate failover when
+// master_start_timeout=0": the primary's postmaster dies and the agent gives
+// the leader key up at once instead of starting it again, so that a
+// replica takes over through the DCS watch without waiting for a lease to
+// expire. The former primary rejoins as a replica.
+func TestPrimaryStartTimeoutZero(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOpts{members: 2, bootstrapDCS: []string{"primary_start_timeout = 0"}})
+	old := c.waitHealthy(t, formTimeout)
+	replica := c.others(old)[0]
+	c.guardSinglePrimary(t)
+	old.exec(t, "create table e2e (id serial primary key, note text)")
+	old.exec(t, "insert into e2e (note) values ('before the crash')")
+	replica.waitRow(t, "before the crash", formTimeout)
+	tl := mustStatus(t, old).Timeline
+	offset, replicaOffset := old.logSize(), replica.logSize()
+	before := c.mustDCS(t)
+	w := c.watchLeader(t, before.rev+1, nil)
+
+	old.kill(t, postmasterOnly, syscall.SIGKILL)
+
+	if next := c.waitWritableLeader(t, old); next != replica {
+		t.Fatalf("%s leads", next.name)
+	}
+	var released *cycle
+	cycles := old.cyclesSince(offset)
+	for i := range cycles {
+		if cycles[i].has("release_leader") {
+			released = &cycles[i]
+			break
+		}
+		if cycles[i].has("start") {
+			t.Errorf("%s started its postmaster again before giving up the key:\n%s", old.name, cycles[i].line)
+		}
+	}
+	if released == nil || !strings.Contains(released.reason, "primary_start_timeout is 0") {
+		t.Errorf("%s: no cycle released the leader key for primary_start_timeout 0:\n%s", old.name, strings.Join(old.logSince(offset), "\n"))
+	}
+	var deletedAt time.Time
+	for _, e := range w.snapshot() {
+		if e.deleted {
+			deletedAt = e.at
+			break
+		}
+	}
+	if deletedAt.IsZero() {
+		t.Errorf("the leader key was never deleted: %+v", w.snapshot())
+	}
+	assertWatchWon(t, replica, replicaOffset, deletedAt)
+
+	replica.exec(t, "insert into e2e (note) values ('after the failover')")
+	waitFor(t, old.name+" to stream from "+replica.name+" on a new timeline", formTimeout, func() error {
+		st, err := old.status()
+		if err != nil {
+			return err
+		}
+		if st.Role != "replica" || st.State != "running" || st.ReplicationState != "streaming" || st.Timeline <= tl {
+			return fmt.Errorf("role %q state %q replication %q timeline %d (was %d)", st.Role, st.State, st.ReplicationState, st.Timeline, tl)
+		}
+		return nil
+	})
+	old.waitRow(t, "after the failover", formTimeout)
+	for _, m := range c.m {
+		m.assertNoCrash(t)
+	}
 }
 
 // TestStopPrimaryAgent: SIGTERM of the primary's agent. It stops

@@ -74,6 +74,9 @@ type clusterOpts struct {
 	// bootstrapDCS are extra lines for [bootstrap.dcs], e.g.
 	// "primary_start_timeout = 5".
 	bootstrapDCS []string
+	// pgParameters are extra lines for
+	// [bootstrap.dcs.postgresql.parameters], e.g. `wal_level = "logical"`.
+	pgParameters []string
 	// edit changes a member's settings before its configuration file is
 	// written.
 	edit func(m *member)
@@ -83,11 +86,31 @@ type clusterOpts struct {
 	// ([restapi.authentication], with apiUser and apiPassword) and gives
 	// the agents and patronictl the same credentials ([ctl]).
 	auth bool
+	// timings replaces the default ttl, loop_wait and retry_timeout of
+	// [bootstrap.dcs] when set: a test that waits for many lease expiries
+	// runs its cluster on short ones.
+	timings *timings
 	// dcs runs the cluster on another DCS than the shared etcd: it gives
 	// each member's [dcs.<name>] section in place of [dcs.etcd3], the rest
 	// of the configuration unchanged, and reads the cluster's state.
 	dcs dcsServer
 }
+
+// timings are the HA timings of a cluster, in seconds; loopWait +
+// 2*retryTimeout must not exceed ttl.
+type timings struct{ ttl, loopWait, retryTimeout int }
+
+// ttlDuration and loopWaitDuration are ttl and loop_wait as durations.
+func (tm timings) ttlDuration() time.Duration      { return time.Duration(tm.ttl) * time.Second }
+func (tm timings) loopWaitDuration() time.Duration { return time.Duration(tm.loopWait) * time.Second }
+
+// shortTimings are the timings of the clusters whose tests wait for many
+// lease expiries: ttl 10 s, loop_wait 1 s, retry_timeout 4 s keep a lost
+// leader a few seconds and give a DCS call on a busy machine 4 s.
+var shortTimings = &timings{ttl: 10, loopWait: 1, retryTimeout: 4}
+
+// defaultTimings are the timings of clusterOpts without timings.
+var defaultTimings = timings{ttl: int(ttl / time.Second), loopWait: loopWait, retryTimeout: retryTimeout}
 
 // dcsServer is a DCS a cluster runs on instead of the shared etcd.
 type dcsServer interface {
@@ -122,6 +145,12 @@ type member struct {
 	dcsHosts   []string
 	configPath string
 	logPath    string
+	// tags are the lines of the member's [tags] section, e.g.
+	// "nofailover = true"; setTags changes them on a running agent.
+	tags []string
+	// extra are lines appended to the configuration file after every
+	// section, e.g. a [postgresql.recovery_conf] table.
+	extra []string
 
 	mu   sync.Mutex
 	proc *agentProc
@@ -222,6 +251,14 @@ func chownToAgent(t testing.TB, path string) {
 	}
 }
 
+// timings are the cluster's HA timings.
+func (c *testCluster) timings() timings {
+	if c.opts.timings != nil {
+		return *c.opts.timings
+	}
+	return defaultTimings
+}
+
 // prefix is the cluster's key prefix in etcd.
 func (c *testCluster) prefix() string { return "/service/" + c.scope + "/" }
 
@@ -280,9 +317,10 @@ func (m *member) config(dcsName string, dcsLines []string) string {
 		w("%s", l)
 	}
 	w("[bootstrap.dcs]")
-	w("ttl = %d", int(ttl/time.Second))
-	w("loop_wait = %d", loopWait)
-	w("retry_timeout = %d", retryTimeout)
+	tm := m.c.timings()
+	w("ttl = %d", tm.ttl)
+	w("loop_wait = %d", tm.loopWait)
+	w("retry_timeout = %d", tm.retryTimeout)
 	w("maximum_lag_on_failover = 1048576")
 	for _, l := range m.c.opts.bootstrapDCS {
 		w("%s", l)
@@ -294,6 +332,9 @@ func (m *member) config(dcsName string, dcsLines []string) string {
 	w(`wal_keep_size = "128MB"`)
 	// Small servers: nine of them may run at once on a small machine.
 	w("max_connections = 30")
+	for _, l := range m.c.opts.pgParameters {
+		w("%s", l)
+	}
 	w("[postgresql]")
 	w("listen = %q", fmt.Sprintf("127.0.0.1:%d", m.pgPort))
 	w("connect_address = %q", fmt.Sprintf("127.0.0.1:%d", m.pgPort))
@@ -313,6 +354,15 @@ func (m *member) config(dcsName string, dcsLines []string) string {
 			w("username = %q", apiUser)
 			w("password = %q", apiPassword)
 		}
+	}
+	if len(m.tags) > 0 {
+		w("[tags]")
+		for _, l := range m.tags {
+			w("%s", l)
+		}
+	}
+	for _, l := range m.extra {
+		w("%s", l)
 	}
 	return b.String()
 }

@@ -635,8 +635,8 @@ func TestRESTOperations(t *testing.T) {
 			keys  []string
 		}{
 			{map[string]any{"loop_wait": 10, "retry_timeout": 6}, []string{"loop_wait", "retry_timeout", "ttl"}},
-			{map[string]any{"ttl": 15}, []string{"ttl"}},
-			{map[string]any{"retry_timeout": 2}, []string{"retry_timeout"}},
+			{map[string]any{"ttl": 0}, []string{"ttl"}},
+			{map[string]any{"retry_timeout": 0}, []string{"retry_timeout"}},
 			{map[string]any{"loop_wait": "soon"}, []string{"loop_wait"}},
 			{map[string]any{"ttl": []int{30}}, []string{"ttl"}},
 		} {

@@ -454,6 +454,8 @@ func (d *decider) follow() {
 		switch {
 		case leader == "":
 			d.say("no leader: stop following %s", d.pg.Upstream)
+		case upstream == "":
+			d.say("nostream: replaying archived WAL under leader %s instead of streaming from %s", leader, d.pg.Upstream)
 		case upstream != leader:
 			d.say("following %s (replicatefrom) under leader %s", upstream, leader)
 		default:
@@ -465,6 +467,10 @@ func (d *decider) follow() {
 		d.say("no leader, running as a replica without upstream")
 		return
 	}
+	if upstream == "" {
+		d.say("no action. I am (%s), a secondary replaying archived WAL (nostream) under leader %s", d.in.Name, leader)
+		return
+	}
 	if upstream != leader {
 		d.say("no action. I am (%s), a secondary, and following %s (replicatefrom) under leader %s", d.in.Name, upstream, leader)
 		return
@@ -474,8 +480,13 @@ func (d *decider) follow() {
 
 // upstream is the member a replica streams from: its replicatefrom member
 // when that one runs as a replica, else the leader (reference §3.9,
-// cascading replication).
+// cascading replication); "" for a member tagged nostream, which replays
+// only the WAL its restore_command finds (no primary_conninfo, and so no
+// slot on any upstream).
 func (d *decider) upstream() string {
+	if d.in.Config.Tags.NoStream {
+		return ""
+	}
 	return d.upstreamOf(d.c.LeaderName(), d.in.Name, d.in.Config.Tags.ReplicateFrom)
 }
 
@@ -594,6 +605,13 @@ func (d *decider) recover() {
 		d.say("starting as a replica without a leader")
 		return
 	}
+	if d.wasPrimary() && !d.leaderRunsAsPrimary() {
+		// A promotion in progress: the new leader's member key may still
+		// show the timeline it is leaving, and comparing with it would
+		// start this former primary as its standby without a rewind.
+		d.say("waiting for leader %s to run as primary before checking whether I diverged from it", leader)
+		return
+	}
 	need, known := d.needsRewind()
 	if d.mem.Rewound {
 		need, known = false, true
@@ -620,8 +638,19 @@ func (d *decider) recover() {
 		d.mem.Rewound = false
 		upstream := d.upstream()
 		d.add(Action{Kind: ActStart, Member: upstream})
-		d.say("starting as a secondary following %s", upstream)
+		if upstream == "" {
+			d.say("starting as a secondary replaying archived WAL (nostream) under leader %s", leader)
+		} else {
+			d.say("starting as a secondary following %s", upstream)
+		}
 	}
+}
+
+// leaderRunsAsPrimary: the leader's member key shows a running primary,
+// so its timeline there is the one it writes on.
+func (d *decider) leaderRunsAsPrimary() bool {
+	l := d.c.Leader
+	return l != nil && l.Member.IsRunning() && cluster.IsPrimaryRole(l.Member.Role)
 }
 
 // needsRewind decides whether the stopped local data diverged from the

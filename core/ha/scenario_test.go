@@ -198,6 +198,7 @@ func (w *world) input(t *testing.T, extra string) Input {
 	}
 	in.Config.Tags.NoFailover = has(cfg, "nofailover")
 	in.Config.Tags.ReplicateFrom = cfg["replicatefrom"]
+	in.Config.Tags.NoStream = has(cfg, "nostream")
 	in.Config.FailsafeMode = has(cfg, "failsafe")
 	in.Config.KeepMemberSlots = has(cfg, "keep_member_slots")
 	for _, spec := range strings.Split(cfg["permanent"], ",") {
@@ -486,6 +487,9 @@ func render(d Decision) string {
 					adv = append(adv, fmt.Sprintf("%s@%d", k, p.Advance[k]))
 				}
 				fmt.Fprintf(&b, " advance=[%s]", strings.Join(adv, ","))
+			}
+			if p.CopyFrom != nil {
+				fmt.Fprintf(&b, " copy_from=%s", p.CopyFrom.Name)
 			}
 		}
 		b.WriteByte('\n')

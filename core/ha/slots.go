@@ -30,14 +30,23 @@ func (d *decider) leaderSlots() *cluster.SlotPlan {
 
 // replicaSlots is a replica's slot plan: slots for the members cascading
 // from it; with KeepMemberSlots, when it may fail over, slots for every
-// other member too; the permanent physical slots; all advanced to the
-// positions the leader publishes in /status.
+// other member too; the permanent physical slots, and the permanent
+// logical ones when it keeps them (copied from the leader); all advanced
+// to the positions the leader publishes in /status.
 func (d *decider) replicaSlots() *cluster.SlotPlan {
 	cfg := d.in.Config
 	plan := &cluster.SlotPlan{Ignore: cfg.IgnoreSlots, Advance: map[string]int64{}}
+	logical := d.keepsLogicalSlots()
 	for _, s := range cfg.PermanentSlots {
-		if s.Type == cluster.SlotPhysical || s.Type == "" {
+		switch {
+		case s.Type == cluster.SlotPhysical || s.Type == "":
 			plan.Permanent = append(plan.Permanent, s)
+		case s.Type == cluster.SlotLogical && logical:
+			plan.Permanent = append(plan.Permanent, s)
+			if plan.CopyFrom == nil {
+				m := d.c.Leader.Member
+				plan.CopyFrom = &m
+			}
 		}
 	}
 	if cfg.UseSlots {
@@ -56,4 +65,25 @@ func (d *decider) replicaSlots() *cluster.SlotPlan {
 		plan.Advance[name] = lsn
 	}
 	return plan
+}
+
+// minLogicalCopyVersion is the first PostgreSQL version that advances a
+// logical slot on a standby (pg_replication_slot_advance, 11).
+const minLogicalCopyVersion = 110000
+
+// keepsLogicalSlots: a replica keeps the permanent logical slots, copied
+// from the leader, when it streams from the leader through its own slot
+// there (use_slots, not nostream, not cascading), so that its
+// hot_standby_feedback holds the catalog rows the slots need on the
+// primary (reference §3.9; Patroni's rule).
+func (d *decider) keepsLogicalSlots() bool {
+	cfg := d.in.Config
+	leader := d.c.LeaderName()
+	switch {
+	case !cfg.UseSlots || cfg.Tags.NoStream || leader == "" || leader == d.in.Name:
+		return false
+	case d.pg.ServerVersion != 0 && d.pg.ServerVersion < minLogicalCopyVersion:
+		return false
+	}
+	return d.upstream() == leader
 }

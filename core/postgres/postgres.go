@@ -44,6 +44,9 @@ type Postgres struct {
 	// streamed remembers the newest timeline the walreceiver of the
 	// running postmaster streamed (see Observe).
 	streamed streamedTimeline
+
+	// slotCopies remembers the logical slots copied from the primary.
+	slotCopies slotCopies
 }
 
 // New validates cfg and returns a Postgres for it. It starts nothing; use

@@ -23,14 +23,20 @@ type SlotPlan struct {
 	Wanted []cluster.SlotSpec
 	// Ignore are never dropped.
 	Ignore []cluster.SlotMatcher
-	// Advance moves physical slots forward to these positions (a replica
-	// keeping the primary's permanent slots, reference §3.9).
+	// Advance moves slots forward to these positions (a replica keeping
+	// the primary's permanent slots, reference §3.9): physical ones, and
+	// on a replica the wanted logical ones, which are to be copied from
+	// the primary when missing (SlotChanges.Copy).
 	Advance map[string]LSN
 }
 
 // SyncSlots makes the server's replication slots match the plan: wanted
 // slots are created, slots neither wanted nor ignored nor temporary nor
-// active are dropped, and physical slots are advanced. It is idempotent.
+// active are dropped, and slots are advanced. On a replica, wanted logical
+// slots cannot be created: the ones missing (or to be copied again) come
+// back in SlotChanges.Copy for CopyLogicalSlots, the others are advanced
+// (failures are logged, and a slot that needs it is copied again later).
+// It is idempotent.
 func (p *Postgres) SyncSlots(ctx context.Context, plan SlotPlan) (SlotChanges, error) {
 	want := map[string]cluster.SlotSpec{}
 	for _, s := range plan.Wanted {
@@ -48,10 +54,14 @@ func (p *Postgres) SyncSlots(ctx context.Context, plan SlotPlan) (SlotChanges, e
 	var (
 		ch      SlotChanges
 		logical []cluster.SlotSpec
+		work    logicalWork
 	)
 	err := p.withConn(ctx, func(c *pgx.Conn) error {
-		var inRecovery bool
-		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+		var (
+			inRecovery bool
+			replayed   *string
+		)
+		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text").Scan(&inRecovery, &replayed); err != nil {
 			return fmt.Errorf("reading recovery state: %w", err)
 		}
 		slots, err := querySlots(ctx, c)
@@ -115,9 +125,20 @@ func (p *Postgres) SyncSlots(ctx context.Context, plan SlotPlan) (SlotChanges, e
 				p.logger.Debug("advancing replication slot", "slot", name, "lsn", target.String(), "error", err)
 			}
 		}
+		if inRecovery {
+			replay, err := optLSN(replayed)
+			if err != nil {
+				return fmt.Errorf("reading the replay position: %w", err)
+			}
+			work = planReplicaLogicalSlots(plan.Wanted, have, plan.Advance, replay, p.slotCopies.recopyNames())
+			ch.Copy = work.Copy
+		}
 		return nil
 	})
 	if err == nil {
+		if aerr := p.advanceLogicalSlots(ctx, work.Advance); aerr != nil {
+			p.logger.Warn("advancing logical replication slots", "error", aerr)
+		}
 		for _, w := range logical {
 			if err = p.createLogicalSlot(ctx, w); err != nil {
 				break

@@ -43,6 +43,9 @@ type SlotChanges struct {
 	// Kept lists unwanted physical slots left alone because they are
 	// active.
 	Kept []string
+	// Copy lists, on a replica, the wanted logical slots to copy from the
+	// primary (CopyLogicalSlots).
+	Copy []cluster.SlotSpec
 }
 
 // SQLSTATEs met while managing slots concurrently with others.

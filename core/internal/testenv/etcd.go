@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -37,9 +38,13 @@ const (
 type Etcd struct {
 	// Endpoint is the client address, "127.0.0.1:<port>".
 	Endpoint string
-	cmd      *exec.Cmd
-	done     chan struct{}
+	bin      string
+	args     []string
 	logPath  string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
 }
 
 // StartEtcd starts an etcd server (the binary from $CUSTOS_ETCD_BIN or PATH,
@@ -67,7 +72,7 @@ func StartEtcd(t testing.TB) *Etcd {
 	for attempt := 1; attempt <= etcdStartAttempts; attempt++ {
 		e, err := startEtcd(bin, filepath.Join(dir, "attempt-"+strconv.Itoa(attempt)))
 		if err == nil {
-			t.Cleanup(e.stop)
+			t.Cleanup(e.Kill)
 			return e
 		}
 		errs = append(errs, err)
@@ -91,58 +96,102 @@ func startEtcd(bin, dir string) (*Etcd, error) {
 	}
 	client := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	peer := "http://127.0.0.1:" + strconv.Itoa(ports[1])
-	logPath := filepath.Join(dir, "etcd.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
+	e := &Etcd{
+		Endpoint: "127.0.0.1:" + strconv.Itoa(ports[0]),
+		bin:      bin,
+		args: []string{
+			"--name", "custos-test",
+			"--data-dir", filepath.Join(dir, "data"),
+			"--listen-client-urls", client,
+			"--advertise-client-urls", client,
+			"--listen-peer-urls", peer,
+			"--initial-advertise-peer-urls", peer,
+			"--initial-cluster", "custos-test=" + peer,
+			"--initial-cluster-state", "new",
+			"--heartbeat-interval", strconv.Itoa(etcdHeartbeatMS),
+			"--election-timeout", strconv.Itoa(etcdElectionMS),
+			"--logger", "zap",
+			"--log-outputs", "stderr",
+			"--log-level", "warn",
+		},
+		logPath: filepath.Join(dir, "etcd.log"),
+	}
+	if err := e.launch(); err != nil {
 		return nil, err
 	}
+	return e, nil
+}
+
+// launch starts the server process and waits until it is healthy; its log
+// is appended to across runs.
+func (e *Etcd) launch() error {
+	logFile, err := os.OpenFile(e.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
 	defer logFile.Close()
-	cmd := exec.Command(bin,
-		"--name", "custos-test",
-		"--data-dir", filepath.Join(dir, "data"),
-		"--listen-client-urls", client,
-		"--advertise-client-urls", client,
-		"--listen-peer-urls", peer,
-		"--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "custos-test="+peer,
-		"--initial-cluster-state", "new",
-		"--heartbeat-interval", strconv.Itoa(etcdHeartbeatMS),
-		"--election-timeout", strconv.Itoa(etcdElectionMS),
-		"--logger", "zap",
-		"--log-outputs", "stderr",
-		"--log-level", "warn",
-	)
+	cmd := exec.Command(e.bin, e.args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{}
 	// etcd dies with the test binary even when its clean-up does not run.
 	dieWithParent(cmd.SysProcAttr)
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", bin, err)
+		return fmt.Errorf("starting %s: %w", e.bin, err)
 	}
-	e := &Etcd{Endpoint: "127.0.0.1:" + strconv.Itoa(ports[0]), cmd: cmd, done: make(chan struct{}), logPath: logPath}
+	done := make(chan struct{})
 	go func() {
 		_ = cmd.Wait()
-		close(e.done)
+		close(done)
 	}()
-	if err := e.waitHealthy(); err != nil {
-		e.stop()
-		out, _ := os.ReadFile(logPath)
+	e.mu.Lock()
+	e.cmd, e.done = cmd, done
+	e.mu.Unlock()
+	if err := e.waitHealthy(cmd, done); err != nil {
+		e.Kill()
+		out, _ := os.ReadFile(e.logPath)
 		if bytes.Contains(out, []byte("address already in use")) {
-			return nil, fmt.Errorf("%w: %v", errEtcdPortTaken, err)
+			return fmt.Errorf("%w: %v", errEtcdPortTaken, err)
 		}
-		return nil, fmt.Errorf("%v; etcd log:\n%s", err, lastBytes(out, 4000))
+		return fmt.Errorf("%v; etcd log:\n%s", err, lastBytes(out, 4000))
 	}
-	return e, nil
+	return nil
 }
 
-func (e *Etcd) waitHealthy() error {
+// Kill SIGKILLs the server, as a crash or a lost machine stops it, and
+// waits until it is gone. Killing a stopped server does nothing.
+func (e *Etcd) Kill() {
+	e.mu.Lock()
+	cmd, done := e.cmd, e.done
+	e.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-done
+}
+
+// Restart starts a killed server again on the same ports with the same
+// data, and waits until it serves requests.
+func (e *Etcd) Restart() error {
+	e.mu.Lock()
+	done := e.done
+	e.mu.Unlock()
+	select {
+	case <-done:
+	default:
+		return errors.New("restarting etcd: it is still running")
+	}
+	return e.launch()
+}
+
+func (e *Etcd) waitHealthy(cmd *exec.Cmd, done chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), etcdStartTimeout)
 	defer cancel()
 	var last error
 	for {
 		select {
-		case <-e.done:
-			return fmt.Errorf("etcd exited during start-up: %v", e.cmd.ProcessState)
+		case <-done:
+			return fmt.Errorf("etcd exited during start-up: %v", cmd.ProcessState)
 		case <-ctx.Done():
 			return fmt.Errorf("etcd not healthy after %v: %v", etcdStartTimeout, last)
 		case <-time.After(50 * time.Millisecond): // polling interval
@@ -168,11 +217,6 @@ func (e *Etcd) healthy(ctx context.Context) error {
 		return fmt.Errorf("health %d %s", resp.StatusCode, body)
 	}
 	return nil
-}
-
-func (e *Etcd) stop() {
-	_ = e.cmd.Process.Kill()
-	<-e.done
 }
 
 // Log returns what etcd logged so far.

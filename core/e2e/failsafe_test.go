@@ -1,0 +1,179 @@
+//go:build integration
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/custos-ha/custos/core/internal/testenv"
+)
+
+// TestFailsafe, in the spirit of Patroni's dcs_failsafe_mode feature
+// (reference §3.12), on an etcd of its own that the test kills: with
+// failsafe_mode on, a healthy three-member cluster keeps its primary
+// writable while the DCS is down, because every member listed in /failsafe
+// acknowledges it; with one replica also down, the primary demotes; with
+// the DCS back the cluster heals with one primary and every commit
+// acknowledged during the outage.
+func TestFailsafe(t *testing.T) {
+	t.Parallel()
+	d := newEtcdDCS(t)
+	c := startCluster(t, clusterOpts{dcs: d, timings: shortTimings, bootstrapDCS: []string{"failsafe_mode = true"}})
+	tm := c.timings()
+	primary := c.waitHealthy(t, formTimeout)
+	c.guardSinglePrimary(t)
+	primary.exec(t, "create table e2e (id serial primary key, note text)")
+	waitFor(t, "/failsafe to list every member", opTimeout, func() error {
+		v, err := c.dcs()
+		if err != nil {
+			return err
+		}
+		var fs map[string]string
+		if kv := v.kv["failsafe"]; kv == nil || json.Unmarshal([]byte(kv.Value), &fs) != nil {
+			return fmt.Errorf("no /failsafe")
+		}
+		var names []string
+		for n := range fs {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		if strings.Join(names, ",") != "node1,node2,node3" {
+			return fmt.Errorf("/failsafe %v", fs)
+		}
+		for _, m := range c.m {
+			if want := fmt.Sprintf("http://127.0.0.1:%d/patroni", m.apiPort); fs[m.name] != want {
+				return fmt.Errorf("/failsafe %s = %q, want %q", m.name, fs[m.name], want)
+			}
+		}
+		return nil
+	})
+	acked := 0
+	insert := func() error {
+		if _, err := primary.query("insert into e2e (note) values ('failsafe')"); err != nil {
+			return err
+		}
+		acked++
+		return nil
+	}
+
+	step(t, "the primary stays writable while the DCS is down", func(t *testing.T) {
+		offset := primary.logSize()
+		d.srv.Kill()
+		// Past the leader key's TTL and several loops: the primary would
+		// have demoted long ago without failsafe mode.
+		holdsFor(t, primary.name+" to stay a writable primary", 3*tm.ttlDuration(), insert)
+		active := false
+		for _, cy := range primary.cyclesSince(offset) {
+			active = active || strings.Contains(cy.reason, "failsafe mode active")
+		}
+		if !active {
+			t.Errorf("%s never said failsafe mode was active:\n%s", primary.name, strings.Join(primary.logSince(offset), "\n"))
+		}
+		if st := mustStatus(t, primary); !strings.Contains(st.raw, `"failsafe_mode_is_active":true`) {
+			t.Errorf("%s: /patroni does not say failsafe_mode_is_active: %s", primary.name, st.raw)
+		}
+		for _, r := range c.others(primary) {
+			if ok, err := r.writable(); err != nil || ok {
+				t.Errorf("%s: writable %v (%v) while the DCS is down", r.name, ok, err)
+			}
+			// The primary's POST /failsafe reaches them.
+			if st := mustStatus(t, r); !strings.Contains(st.raw, `"failsafe_mode_is_active":true`) {
+				t.Errorf("%s: /patroni does not say failsafe_mode_is_active: %s", r.name, st.raw)
+			}
+		}
+	})
+
+	gone := c.others(primary)[0]
+	step(t, "the primary demotes when a replica is also down", func(t *testing.T) {
+		gone.kill(t, agentOnly, syscall.SIGTERM)
+		gone.waitExit(t, stopTimeout)
+		waitFor(t, primary.name+" to stop accepting writes", failoverTimeout, func() error {
+			if ok, err := primary.writable(); err == nil && ok {
+				return fmt.Errorf("%s accepts writes", primary.name)
+			}
+			return nil
+		})
+		// And nobody else does, without the DCS.
+		holdsFor(t, "no primary without the DCS", tm.ttlDuration(), func() error {
+			for _, m := range c.m {
+				if ok, err := m.writable(); err == nil && ok {
+					return fmt.Errorf("%s accepts writes", m.name)
+				}
+			}
+			return nil
+		})
+	})
+
+	step(t, "the cluster heals with the DCS back", func(t *testing.T) {
+		if err := d.srv.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		gone.restart(t)
+		leader := c.waitHealthy(t, formTimeout)
+		t.Logf("%s leads after the outage; %d commits were acknowledged during it", leader.name, acked)
+		// Every commit the primary acknowledged while the DCS was down is
+		// on the primary of the healed cluster.
+		waitFor(t, "the outage's commits on "+leader.name, opTimeout, func() error {
+			v, err := leader.query("select count(*) from e2e where note = 'failsafe'")
+			if err != nil {
+				return err
+			}
+			if len(v) != 1 || v[0] != fmt.Sprint(acked) {
+				return fmt.Errorf("%v rows, %d acknowledged", v, acked)
+			}
+			return nil
+		})
+		leader.exec(t, "insert into e2e (note) values ('healed')")
+		for _, m := range c.others(leader) {
+			m.waitRow(t, "healed", opTimeout)
+		}
+	})
+	for _, m := range c.m {
+		m.assertNoCrash(t)
+	}
+}
+
+// etcdDCS is an etcd of the test's own, which it may kill and start again.
+type etcdDCS struct {
+	srv *testenv.Etcd
+	kv  *clientv3.Client
+}
+
+func newEtcdDCS(t *testing.T) *etcdDCS {
+	srv := testenv.StartEtcd(t)
+	kv, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Endpoint}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("etcd client: %v", err)
+	}
+	t.Cleanup(func() { _ = kv.Close() })
+	return &etcdDCS{srv: srv, kv: kv}
+}
+
+func (d *etcdDCS) section() (string, []string) {
+	hosts, _ := json.Marshal([]string{d.srv.Endpoint})
+	return "etcd3", []string{"hosts = " + string(hosts)}
+}
+
+func (d *etcdDCS) read(ctx context.Context, scope string) (dcsView, error) {
+	prefix := "/service/" + scope + "/"
+	resp, err := d.kv.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return dcsView{}, fmt.Errorf("reading %s from etcd: %w", prefix, err)
+	}
+	v := dcsView{rev: resp.Header.Revision, kv: map[string]*keyValue{}}
+	for _, kv := range resp.Kvs {
+		v.kv[strings.TrimPrefix(string(kv.Key), prefix)] = &keyValue{
+			Value: string(kv.Value), Lease: kv.Lease, ModRevision: kv.ModRevision, CreateRevision: kv.CreateRevision,
+		}
+	}
+	return v, nil
+}

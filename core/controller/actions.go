@@ -15,10 +15,14 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 	clu := in.Cluster
 	switch a.Kind {
 	case ha.ActAcquireLeader:
+		// The key's lifetime counts from before the request: etcd may
+		// refresh the lease anywhere in the round trip, and the key must
+		// never be believed to live longer than it does.
+		at := c.now()
 		if err := c.store.AcquireLeader(ctx); err != nil {
 			return err
 		}
-		c.renewedAt = c.now()
+		c.renewedAt = at
 		return nil
 	case ha.ActRenewLeader:
 		status := cluster.Status{}
@@ -41,10 +45,11 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 				status.Slots[cluster.SlotName(in.Name)] = obs.HA.LSN
 			}
 		}
+		at := c.now() // as for ActAcquireLeader
 		if err := c.store.RenewLeader(ctx, status); err != nil {
 			return err
 		}
-		c.renewedAt = c.now()
+		c.renewedAt = at
 		return nil
 	case ha.ActReleaseLeader:
 		if err := c.store.ReleaseLeader(ctx); err != nil {

@@ -499,3 +499,71 @@ func TestFailsafeKnowsWhatItWrote(t *testing.T) {
 		}
 	})
 }
+
+// slowRenewal is a backend whose leader-key calls take two seconds after
+// the DCS refreshed the key, as a slow network answer would.
+type slowRenewal struct {
+	sdkdcs.Backend
+	mu        sync.Mutex
+	refreshed time.Time
+}
+
+func (b *slowRenewal) note() {
+	b.mu.Lock()
+	b.refreshed = time.Now()
+	b.mu.Unlock()
+	time.Sleep(2 * time.Second)
+}
+
+func (b *slowRenewal) AcquireLeader(ctx context.Context) (string, error) {
+	v, err := b.Backend.AcquireLeader(ctx)
+	b.note()
+	return v, err
+}
+
+func (b *slowRenewal) RenewLeader(ctx context.Context) error {
+	err := b.Backend.RenewLeader(ctx)
+	b.note()
+	return err
+}
+
+// TestLeaderExpiryNotBeyondTheKey: the expiry the leader publishes (and its
+// health checks trust) counts from before the renewal request, never from
+// its slow answer: the key must not be believed to live longer than the DCS
+// keeps it.
+func TestLeaderExpiryNotBeyondTheKey(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := dcstest.NewMemoryStore()
+		defer mem.Stop()
+		const ttl = 30 * time.Second
+		b := &slowRenewal{Backend: mem.NewBackend()}
+		if err := b.Configure(context.Background(), sdkdcs.ConfigureRequest{Scope: "demo", Member: "pg1", TTL: ttl}); err != nil {
+			t.Fatal(err)
+		}
+		dyn := config.DefaultDynamic()
+		dyn.LoopWait = 1
+		pg := newFakePG()
+		c := New(Options{Name: "pg1", Scope: "demo", APIURL: "http://127.0.0.1:8008/patroni", Version: "test", Bootstrap: dyn},
+			dcs.New(b, hclog.NewNullLogger(), 5*time.Second), pg, noPeers{}, hclog.NewNullLogger())
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = c.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		for i := 0; i < 20; i++ {
+			time.Sleep(time.Second)
+			st := c.State()
+			if st == nil || st.LeaderExpiry.IsZero() {
+				continue
+			}
+			b.mu.Lock()
+			limit := b.refreshed.Add(ttl)
+			b.mu.Unlock()
+			if st.LeaderExpiry.After(limit) {
+				t.Fatalf("published leader expiry %v is %v past the key's (refreshed %v + ttl)", st.LeaderExpiry, st.LeaderExpiry.Sub(limit), limit.Add(-ttl))
+			}
+		}
+		if c.State().LeaderExpiry.IsZero() {
+			t.Fatal("pg1 never held the leader key")
+		}
+	})
+}

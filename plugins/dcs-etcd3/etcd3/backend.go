@@ -33,6 +33,13 @@ const (
 	// maxSendBytes lets a 1 MiB value plus its key and framing through; etcd's
 	// own default request limit is 1.5 MiB.
 	maxSendBytes = 2 << 20
+	// memberRefreshDivisor: TouchMember keeps the lease alive only once its
+	// last refresh is older than ttl/memberRefreshDivisor. With Patroni's
+	// timing rule (loop_wait + 2 x retry_timeout <= ttl) a member touching
+	// its key every loop_wait refreshes it at least every ttl/3 + loop_wait,
+	// well within ttl, and a replica with loop_wait 1 s and ttl 10 s sends a
+	// keep-alive every fourth cycle instead of every cycle.
+	memberRefreshDivisor = 3
 )
 
 // Backend is the etcd v3 implementation of dcs.Backend. Build it with New;
@@ -44,6 +51,7 @@ type Backend struct {
 
 	mu           sync.Mutex
 	client       *clientv3.Client
+	cache        *cache
 	closed       bool
 	prefix       string
 	member       string
@@ -54,6 +62,20 @@ type Backend struct {
 	// renewals never grant two leases.
 	leaseMu sync.Mutex
 	lease   clientv3.LeaseID // 0: none yet, or dropped after a TTL change
+	// refreshed is when the last successful keep-alive or grant of lease
+	// was sent: etcd keeps the lease at least until refreshed + ttl.
+	refreshed time.Time
+
+	// seen is the newest etcd revision this backend has written or read
+	// (guarded by mu): reads from the cache wait for it.
+	seen int64
+	// failing: the last request to etcd failed and none succeeded since
+	// (guarded by mu). GetCluster then reads etcd with a linearizable Range
+	// instead of trusting the watch: an etcd member cut off from its
+	// leader still answers progress requests until it ends its watches
+	// (some election timeouts later), and a primary whose renewals fail must
+	// see its reads fail as before, to demote within retry_timeout.
+	failing bool
 }
 
 var _ dcs.Backend = (*Backend)(nil)
@@ -126,18 +148,32 @@ func (b *Backend) Configure(ctx context.Context, req dcs.ConfigureRequest) error
 		return b.storeErr(ctx, "connecting to etcd", err)
 	}
 
+	prefix := dcs.Prefix(req.Namespace, req.Scope)
+	readTimeout := defaultDialTimeout
+	if req.RetryTimeout > 0 {
+		readTimeout = req.RetryTimeout
+	}
+	c := newCache(b.logger.Named("cache"), client, prefix, readTimeout)
+	c.start()
+
 	b.mu.Lock()
-	old := b.client
+	old, oldCache := b.client, b.cache
 	b.client = client
+	b.cache = c
 	b.closed = false
-	b.prefix = dcs.Prefix(req.Namespace, req.Scope)
+	b.prefix = prefix
 	b.member = req.Member
 	b.ttl = ttl
 	b.retryTimeout = req.RetryTimeout
+	b.seen = 0
+	b.failing = false
 	b.mu.Unlock()
 	b.leaseMu.Lock()
 	b.lease = 0
 	b.leaseMu.Unlock()
+	if oldCache != nil {
+		oldCache.close()
+	}
 	if old != nil {
 		_ = old.Close()
 	}
@@ -176,19 +212,22 @@ func (b *Backend) SetTTL(_ context.Context, ttl time.Duration) error {
 	return nil
 }
 
-// Close closes the etcd client, which ends open watches. It does not revoke
-// the lease: like Patroni, custos leaves the member key (and a leader key
-// not released with DeleteLeader) to expire one TTL later, so that a
-// restarting agent or plugin can still renew what it holds.
+// Close stops the watch cache, which ends open watches, and closes the etcd
+// client. It does not revoke the lease: like Patroni, custos leaves the
+// member key (and a leader key not released with DeleteLeader) to expire one
+// TTL later, so that a restarting agent or plugin can still renew what it
+// holds.
 func (b *Backend) Close(_ context.Context) error {
 	b.mu.Lock()
-	client := b.client
+	client, c := b.client, b.cache
 	b.client = nil
+	b.cache = nil
 	b.closed = true
 	b.mu.Unlock()
 	if client == nil {
 		return nil
 	}
+	c.close()
 	if err := client.Close(); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("closing the etcd client: %w", err)
 	}
@@ -198,6 +237,7 @@ func (b *Backend) Close(_ context.Context) error {
 // state is what one operation needs, read once under the lock.
 type state struct {
 	client       *clientv3.Client
+	cache        *cache
 	prefix       string
 	member       string
 	ttl          int64
@@ -222,7 +262,23 @@ func (b *Backend) state() (state, error) {
 		}
 		return state{}, errNotConfigured
 	}
-	return state{client: b.client, prefix: b.prefix, member: b.member, ttl: b.ttl, retryTimeout: b.retryTimeout}, nil
+	return state{client: b.client, cache: b.cache, prefix: b.prefix, member: b.member, ttl: b.ttl, retryTimeout: b.retryTimeout}, nil
+}
+
+// saw records a revision etcd answered a request with.
+func (b *Backend) saw(rev int64) {
+	b.mu.Lock()
+	b.seen = max(b.seen, rev)
+	b.failing = false
+	b.mu.Unlock()
+}
+
+// seenRev is the newest revision this backend has written or read, and
+// whether the last request failed.
+func (b *Backend) seenRev() (rev int64, failing bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.seen, b.failing
 }
 
 // opContext bounds one operation by the retry timeout; the etcd client
@@ -243,20 +299,24 @@ func (b *Backend) storeErr(ctx context.Context, op string, err error) error {
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return fmt.Errorf("%s: %w", op, ctx.Err())
 	}
+	b.mu.Lock()
+	b.failing = true
+	b.mu.Unlock()
 	return fmt.Errorf("%s: %w: %v", op, dcs.ErrUnavailable, err)
 }
 
 // withLease runs fn with this member's lease: granted if there is none,
-// kept alive otherwise, granted anew if etcd no longer knows it. When fn
-// itself finds the lease gone (it expired in between), it runs once more
-// with a new one.
-func (b *Backend) withLease(ctx context.Context, s state, fn func(clientv3.LeaseID) error) error {
+// refreshed as refresh says, granted anew if etcd no longer knows it. fn
+// gets the revision of the keep-alive or grant, 0 when none was sent. When
+// fn itself finds the lease gone (it expired or was revoked while not
+// refreshed), it runs once more with a new one.
+func (b *Backend) withLease(ctx context.Context, s state, refresh refreshPolicy, fn func(id clientv3.LeaseID, rev int64) error) error {
 	for attempt := 0; ; attempt++ {
-		id, err := b.keepAlive(ctx, s)
+		id, rev, err := b.keepAlive(ctx, s, refresh)
 		if err != nil {
 			return err
 		}
-		err = fn(id)
+		err = fn(id, rev)
 		if attempt == 0 && errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			b.dropLease(id)
 			continue
@@ -265,28 +325,52 @@ func (b *Backend) withLease(ctx context.Context, s state, fn func(clientv3.Lease
 	}
 }
 
-// keepAlive refreshes the lease once, or grants one.
-func (b *Backend) keepAlive(ctx context.Context, s state) (clientv3.LeaseID, error) {
+// refreshPolicy says when an operation keeps the lease alive.
+type refreshPolicy int
+
+const (
+	// refreshAlways sends a keep-alive every time: the leader key's
+	// operations, whose callers count the key's lifetime from their return.
+	refreshAlways refreshPolicy = iota
+	// refreshWhenAged sends one only when the last refresh is older than
+	// ttl/memberRefreshDivisor: TouchMember.
+	refreshWhenAged
+)
+
+// keepAlive refreshes the lease once, or grants one, as the policy says. It
+// returns the lease and the revision etcd answered the refresh with (0 when
+// none was needed).
+func (b *Backend) keepAlive(ctx context.Context, s state, refresh refreshPolicy) (clientv3.LeaseID, int64, error) {
 	b.leaseMu.Lock()
 	defer b.leaseMu.Unlock()
+	if b.lease != 0 && refresh == refreshWhenAged &&
+		time.Since(b.refreshed) < time.Duration(s.ttl)*time.Second/memberRefreshDivisor {
+		return b.lease, 0, nil
+	}
 	if b.lease != 0 {
-		_, err := s.client.KeepAliveOnce(ctx, b.lease)
+		sent := time.Now()
+		resp, err := s.client.KeepAliveOnce(ctx, b.lease)
 		if err == nil {
-			return b.lease, nil
+			b.refreshed = sent
+			b.saw(resp.Revision)
+			return b.lease, resp.Revision, nil
 		}
 		if !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			return 0, fmt.Errorf("keeping lease %x alive: %w", int64(b.lease), err)
+			return 0, 0, fmt.Errorf("keeping lease %x alive: %w", int64(b.lease), err)
 		}
 		b.logger.Warn("lease expired; granting a new one", "lease", leaseString(b.lease))
 		b.lease = 0
 	}
+	sent := time.Now()
 	resp, err := s.client.Grant(ctx, s.ttl)
 	if err != nil {
-		return 0, fmt.Errorf("granting a lease: %w", err)
+		return 0, 0, fmt.Errorf("granting a lease: %w", err)
 	}
 	b.lease = resp.ID
+	b.refreshed = sent
+	b.saw(resp.Revision)
 	b.logger.Debug("lease granted", "lease", leaseString(resp.ID), "ttl", resp.TTL)
-	return resp.ID, nil
+	return resp.ID, resp.Revision, nil
 }
 
 func (b *Backend) dropLease(id clientv3.LeaseID) {

@@ -11,10 +11,15 @@ import (
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
 )
 
-// GetCluster reads everything under the cluster prefix with one
-// linearizable range request. Paths deeper than members/<name>, and keys
-// custos does not know (such as Patroni's legacy optime/leader), are
-// ignored.
+// GetCluster reads everything under the cluster prefix. It answers from the
+// watch cache once the cache has proved, by the answer to a progress request
+// sent now on its watch stream, that it holds every change etcd had made
+// when the call began, and every revision this backend has written or read;
+// otherwise (the cache is not in sync, etcd does not answer within
+// syncWait, or this backend's last request to etcd failed) it reads the
+// prefix with one linearizable Range. Paths deeper
+// than members/<name>, and keys custos does not know (such as Patroni's
+// legacy optime/leader), are ignored.
 func (b *Backend) GetCluster(ctx context.Context) (*dcs.Cluster, error) {
 	s, err := b.state()
 	if err != nil {
@@ -22,10 +27,16 @@ func (b *Backend) GetCluster(ctx context.Context) (*dcs.Cluster, error) {
 	}
 	octx, cancel := s.opContext(ctx)
 	defer cancel()
+	if seen, failing := b.seenRev(); !failing {
+		if kvs, ok := s.cache.read(octx, seen); ok {
+			return parseCluster(s.prefix, kvs), nil
+		}
+	}
 	resp, err := s.client.Get(octx, s.prefix, clientv3.WithPrefix())
 	if err != nil {
 		return nil, b.storeErr(ctx, "reading cluster "+s.prefix, err)
 	}
+	b.saw(resp.Header.Revision)
 	return parseCluster(s.prefix, resp.Kvs), nil
 }
 
@@ -92,6 +103,7 @@ func (b *Backend) CompareAndSet(ctx context.Context, key dcs.Key, data []byte, v
 	if err != nil {
 		return "", b.storeErr(ctx, "writing "+path, err)
 	}
+	b.saw(resp.Header.Revision)
 	if !resp.Succeeded {
 		return "", casFailure("writing", path, version, resp)
 	}
@@ -122,9 +134,11 @@ func (b *Backend) CompareAndDelete(ctx context.Context, key dcs.Key, version str
 	octx, cancel := s.opContext(ctx)
 	defer cancel()
 	if version == "" {
-		if _, err := s.client.Delete(octx, path); err != nil {
+		resp, err := s.client.Delete(octx, path)
+		if err != nil {
 			return b.storeErr(ctx, "deleting "+path, err)
 		}
+		b.saw(resp.Header.Revision)
 		return nil
 	}
 	rev, err := parseVersion(version)
@@ -139,6 +153,7 @@ func (b *Backend) CompareAndDelete(ctx context.Context, key dcs.Key, version str
 	if err != nil {
 		return b.storeErr(ctx, "deleting "+path, err)
 	}
+	b.saw(resp.Header.Revision)
 	if !resp.Succeeded {
 		return casFailure("deleting", path, version, resp)
 	}
@@ -154,9 +169,11 @@ func (b *Backend) Set(ctx context.Context, key dcs.Key, data []byte) error {
 	path := s.key(string(key))
 	octx, cancel := s.opContext(ctx)
 	defer cancel()
-	if _, err := s.client.Put(octx, path, string(data)); err != nil {
+	resp, err := s.client.Put(octx, path, string(data))
+	if err != nil {
 		return b.storeErr(ctx, "writing "+path, err)
 	}
+	b.saw(resp.Header.Revision)
 	return nil
 }
 
@@ -169,8 +186,10 @@ func (b *Backend) DeleteCluster(ctx context.Context) error {
 	}
 	octx, cancel := s.opContext(ctx)
 	defer cancel()
-	if _, err := s.client.Delete(octx, s.prefix, clientv3.WithPrefix()); err != nil {
+	resp, err := s.client.Delete(octx, s.prefix, clientv3.WithPrefix())
+	if err != nil {
 		return b.storeErr(ctx, "deleting cluster "+s.prefix, err)
 	}
+	b.saw(resp.Header.Revision)
 	return nil
 }

@@ -11,7 +11,9 @@ import (
 
 // AcquireLeader runs Patroni's leader race: a transaction that puts
 // leader=<member> on this member's lease only if the key has never been
-// created (create_revision == 0). It returns the key's mod_revision.
+// created (create_revision == 0). It returns the key's mod_revision. The
+// lease is kept alive first, as by RenewLeader: the caller counts the key's
+// lifetime from here.
 func (b *Backend) AcquireLeader(ctx context.Context) (string, error) {
 	s, err := b.state()
 	if err != nil {
@@ -21,7 +23,7 @@ func (b *Backend) AcquireLeader(ctx context.Context) (string, error) {
 	octx, cancel := s.opContext(ctx)
 	defer cancel()
 	var resp *clientv3.TxnResponse
-	err = b.withLease(octx, s, func(id clientv3.LeaseID) error {
+	err = b.withLease(octx, s, refreshAlways, func(id clientv3.LeaseID, _ int64) error {
 		var err error
 		resp, err = s.client.Txn(octx).
 			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
@@ -32,18 +34,27 @@ func (b *Backend) AcquireLeader(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", b.storeErr(ctx, "acquiring leader key "+key, err)
 	}
+	b.saw(resp.Header.Revision)
 	if !resp.Succeeded {
 		return "", fmt.Errorf("acquiring leader key %s: %w", key, dcs.ErrExists)
 	}
 	return revString(resp.Header.Revision), nil
 }
 
-// RenewLeader keeps the lease alive. When the leader key already holds this
+// RenewLeader keeps the lease alive with one keep-alive, every time: the
+// caller counts the leader key's lifetime from its return, and the key lives
+// at least one TTL after that keep-alive. When the watch cache holds every
+// change up to the keep-alive's revision and shows the leader key with this
 // member's name on this lease, that is all: the key is not rewritten and its
-// mod_revision stays, as in Patroni. Otherwise (the lease was granted anew,
-// or the key is gone) one transaction rewrites the key if it holds this
-// member's name, or else creates it if absent; when neither applies another
-// member holds it (ErrVersionMismatch).
+// mod_revision stays, as in Patroni. Otherwise (the cache is behind, the
+// lease was granted anew, or the key is gone or someone else's) one
+// transaction checks the key is still this member's on this lease, else
+// rewrites it if it holds this member's name, or else creates it if absent;
+// when neither applies another member holds it (ErrVersionMismatch).
+//
+// The keep-alive is the last request of the usual case and the cache check
+// after it takes no request, so the caller's clock starts right after etcd
+// refreshed the lease.
 func (b *Backend) RenewLeader(ctx context.Context) error {
 	s, err := b.state()
 	if err != nil {
@@ -55,7 +66,11 @@ func (b *Backend) RenewLeader(ctx context.Context) error {
 	mine := clientv3.Compare(clientv3.Value(key), "=", s.member)
 	absent := clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
 	var resp *clientv3.TxnResponse
-	err = b.withLease(octx, s, func(id clientv3.LeaseID) error {
+	err = b.withLease(octx, s, refreshAlways, func(id clientv3.LeaseID, rev int64) error {
+		if rev > 0 && s.cache.current(key, []byte(s.member), id, rev) {
+			resp = nil
+			return nil
+		}
 		put := clientv3.OpPut(key, s.member, clientv3.WithLease(id))
 		var err error
 		resp, err = s.client.Txn(octx).
@@ -68,6 +83,10 @@ func (b *Backend) RenewLeader(ctx context.Context) error {
 	if err != nil {
 		return b.storeErr(ctx, "renewing leader key "+key, err)
 	}
+	if resp == nil {
+		return nil
+	}
+	b.saw(resp.Header.Revision)
 	if resp.Succeeded {
 		return nil
 	}
@@ -92,8 +111,11 @@ func (b *Backend) TakeLeader(ctx context.Context) error {
 	key := s.key(dcs.LeaderPath)
 	octx, cancel := s.opContext(ctx)
 	defer cancel()
-	err = b.withLease(octx, s, func(id clientv3.LeaseID) error {
-		_, err := s.client.Put(octx, key, s.member, clientv3.WithLease(id))
+	err = b.withLease(octx, s, refreshAlways, func(id clientv3.LeaseID, _ int64) error {
+		resp, err := s.client.Put(octx, key, s.member, clientv3.WithLease(id))
+		if err == nil {
+			b.saw(resp.Header.Revision)
+		}
 		return err
 	})
 	if err != nil {
@@ -120,14 +142,21 @@ func (b *Backend) DeleteLeader(ctx context.Context) error {
 	if err != nil {
 		return b.storeErr(ctx, "deleting leader key "+key, err)
 	}
+	b.saw(resp.Header.Revision)
 	if resp.Succeeded || resp.Responses[0].GetResponseRange().GetCount() == 0 {
 		return nil
 	}
 	return fmt.Errorf("deleting leader key %s: held by another member: %w", key, dcs.ErrVersionMismatch)
 }
 
-// TouchMember writes members/<member> on this member's lease and keeps the
-// lease alive.
+// TouchMember writes members/<member> on this member's lease, and keeps the
+// lease alive when its last refresh is older than ttl/3 (a leader's
+// RenewLeader refreshed it moments before; a replica refreshes it every
+// few cycles). The write is skipped when the watch cache, holding every
+// change up to the newest revision this backend has seen (including that of
+// the keep-alive just sent), shows the key with exactly this value on this
+// lease, as Patroni skips it. A lease granted anew never matches, so the key
+// is written again after the lease expired.
 func (b *Backend) TouchMember(ctx context.Context, data []byte) error {
 	s, err := b.state()
 	if err != nil {
@@ -136,8 +165,17 @@ func (b *Backend) TouchMember(ctx context.Context, data []byte) error {
 	key := s.key(dcs.MembersPath + s.member)
 	octx, cancel := s.opContext(ctx)
 	defer cancel()
-	err = b.withLease(octx, s, func(id clientv3.LeaseID) error {
-		_, err := s.client.Put(octx, key, string(data), clientv3.WithLease(id))
+	err = b.withLease(octx, s, refreshWhenAged, func(id clientv3.LeaseID, _ int64) error {
+		if s.cache.current(key, data, id, 0) {
+			seen, _ := b.seenRev()
+			if s.cache.reach(octx, seen, memberWait) && s.cache.current(key, data, id, seen) {
+				return nil
+			}
+		}
+		resp, err := s.client.Put(octx, key, string(data), clientv3.WithLease(id))
+		if err == nil {
+			b.saw(resp.Header.Revision)
+		}
 		return err
 	})
 	if err != nil {

@@ -36,6 +36,8 @@ const (
 type Server struct {
 	// Endpoint is the client address, "127.0.0.1:<port>".
 	Endpoint string
+	bin      string
+	args     []string
 	cmd      *exec.Cmd
 	done     chan struct{}
 	logPath  string
@@ -80,47 +82,64 @@ func start(bin, dir string) (*Server, error) {
 	}
 	client := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	peer := "http://127.0.0.1:" + strconv.Itoa(ports[1])
-	logPath := filepath.Join(dir, "etcd.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close()
-	cmd := exec.Command(bin,
+	args := []string{
 		"--name", "custos-test",
 		"--data-dir", filepath.Join(dir, "data"),
 		"--listen-client-urls", client,
 		"--advertise-client-urls", client,
 		"--listen-peer-urls", peer,
 		"--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "custos-test="+peer,
+		"--initial-cluster", "custos-test=" + peer,
 		"--initial-cluster-state", "new",
 		"--heartbeat-interval", strconv.Itoa(heartbeatMS),
 		"--election-timeout", strconv.Itoa(electionMS),
 		"--logger", "zap",
 		"--log-outputs", "stderr",
 		"--log-level", "warn",
-	)
+	}
+	s := &Server{Endpoint: strings.TrimPrefix(client, "http://"), bin: bin, args: args, logPath: filepath.Join(dir, "etcd.log")}
+	if err := s.run(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// run starts the process and waits until it serves requests.
+func (s *Server) run() error {
+	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(s.bin, s.args...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", bin, err)
+		return fmt.Errorf("starting %s: %w", s.bin, err)
 	}
-	s := &Server{Endpoint: strings.TrimPrefix(client, "http://"), cmd: cmd, done: make(chan struct{}), logPath: logPath}
+	done := make(chan struct{})
+	s.cmd, s.done = cmd, done
 	go func() {
 		_ = cmd.Wait()
-		close(s.done)
+		close(done)
 	}()
 	if err := s.waitHealthy(); err != nil {
 		s.Stop()
-		out, _ := os.ReadFile(logPath)
+		out, _ := os.ReadFile(s.logPath)
 		if bytes.Contains(out, []byte("address already in use")) {
-			return nil, fmt.Errorf("%w: %v", errPortTaken, err)
+			return fmt.Errorf("%w: %v", errPortTaken, err)
 		}
-		return nil, fmt.Errorf("%v; etcd log:\n%s", err, tail(out, 4000))
+		return fmt.Errorf("%v; etcd log:\n%s", err, tail(out, 4000))
 	}
-	return s, nil
+	return nil
+}
+
+// Restart kills etcd and starts it again on the same ports and data: the
+// keys and leases stay, every client connection and watch breaks.
+func (s *Server) Restart() error {
+	s.Stop()
+	return s.run()
 }
 
 func (s *Server) waitHealthy() error {

@@ -66,7 +66,7 @@ servers: ## Build the Consul and kube-apiserver/etcd 3.6 test servers into $(CUS
 .PHONY: test
 test: servers ## Run every test tier against real servers (installs what is missing when root)
 	@if [ "$$(id -u)" = 0 ]; then ./.ci/install-deps; fi
-	$(GO) test -tags integration -timeout $(TEST_TIMEOUT) -p 2 $(addsuffix /...,$(addprefix ./,$(MODULES)))
+	$(GO) test -tags integration -count=1 -timeout $(TEST_TIMEOUT) -p 2 $(addsuffix /...,$(addprefix ./,$(MODULES)))
 
 .PHONY: test-short
 test-short: ## Run the fast tier only (no external processes)

@@ -221,11 +221,26 @@ func isOrphan(pid int) bool {
 	if err != nil {
 		return false // already gone, or unreadable: leave it alone
 	}
-	if st.Pgrp == pid && st.Session != pid {
-		return false // started through Prepare
+	if st.Pgrp == pid && st.Session != pid && !pidfdsWork() {
+		// Started through Prepare, as far as can be told without pidfds.
+		// With them (below) a group leader is told apart from one that was
+		// started by a process that died and left it to us, such as the
+		// postmaster of a SIGKILLed agent under a bench or test harness.
+		return false
 	}
 	return !holdsPidfd(pid)
 }
+
+// pidfdsWork tells whether the kernel gives pidfds, which os/exec then
+// holds for every child it starts until Wait returns.
+var pidfdsWork = sync.OnceValue(func() bool {
+	fd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		return false
+	}
+	_ = unix.Close(fd)
+	return true
+})
 
 // holdsPidfd tells whether this process has a pidfd open for pid, as
 // os/exec does for the children it starts.

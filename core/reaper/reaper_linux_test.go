@@ -73,6 +73,33 @@ func TestOrphanIsAdoptedAndReaped(t *testing.T) {
 	waitGone(t, pid, 3*time.Second)
 }
 
+// TestAdoptedGroupLeaderIsReaped: a process that leads its own process
+// group (as a postmaster the agent started through Prepare does) and whose
+// parent died is reaped too, not mistaken for one of our own children.
+func TestAdoptedGroupLeaderIsReaped(t *testing.T) {
+	stop := Start(hclog.NewNullLogger())
+	defer stop()
+
+	// perl forks a child that makes itself a process group leader in
+	// perl's session, then exits.
+	out, err := exec.Command("perl", "-e", `if (my $p = fork) { select(undef, undef, undef, 0.05); print "$p\n" } else { setpgrp(0, 0); open(STDOUT, ">", "/dev/null"); open(STDERR, ">", "/dev/null"); exec "sleep", "1" }`).Output()
+	if err != nil {
+		t.Fatalf("running the orphan maker: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatalf("orphan maker printed %q", out)
+	}
+	st, err := ReadStat(pid)
+	if err != nil {
+		t.Fatalf("grandchild %d vanished before it should have: %v", pid, err)
+	}
+	if st.Pgrp != pid || st.Session == pid {
+		t.Fatalf("grandchild %d: process group %d, session %d; want a group leader outside its session", pid, st.Pgrp, st.Session)
+	}
+	waitGone(t, pid, 3*time.Second)
+}
+
 func TestDirectChildStatusIsNotStolen(t *testing.T) {
 	stop := Start(hclog.NewNullLogger())
 	defer stop()

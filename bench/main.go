@@ -58,6 +58,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	etcdBin := fs.String("etcd", "etcd", "the etcd server binary (Debian etcd-server)")
 	workDir := fs.String("workdir", "", "where clusters live (default: /dev/shm when writable, else the temp dir)")
 	cpuProfile := fs.Bool("cpuprofile", false, "custos agents write CPU profiles (cpu.pprof in each member's directory; use with -keep)")
+	var custosEnv []string
+	fs.Func("custos-env", "add `KEY=VALUE` to the custos agents' environment (repeatable), e.g. GOGC=200", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return fmt.Errorf("want KEY=VALUE, got %q", v)
+		}
+		custosEnv = append(custosEnv, v)
+		return nil
+	})
 	keep := fs.Bool("keep", false, "keep each cluster's files (logs, data) after the run")
 	markdown := fs.String("markdown", "", "also write the tables as Markdown to this file")
 	if err := fs.Parse(args); err != nil {
@@ -89,7 +97,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		profs = append(profs, profiles[i])
 	}
 
-	env, systems, err := setup(*binDir, *patroniBin, *pgBinDir, *etcdBin, *workDir, *keep, *cpuProfile, strings.Split(*systemNames, ","), opts)
+	env, systems, err := setup(*binDir, *patroniBin, *pgBinDir, *etcdBin, *workDir, *keep, *cpuProfile, custosEnv, strings.Split(*systemNames, ","), opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
 		return 1
@@ -192,7 +200,7 @@ func runCluster(ctx context.Context, env *runEnv, sys system, p profile, opts op
 }
 
 // setup checks what the run needs and picks the user agents run as.
-func setup(binDir, patroniBin, pgBinDir, etcdBin, workDir string, keep, cpuProfile bool, systemNames []string, opts options) (*runEnv, []system, error) {
+func setup(binDir, patroniBin, pgBinDir, etcdBin, workDir string, keep, cpuProfile bool, custosEnv, systemNames []string, opts options) (*runEnv, []system, error) {
 	var problems []string
 	need := func(path, hint string) string {
 		p, err := exec.LookPath(path)
@@ -219,7 +227,7 @@ func setup(binDir, patroniBin, pgBinDir, etcdBin, workDir string, keep, cpuProfi
 			}
 			bin := need(filepath.Join(abs, "custos"), "run make build, or pass -bin")
 			need(filepath.Join(abs, "plugins", "custos-plugin-dcs-etcd3"), "run make build, or pass -bin")
-			systems = append(systems, custosSystem{bin: bin, pluginDir: filepath.Join(abs, "plugins"), cpuProfile: cpuProfile})
+			systems = append(systems, custosSystem{bin: bin, pluginDir: filepath.Join(abs, "plugins"), cpuProfile: cpuProfile, env: custosEnv})
 		case "patroni":
 			systems = append(systems, patroniSystem{bin: need(patroniBin, "apt-get install patroni (3.0.2), or pass -patroni")})
 		default:

@@ -56,14 +56,18 @@ type custosSystem struct {
 	// cpuProfile makes each agent write a CPU profile of its run to
 	// cpu.pprof in its member directory (CUSTOS_CPUPROFILE).
 	cpuProfile bool
+	// env is added to each agent's environment (-custos-env), e.g.
+	// GOMAXPROCS=1 for an experiment.
+	env []string
 }
 
 func (custosSystem) label() string { return "custos" }
 
 func (s custosSystem) command(m *member) *exec.Cmd {
 	cmd := exec.Command(s.bin, m.configPath)
+	cmd.Env = append(cmd.Env, s.env...)
 	if s.cpuProfile {
-		cmd.Env = []string{"CUSTOS_CPUPROFILE=" + filepath.Join(m.dir, "cpu.pprof")}
+		cmd.Env = append(cmd.Env, "CUSTOS_CPUPROFILE="+filepath.Join(m.dir, "cpu.pprof"))
 	}
 	return cmd
 }

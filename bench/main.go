@@ -66,6 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		custosEnv = append(custosEnv, v)
 		return nil
 	})
+	pin := fs.Bool("pin", true, "D: run wrk alone on the last CPU and the clusters on the others (needs 2 or more CPUs)")
 	keep := fs.Bool("keep", false, "keep each cluster's files (logs, data) after the run")
 	markdown := fs.String("markdown", "", "also write the tables as Markdown to this file")
 	if err := fs.Parse(args); err != nil {
@@ -74,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logf := func(format string, a ...any) {
 		fmt.Fprintf(stderr, "%s %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, a...))
 	}
-	opts := options{trials: *trials, idle: *idle, wrkTime: *wrkTime, scenario: map[string]bool{}}
+	opts := options{trials: *trials, idle: *idle, wrkTime: *wrkTime, pin: *pin && runtime.NumCPU() >= 2, scenario: map[string]bool{}}
 	for _, s := range strings.ToUpper(*scenarios) {
 		opts.scenario[string(s)] = true
 	}
@@ -271,8 +272,12 @@ func runHeader(started time.Time, load0, load1 string, opts options) string {
 	fmt.Fprintf(&b, "machine: %s, %d cores, Linux %s\n", cpuModel(), runtime.NumCPU(), kernel())
 	fmt.Fprintf(&b, "load average (1, 5, 15 min) at start: %s, at end: %s\n", load0, load1)
 	fmt.Fprintf(&b, "versions: %s; %s; %s\n", commandVersion("patroni", "--version"), commandVersion("etcd", "--version"), commandVersion("wrk", "-v"))
-	fmt.Fprintf(&b, "trials per scenario: %d; idle window %v; wrk %v, %d threads, %d connections\n",
-		opts.trials, opts.idle, opts.wrkTime, wrkThreads, wrkConnections)
+	pinned := ""
+	if opts.pin {
+		pinned = fmt.Sprintf(", alone on CPU %d (the clusters on the others)", runtime.NumCPU()-1)
+	}
+	fmt.Fprintf(&b, "trials per scenario: %d; idle window %v; wrk %v, %d threads, %d connections%s\n",
+		opts.trials, opts.idle, opts.wrkTime, wrkThreadCount(opts.pin), wrkConnections, pinned)
 	return b.String()
 }
 

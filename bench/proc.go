@@ -100,6 +100,15 @@ func children(pid int) []int {
 	return out
 }
 
+// descendants is pid and every process below it.
+func descendants(pid int) []int {
+	out := []int{pid}
+	for _, c := range children(pid) {
+		out = append(out, descendants(c)...)
+	}
+	return out
+}
+
 // agentProcesses is the agent and its descendants except PostgreSQL's
 // processes (and whatever they started): the agent's own footprint, plugins
 // included.

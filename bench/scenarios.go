@@ -53,9 +53,11 @@ const (
 
 // options are the run's settings.
 type options struct {
-	trials   int
-	idle     time.Duration
-	wrkTime  time.Duration
+	trials  int
+	idle    time.Duration
+	wrkTime time.Duration
+	// pin: D runs wrk on a CPU of its own (see wrkCPUs).
+	pin      bool
 	scenario map[string]bool
 }
 
@@ -352,7 +354,14 @@ func (r *runner) healthChecks(ctx context.Context, n int) error {
 		{leader, "/primary", mPrimaryRPS, mPrimaryP50, mPrimaryP99},
 		{replica, "/replica", mReplicaRPS, mReplicaP50, mReplicaP99},
 	} {
-		res, err := runWrk(ctx, c.m.apiURL(c.path), r.opts.wrkTime)
+		var cpus *wrkCPUs
+		if r.opts.pin {
+			if cpus, err = pinForWrk(); err != nil {
+				return err
+			}
+		}
+		res, err := runWrk(ctx, c.m.apiURL(c.path), r.opts.wrkTime, cpus)
+		cpus.restore()
 		if err != nil {
 			return err
 		}

@@ -3,17 +3,29 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// wrk settings of scenario D.
+// wrk settings of scenario D: wrkThreads threads when wrk shares the
+// machine's CPUs with the cluster, one when it has a CPU of its own (two
+// threads on one CPU wait for each other for milliseconds at a time, which
+// shows as the servers' p99).
 const (
 	wrkThreads     = 2
 	wrkConnections = 4
 )
+
+func wrkThreadCount(pinned bool) int {
+	if pinned {
+		return 1
+	}
+	return wrkThreads
+}
 
 // wrkResult is one wrk run.
 type wrkResult struct {
@@ -30,10 +42,56 @@ type wrkResult struct {
 	output string
 }
 
-func runWrk(ctx context.Context, url string, d time.Duration) (wrkResult, error) {
-	cmd := exec.CommandContext(ctx, "wrk",
-		"-t", strconv.Itoa(wrkThreads), "-c", strconv.Itoa(wrkConnections),
-		"-d", fmt.Sprintf("%ds", int(d/time.Second)), "--latency", url)
+// wrkCPUs splits the CPUs between wrk and the cluster for one run.
+// Unpinned on a two-core machine, wrk's threads share both cores with the
+// server and with the rest of the cluster, and the slowest 1 % of requests
+// measure the scheduler's time slices (milliseconds: wrk or the server
+// waiting behind PostgreSQL, etcd or the other agents) rather than the
+// server. Pinned, wrk has the last CPU to itself and this process with
+// everything it started (etcd, the agents, their plugins, PostgreSQL) shares
+// the others, the member under test included.
+type wrkCPUs struct {
+	// wrk is the CPU wrk runs on; others the rest.
+	wrk, others, all string
+	pids             []int
+}
+
+// pinForWrk moves this process and its descendants (every thread) off the
+// last CPU, which wrk then gets.
+func pinForWrk() (*wrkCPUs, error) {
+	n := runtime.NumCPU()
+	p := &wrkCPUs{
+		wrk:    strconv.Itoa(n - 1),
+		others: fmt.Sprintf("0-%d", n-2),
+		all:    fmt.Sprintf("0-%d", n-1),
+		pids:   descendants(os.Getpid()),
+	}
+	for _, pid := range p.pids {
+		if out, err := exec.Command("taskset", "-a", "-p", "-c", p.others, strconv.Itoa(pid)).CombinedOutput(); err != nil && alive(pid) {
+			p.restore()
+			return nil, fmt.Errorf("taskset -a -p -c %s %d: %w: %s", p.others, pid, err, out)
+		}
+	}
+	return p, nil
+}
+
+// restore gives the processes every CPU again.
+func (p *wrkCPUs) restore() {
+	if p == nil {
+		return
+	}
+	for _, pid := range p.pids {
+		_ = exec.Command("taskset", "-a", "-p", "-c", p.all, strconv.Itoa(pid)).Run()
+	}
+}
+
+func runWrk(ctx context.Context, url string, d time.Duration, cpus *wrkCPUs) (wrkResult, error) {
+	args := []string{"wrk", "-t", strconv.Itoa(wrkThreadCount(cpus != nil)), "-c", strconv.Itoa(wrkConnections),
+		"-d", fmt.Sprintf("%ds", int(d/time.Second)), "--latency", url}
+	if cpus != nil {
+		args = append([]string{"taskset", "-c", cpus.wrk}, args...)
+	}
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return wrkResult{}, fmt.Errorf("wrk %s: %w: %s", url, err, out)

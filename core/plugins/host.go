@@ -217,7 +217,12 @@ func (h *Host) Launch(ctx context.Context, bin Binary) (*Plugin, error) {
 	// while go-plugin is still waiting for the handshake.
 	procCtx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(procCtx, bin.Path)
-	cmd.Env = []string{pluginLogLevelEnv + "=" + h.logger.GetLevel().String()}
+	// go-plugin appends the agent's own environment after these, and the
+	// last of duplicate variables counts: GOMAXPROCS=1 is a default that
+	// the operator's GOMAXPROCS overrides. A plugin serves one agent with
+	// short calls; one P spares it the thread hand-offs of an idle Go
+	// process with a P per core (see cmd/custos).
+	cmd.Env = []string{"GOMAXPROCS=1", pluginLogLevelEnv + "=" + h.logger.GetLevel().String()}
 	p := &Plugin{
 		Binary: bin,
 		host:   h,

@@ -52,6 +52,8 @@ type Observation struct {
 	Slots []Slot
 	// SyncStandbyNames is the running synchronous_standby_names.
 	SyncStandbyNames string
+	// confLoaded is pg_conf_load_time() of the agent's session.
+	confLoaded time.Time
 }
 
 // Streaming reports whether a standby's walreceiver is streaming.
@@ -121,7 +123,8 @@ SELECT pg_is_in_recovery(),
   pg_postmaster_start_time(),
   (SELECT timeline_id FROM pg_control_checkpoint()),
   (SELECT min_recovery_end_timeline FROM pg_control_recovery()),
-  current_setting('synchronous_standby_names')`
+  current_setting('synchronous_standby_names'),
+  pg_conf_load_time()`
 
 const observeReceiverSQL = `
 SELECT pid, status, COALESCE(received_tli, 0), flushed_lsn::text, latest_end_lsn::text,
@@ -149,99 +152,34 @@ SELECT slot_name::text, slot_type, COALESCE(plugin::text, ''), COALESCE(database
   temporary, active, restart_lsn::text, confirmed_flush_lsn::text
 FROM pg_replication_slots ORDER BY slot_name`
 
-// Observe reads the state of the local server in one round of short
-// queries. Errors come back as errors (the server is down, still starting,
-// or too slow); nothing is changed on the server.
+// Observe reads the state of the local server in one round trip: the
+// queries go out together as one pipelined batch. The pending-restart
+// settings are read again only when the server (re)loaded its
+// configuration since the last read (pg_conf_load_time moved, or another
+// postmaster runs): listing them scans pg_settings and parses the
+// configuration files, which was most of what an idle server spent on the
+// agent. Errors come back as errors (the server is down, still starting, or
+// too slow); nothing is changed on the server.
 func (p *Postgres) Observe(ctx context.Context) (Observation, error) {
 	ctx, cancel := context.WithTimeout(ctx, observeTimeout)
 	defer cancel()
 	var o Observation
 	err := p.withConnRetry(ctx, func(c *pgx.Conn) error {
 		o = Observation{}
-		var wal, recv, replay *string
-		var tl *int32
-		var replayTS *time.Time
-		var ckptTL, minRecTL int32
-		if err := c.QueryRow(ctx, observeStateSQL).Scan(&o.InRecovery, &wal, &tl, &recv, &replay,
-			&o.ReplayPaused, &replayTS, &o.ServerVersion, &o.PostmasterStartTime, &ckptTL, &minRecTL, &o.SyncStandbyNames); err != nil {
-			return fmt.Errorf("reading server state: %w", err)
+		b := &pgx.Batch{}
+		b.Queue(observeStateSQL)
+		b.Queue(observeReceiverSQL)
+		b.Queue(observeReplicationSQL)
+		b.Queue(observeSlotsSQL)
+		br := c.SendBatch(ctx, b)
+		err := o.scanBatch(br, &p.streamed)
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("observing postgres: %w", cerr)
 		}
-		o.CheckpointTimeline = int(ckptTL)
-		o.ReplayedTimestamp = replayTS
-		var err error
-		if o.WALLSN, err = optLSN(wal); err != nil {
-			return err
-		}
-		if o.ReceivedLSN, err = optLSN(recv); err != nil {
-			return err
-		}
-		if o.ReplayedLSN, err = optLSN(replay); err != nil {
-			return err
-		}
-		if tl != nil {
-			o.Timeline = int(*tl)
-		} else {
-			// A standby replays at least up to its minimum recovery point,
-			// which may already be on a newer timeline than its last
-			// restartpoint (after pg_rewind, say).
-			o.Timeline = max(o.CheckpointTimeline, int(minRecTL))
-		}
-
-		if o.InRecovery {
-			rows, _ := c.Query(ctx, observeReceiverSQL)
-			recvs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (WALReceiver, error) {
-				var w WALReceiver
-				var flushed, latest *string
-				if err := r.Scan(&w.PID, &w.Status, &w.ReceivedTimeline, &flushed, &latest, &w.SlotName, &w.SenderHost, &w.SenderPort); err != nil {
-					return w, err
-				}
-				var err error
-				if w.FlushedLSN, err = optLSN(flushed); err != nil {
-					return w, err
-				}
-				w.LatestEndLSN, err = optLSN(latest)
-				return w, err
-			})
-			if err != nil {
-				return fmt.Errorf("reading pg_stat_wal_receiver: %w", err)
-			}
-			received := 0
-			if len(recvs) > 0 && recvs[0].PID != 0 {
-				o.WALReceiver = &recvs[0]
-				received = o.WALReceiver.ReceivedTimeline
-			}
-			// The walreceiver's timeline is gone with the walreceiver (its
-			// upstream stopped, say, in a switchover), while the last
-			// restartpoint and the minimum recovery point may still be on
-			// the timeline before: without the memory a replica that
-			// followed a promotion would look diverged from it.
-			o.Timeline = max(o.Timeline, p.streamed.note(o.PostmasterStartTime, received))
-		}
-
-		rows, _ := c.Query(ctx, observeReplicationSQL)
-		o.Replication, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (ReplicationClient, error) {
-			var rc ReplicationClient
-			var sent, write, flush, replay *string
-			if err := r.Scan(&rc.PID, &rc.Usename, &rc.ApplicationName, &rc.ClientAddr, &rc.State,
-				&sent, &write, &flush, &replay, &rc.SyncPriority, &rc.SyncState); err != nil {
-				return rc, err
-			}
-			return rc, scanLSNs([]*string{sent, write, flush, replay}, []*LSN{&rc.SentLSN, &rc.WriteLSN, &rc.FlushLSN, &rc.ReplayLSN})
-		})
 		if err != nil {
-			return fmt.Errorf("reading pg_stat_replication: %w", err)
+			return err
 		}
-
-		rows, _ = c.Query(ctx, observePendingSQL)
-		o.PendingRestart, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (PendingSetting, error) {
-			var s PendingSetting
-			return s, r.Scan(&s.Name, &s.Old, &s.Unit, &s.New)
-		})
-		if err != nil {
-			return fmt.Errorf("reading pending restart settings: %w", err)
-		}
-
-		o.Slots, err = querySlots(ctx, c)
+		o.PendingRestart, err = p.pending.read(ctx, c, o.PostmasterStartTime, o.confLoaded)
 		return err
 	})
 	if err != nil {
@@ -250,8 +188,120 @@ func (p *Postgres) Observe(ctx context.Context) (Observation, error) {
 	return o, nil
 }
 
-func querySlots(ctx context.Context, c *pgx.Conn) ([]Slot, error) {
-	rows, _ := c.Query(ctx, observeSlotsSQL)
+// scanBatch reads the answers of Observe's batch, in order.
+func (o *Observation) scanBatch(br pgx.BatchResults, streamed *streamedTimeline) error {
+	var wal, recv, replay *string
+	var tl *int32
+	var replayTS *time.Time
+	var ckptTL, minRecTL int32
+	if err := br.QueryRow().Scan(&o.InRecovery, &wal, &tl, &recv, &replay,
+		&o.ReplayPaused, &replayTS, &o.ServerVersion, &o.PostmasterStartTime, &ckptTL, &minRecTL,
+		&o.SyncStandbyNames, &o.confLoaded); err != nil {
+		return fmt.Errorf("reading server state: %w", err)
+	}
+	o.CheckpointTimeline = int(ckptTL)
+	o.ReplayedTimestamp = replayTS
+	var err error
+	if o.WALLSN, err = optLSN(wal); err != nil {
+		return err
+	}
+	if o.ReceivedLSN, err = optLSN(recv); err != nil {
+		return err
+	}
+	if o.ReplayedLSN, err = optLSN(replay); err != nil {
+		return err
+	}
+	if tl != nil {
+		o.Timeline = int(*tl)
+	} else {
+		// A standby replays at least up to its minimum recovery point,
+		// which may already be on a newer timeline than its last
+		// restartpoint (after pg_rewind, say).
+		o.Timeline = max(o.CheckpointTimeline, int(minRecTL))
+	}
+
+	rows, _ := br.Query()
+	recvs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (WALReceiver, error) {
+		var w WALReceiver
+		var flushed, latest *string
+		if err := r.Scan(&w.PID, &w.Status, &w.ReceivedTimeline, &flushed, &latest, &w.SlotName, &w.SenderHost, &w.SenderPort); err != nil {
+			return w, err
+		}
+		var err error
+		if w.FlushedLSN, err = optLSN(flushed); err != nil {
+			return w, err
+		}
+		w.LatestEndLSN, err = optLSN(latest)
+		return w, err
+	})
+	if err != nil {
+		return fmt.Errorf("reading pg_stat_wal_receiver: %w", err)
+	}
+	if o.InRecovery {
+		received := 0
+		if len(recvs) > 0 && recvs[0].PID != 0 {
+			o.WALReceiver = &recvs[0]
+			received = o.WALReceiver.ReceivedTimeline
+		}
+		// The walreceiver's timeline is gone with the walreceiver (its
+		// upstream stopped, say, in a switchover), while the last
+		// restartpoint and the minimum recovery point may still be on
+		// the timeline before: without the memory a replica that
+		// followed a promotion would look diverged from it.
+		o.Timeline = max(o.Timeline, streamed.note(o.PostmasterStartTime, received))
+	}
+
+	rows, _ = br.Query()
+	o.Replication, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (ReplicationClient, error) {
+		var rc ReplicationClient
+		var sent, write, flush, replay *string
+		if err := r.Scan(&rc.PID, &rc.Usename, &rc.ApplicationName, &rc.ClientAddr, &rc.State,
+			&sent, &write, &flush, &replay, &rc.SyncPriority, &rc.SyncState); err != nil {
+			return rc, err
+		}
+		return rc, scanLSNs([]*string{sent, write, flush, replay}, []*LSN{&rc.SentLSN, &rc.WriteLSN, &rc.FlushLSN, &rc.ReplayLSN})
+	})
+	if err != nil {
+		return fmt.Errorf("reading pg_stat_replication: %w", err)
+	}
+
+	rows, _ = br.Query()
+	o.Slots, err = collectSlots(rows)
+	return err
+}
+
+// pendingSettings keeps the last list of settings waiting for a restart,
+// with the postmaster and configuration load it was read for.
+type pendingSettings struct {
+	mu       sync.Mutex
+	start    time.Time
+	loaded   time.Time
+	settings []PendingSetting
+	valid    bool
+}
+
+// read returns the pending settings, querying them only when the server
+// started or reloaded its configuration since the last query.
+func (ps *pendingSettings) read(ctx context.Context, c *pgx.Conn, start, loaded time.Time) ([]PendingSetting, error) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.valid && ps.start.Equal(start) && ps.loaded.Equal(loaded) {
+		return ps.settings, nil
+	}
+	rows, _ := c.Query(ctx, observePendingSQL)
+	settings, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (PendingSetting, error) {
+		var s PendingSetting
+		return s, r.Scan(&s.Name, &s.Old, &s.Unit, &s.New)
+	})
+	if err != nil {
+		ps.valid = false
+		return nil, fmt.Errorf("reading pending restart settings: %w", err)
+	}
+	ps.start, ps.loaded, ps.settings, ps.valid = start, loaded, settings, true
+	return settings, nil
+}
+
+func collectSlots(rows pgx.Rows) ([]Slot, error) {
 	slots, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Slot, error) {
 		var s Slot
 		var restart, confirmed *string

@@ -44,6 +44,8 @@ type Postgres struct {
 	// streamed remembers the newest timeline the walreceiver of the
 	// running postmaster streamed (see Observe).
 	streamed streamedTimeline
+	// pending is the last pending-restart list (see Observe).
+	pending pendingSettings
 
 	// slotCopies remembers the logical slots copied from the primary.
 	slotCopies slotCopies

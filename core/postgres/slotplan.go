@@ -61,10 +61,22 @@ func (p *Postgres) SyncSlots(ctx context.Context, plan SlotPlan) (SlotChanges, e
 			inRecovery bool
 			replayed   *string
 		)
-		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text").Scan(&inRecovery, &replayed); err != nil {
-			return fmt.Errorf("reading recovery state: %w", err)
+		// One round trip for both reads.
+		b := &pgx.Batch{}
+		b.Queue("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text")
+		b.Queue(observeSlotsSQL)
+		br := c.SendBatch(ctx, b)
+		err := br.QueryRow().Scan(&inRecovery, &replayed)
+		var slots []Slot
+		if err != nil {
+			err = fmt.Errorf("reading recovery state: %w", err)
+		} else {
+			rows, _ := br.Query()
+			slots, err = collectSlots(rows)
 		}
-		slots, err := querySlots(ctx, c)
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("reading recovery state and slots: %w", cerr)
+		}
 		if err != nil {
 			return err
 		}

@@ -420,6 +420,7 @@ func (c *Controller) applyDynamic(clu *cluster.Cluster) {
 		}
 	}
 	c.store.SetTimeout(dyn.RetryTimeout.Duration())
+	c.store.SetTiming(dyn.TTL.Duration(), dyn.LoopWait.Duration())
 	if ttl := dyn.TTL.Duration(); ttl != c.ttl {
 		if c.ttl != 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), dyn.RetryTimeout.Duration())

@@ -1,6 +1,7 @@
 package dcs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,6 +28,15 @@ type Store struct {
 	opTimeout  time.Duration
 	lastStatus []byte
 	problems   string
+	// ttl and loopWait pace TouchMember (see touchFresh).
+	ttl, loopWait time.Duration
+	// view is the cluster as the last successful Read got it, nil after a
+	// failed one.
+	view *sdkdcs.Cluster
+	// touched is the member data the last successful TouchMember wrote,
+	// and touchedAt when that call began.
+	touched   []byte
+	touchedAt time.Time
 
 	wake chan struct{}
 }
@@ -42,6 +52,14 @@ func (s *Store) SetTimeout(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.opTimeout = d
+}
+
+// SetTiming tells the store the TTL and loop_wait in force (dynamic
+// configuration).
+func (s *Store) SetTiming(ttl, loopWait time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ttl, s.loopWait = ttl, loopWait
 }
 
 func (s *Store) ctx(parent context.Context) (context.Context, context.CancelFunc) {
@@ -71,8 +89,14 @@ func (s *Store) Read(ctx context.Context) (*cluster.Cluster, []error, error) {
 	defer cancel()
 	raw, err := s.backend.GetCluster(ctx)
 	if err != nil {
+		s.mu.Lock()
+		s.view = nil
+		s.mu.Unlock()
 		return nil, nil, fmt.Errorf("reading the cluster from the DCS: %w", err)
 	}
+	s.mu.Lock()
+	s.view = raw
+	s.mu.Unlock()
 	c, problems := cluster.FromDCS(raw)
 	var msgs []string
 	for _, p := range problems {
@@ -157,14 +181,57 @@ func (s *Store) ReleaseLeader(ctx context.Context) error {
 	return nil
 }
 
-// TouchMember publishes the member key and refreshes its TTL.
+// TouchMember publishes the member key and refreshes its TTL. The call to
+// the plugin is skipped while it would change nothing: the data is what the
+// last call wrote, the cluster read this cycle shows the key with exactly
+// that data, and the last call is recent enough (touchFresh). A plugin call
+// is an RPC to another process even when the plugin then finds nothing to
+// write; skipping it is most of what an idle replica saves per cycle.
 func (s *Store) TouchMember(ctx context.Context, m cluster.Member) error {
+	data := m.Marshal()
+	start := time.Now()
+	if s.touchFresh(m.Name, data, start) {
+		return nil
+	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	if err := s.backend.TouchMember(ctx, m.Marshal()); err != nil {
+	err := s.backend.TouchMember(ctx, data)
+	s.mu.Lock()
+	if err != nil {
+		s.touched, s.touchedAt = nil, time.Time{}
+	} else {
+		s.touched, s.touchedAt = data, start
+	}
+	s.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("writing members/%s: %w", m.Name, err)
 	}
 	return nil
+}
+
+// touchFresh reports whether a TouchMember of data at now may be skipped:
+// only while the next cycle, one loop_wait on, still comes within ttl/3 of
+// the last call. Calls are then never more than ttl/3 apart (plus a slow
+// cycle), and a backend that refreshes the lease on every call, or on a
+// call once its last refresh is older than ttl/3 (etcd3), refreshes it at
+// least every 2*ttl/3: a third of the TTL stays for a slow cycle. With
+// Patroni's default timing (ttl 30, loop_wait 10) nothing is skipped.
+func (s *Store) touchFresh(name string, data []byte, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ttl <= 0 || s.touched == nil || s.view == nil || !bytes.Equal(data, s.touched) {
+		return false
+	}
+	age := now.Sub(s.touchedAt)
+	if age < 0 || age+s.loopWait >= s.ttl/3 {
+		return false
+	}
+	for _, m := range s.view.Members {
+		if m.Name == name {
+			return bytes.Equal(m.Data, data)
+		}
+	}
+	return false
 }
 
 // RaceInitialize creates /initialize empty; ErrExists when another member

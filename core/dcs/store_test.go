@@ -157,3 +157,75 @@ func drain(c <-chan struct{}) {
 		}
 	}
 }
+
+// countingBackend counts TouchMember calls reaching the backend.
+type countingBackend struct {
+	sdkdcs.Backend
+	touches int
+}
+
+func (b *countingBackend) TouchMember(ctx context.Context, data []byte) error {
+	b.touches++
+	return b.Backend.TouchMember(ctx, data)
+}
+
+func TestTouchMemberSkipsUnchangedWithinATTLThird(t *testing.T) {
+	mem := dcstest.NewMemoryStore()
+	defer mem.Stop()
+	ctx := context.Background()
+	b := &countingBackend{Backend: mem.NewBackend()}
+	if err := b.Configure(ctx, sdkdcs.ConfigureRequest{Scope: "demo", Member: "pg1", TTL: 30 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	s := New(b, hclog.NewNullLogger(), 2*time.Second)
+	defer func() { _ = s.Close(ctx) }()
+	s.SetTiming(30*time.Second, time.Second)
+	m := cluster.Member{Name: "pg1", State: "running", Role: "replica"}
+	cycle := func(m cluster.Member) {
+		t.Helper()
+		if _, _, err := s.Read(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.TouchMember(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cycle(m)
+	cycle(m)
+	cycle(m)
+	if b.touches != 1 {
+		t.Fatalf("unchanged member written %d times in three cycles, want once", b.touches)
+	}
+	m.State = "stopped"
+	cycle(m)
+	if b.touches != 2 {
+		t.Fatalf("changed member data not written (%d calls)", b.touches)
+	}
+	// Gone from the DCS (deleted by someone else): written again at once.
+	other := mem.NewBackend()
+	if err := other.Configure(ctx, sdkdcs.ConfigureRequest{Scope: "demo", Member: "pg2", TTL: 30 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.DeleteCluster(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = other.Close(ctx)
+	cycle(m)
+	if b.touches != 3 {
+		t.Fatalf("member key missing from the DCS not written again (%d calls)", b.touches)
+	}
+	// Due: the next cycle would come later than ttl/3 after the last call.
+	s.mu.Lock()
+	s.touchedAt = s.touchedAt.Add(-9 * time.Second)
+	s.mu.Unlock()
+	cycle(m)
+	if b.touches != 4 {
+		t.Fatalf("member not refreshed once ttl/3 came near (%d calls)", b.touches)
+	}
+	// Patroni's default timing: every cycle calls.
+	s.SetTiming(30*time.Second, 10*time.Second)
+	cycle(m)
+	if b.touches != 5 {
+		t.Fatalf("member not refreshed with loop_wait = ttl/3 (%d calls)", b.touches)
+	}
+}

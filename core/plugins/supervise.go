@@ -30,9 +30,11 @@ const (
 	restartBackoffReset = 30 * time.Second
 	// exitPollInterval is how often the supervisor asks go-plugin whether
 	// the process has exited. A call that fails with ErrUnavailable wakes
-	// the supervisor at once; this bounds how late a crash between calls
-	// is noticed.
-	exitPollInterval = 200 * time.Millisecond
+	// the supervisor at once (the host's DCS watch, broken by the crash,
+	// makes such a call within half a second); this bounds how late a crash
+	// between calls is noticed otherwise, at one wake-up of an idle agent
+	// per second.
+	exitPollInterval = time.Second
 	// replayTimeout bounds replaying Configure and SetTTL on a restarted
 	// plugin: Configure may connect to the DCS and retry for up to
 	// retry_timeout (10 s by default).

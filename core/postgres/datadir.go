@@ -65,6 +65,10 @@ func dirState(dir string) (DirState, error) {
 	case !fi.IsDir():
 		return DirNotDirectory, fmt.Errorf("data directory %s is not a directory (%s)", dir, fi.Mode().Type())
 	}
+	// The usual case, checked every cycle, without listing the directory.
+	if fileExists(filepath.Join(dir, "PG_VERSION")) && fileExists(filepath.Join(dir, "global", "pg_control")) {
+		return DirInitialized, nil
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return DirInaccessible, fmt.Errorf("reading data directory %s: %w", dir, err)
@@ -78,9 +82,6 @@ func dirState(dir string) (DirState, error) {
 	}
 	if empty {
 		return DirEmpty, nil
-	}
-	if fileExists(filepath.Join(dir, "PG_VERSION")) && fileExists(filepath.Join(dir, "global", "pg_control")) {
-		return DirInitialized, nil
 	}
 	return DirUnrecognized, nil
 }

@@ -230,6 +230,9 @@ func (p peers) Status(ctx context.Context, m cluster.Member) (ha.Peer, error) {
 // livePositions reads the WAL positions GET /patroni reports.
 func livePositions(pg *postgres.Postgres) func(context.Context) (api.Positions, error) {
 	return func(ctx context.Context) (api.Positions, error) {
+		if !pg.IsRunning() {
+			return api.Positions{}, api.ErrNotRunning
+		}
 		rec, wal, received, replayed, err := pg.Positions(ctx)
 		if err != nil {
 			return api.Positions{}, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"testing"
 )
@@ -52,5 +53,19 @@ func TestPatroniReportsLivePositions(t *testing.T) {
 		if st.XLog.PrimaryLocation() != want {
 			t.Fatalf("fallback changed the position to %d", st.XLog.PrimaryLocation())
 		}
+	}
+}
+
+func TestPatroniWithoutPositionsOnceThePostmasterIsGone(t *testing.T) {
+	s := New(ServerConfig{}, fixedSource{primarySnapshot(t)}, nil, WithLivePositions(func(context.Context) (Positions, error) {
+		return Positions{}, fmt.Errorf("reading positions: %w", ErrNotRunning)
+	}))
+	rec := get(t, s, "/patroni")
+	var st Status
+	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Code != http.StatusOK || st.XLog != nil || st.State != "unknown" || st.Role != "primary" {
+		t.Fatalf("GET /patroni with the postmaster gone = %d %s", rec.Code, rec.Body)
 	}
 }

@@ -132,6 +132,10 @@ type Positions struct {
 	Received, Replayed int64
 }
 
+// ErrNotRunning is what a live positions reader returns when the
+// postmaster is gone.
+var ErrNotRunning = errors.New("postgres is not running")
+
 // WithLivePositions makes GET /patroni read the WAL positions from
 // PostgreSQL at request time (one short query), as Patroni does, instead
 // of serving those of the last HA cycle: the leader race and a
@@ -363,7 +367,22 @@ func (s *Server) getPatroni(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.positions != nil && snap.Status.XLog != nil {
-		if p, err := s.positions(r.Context()); err == nil {
+		p, err := s.positions(r.Context())
+		if errors.Is(err, ErrNotRunning) {
+			// The postmaster died after the last cycle: until the next one
+			// publishes it, answer as Patroni does when its query fails on
+			// a server it believed running, without positions, so that a
+			// member racing for the leader key does not count this one as a
+			// running primary (or as a replica ahead of it).
+			st := snap.Status
+			st.XLog = nil
+			if st.State == StateRunning {
+				st.State = "unknown"
+			}
+			s.writeJSON(w, http.StatusOK, st)
+			return
+		}
+		if err == nil {
 			st := snap.Status
 			x := *st.XLog
 			if p.InRecovery == (x.Location == nil) {

@@ -217,12 +217,7 @@ func (h *Host) Launch(ctx context.Context, bin Binary) (*Plugin, error) {
 	// while go-plugin is still waiting for the handshake.
 	procCtx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(procCtx, bin.Path)
-	// go-plugin appends the agent's own environment after these, and the
-	// last of duplicate variables counts: GOMAXPROCS=1 is a default that
-	// the operator's GOMAXPROCS overrides. A plugin serves one agent with
-	// short calls; one P spares it the thread hand-offs of an idle Go
-	// process with a P per core (see cmd/custos).
-	cmd.Env = []string{"GOMAXPROCS=1", pluginLogLevelEnv + "=" + h.logger.GetLevel().String()}
+	cmd.Env = pluginEnv(h.logger.GetLevel())
 	p := &Plugin{
 		Binary: bin,
 		host:   h,
@@ -420,4 +415,14 @@ func (h *Host) Shutdown() {
 		wg.Go(p.Kill)
 	}
 	wg.Wait()
+}
+
+// pluginEnv is the environment the host gives a plugin before go-plugin
+// appends the agent's own and its handshake variables. The last of
+// duplicate variables counts, so GOMAXPROCS=1 is a default that a
+// GOMAXPROCS in the agent's environment overrides: a plugin serves one
+// agent with short calls, and one P spares it the thread hand-offs of an
+// idle Go process with a P per core (see cmd/custos).
+func pluginEnv(level hclog.Level) []string {
+	return []string{"GOMAXPROCS=1", pluginLogLevelEnv + "=" + level.String()}
 }

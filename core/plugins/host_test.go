@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/custos-ha/custos/plugin/sdk"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
@@ -347,5 +350,27 @@ func TestLaunchHonoursCancelledContext(t *testing.T) {
 	cancel()
 	if _, err := th.Launch(ctx, bin); !errors.Is(err, context.Canceled) {
 		t.Errorf("want context.Canceled, got %v", err)
+	}
+}
+
+// The plugin's environment as exec builds it: the host's defaults, then the
+// agent's environment (go-plugin appends it), the last duplicate winning.
+func TestPluginEnvDefaultsGOMAXPROCS(t *testing.T) {
+	lookup := func(env []string) string {
+		cmd := exec.Command("/bin/true")
+		cmd.Env = env
+		for _, kv := range cmd.Environ() {
+			if v, ok := strings.CutPrefix(kv, "GOMAXPROCS="); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	env := pluginEnv(hclog.Info)
+	if got := lookup(append(env, "PATH=/usr/bin")); got != "1" {
+		t.Fatalf("GOMAXPROCS = %q without one in the agent's environment, want 1", got)
+	}
+	if got := lookup(append(env, "GOMAXPROCS=4")); got != "4" {
+		t.Fatalf("GOMAXPROCS = %q with GOMAXPROCS=4 in the agent's environment, want 4", got)
 	}
 }

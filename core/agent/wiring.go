@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -230,10 +231,10 @@ func (p peers) Status(ctx context.Context, m cluster.Member) (ha.Peer, error) {
 // livePositions reads the WAL positions GET /patroni reports.
 func livePositions(pg *postgres.Postgres) func(context.Context) (api.Positions, error) {
 	return func(ctx context.Context) (api.Positions, error) {
-		if !pg.IsRunning() {
+		rec, wal, received, replayed, err := pg.Positions(ctx)
+		if errors.Is(err, postgres.ErrNotRunning) {
 			return api.Positions{}, api.ErrNotRunning
 		}
-		rec, wal, received, replayed, err := pg.Positions(ctx)
 		if err != nil {
 			return api.Positions{}, err
 		}

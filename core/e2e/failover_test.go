@@ -36,22 +36,7 @@ func TestKillPrimary(t *testing.T) {
 	old.kill(t, agentAndPostmaster, syscall.SIGKILL)
 	killedAt := time.Now()
 
-	var next *member
-	waitFor(t, "a replica to take the leader key and run as primary", failoverTimeout, func() error {
-		v, err := c.dcs()
-		if err != nil {
-			return err
-		}
-		name := v.leader()
-		if name == "" || name == old.name {
-			return fmt.Errorf("leader key %q", name)
-		}
-		next = c.member(name)
-		if ok, err := next.writable(); err != nil || !ok {
-			return fmt.Errorf("%s holds the key; writable %v %v", name, ok, err)
-		}
-		return nil
-	})
+	next := c.waitWritableLeader(t, old)
 	t.Logf("%s promoted %v after the kill", next.name, time.Since(killedAt).Round(time.Millisecond))
 
 	// The key was not released: it expired with the old primary's lease.
@@ -59,13 +44,7 @@ func TestKillPrimary(t *testing.T) {
 		t.Errorf("the old leader lease still lives (ttl %v, %v): the key went away some other way", ttl, err)
 	}
 	// The winning cycle: it acquired the key, and the watch woke it.
-	var expiredAt time.Time
-	for _, e := range w.snapshot() {
-		if e.deleted {
-			expiredAt = e.at
-			break
-		}
-	}
+	expiredAt := w.firstDelete()
 	if expiredAt.IsZero() {
 		t.Errorf("the leader key never went away: %+v", w.snapshot())
 	}
@@ -362,13 +341,7 @@ func TestPrimaryStartTimeoutZero(t *testing.T) {
 	if released == nil || !strings.Contains(released.reason, "primary_start_timeout is 0") {
 		t.Errorf("%s: no cycle released the leader key for primary_start_timeout 0:\n%s", old.name, strings.Join(old.logSince(offset), "\n"))
 	}
-	var deletedAt time.Time
-	for _, e := range w.snapshot() {
-		if e.deleted {
-			deletedAt = e.at
-			break
-		}
-	}
+	deletedAt := w.firstDelete()
 	if deletedAt.IsZero() {
 		t.Errorf("the leader key was never deleted: %+v", w.snapshot())
 	}
@@ -424,22 +397,7 @@ func TestStopPrimaryAgent(t *testing.T) {
 	old.kill(t, agentOnly, syscall.SIGTERM)
 	stoppedAt := time.Now()
 
-	var next *member
-	waitFor(t, "a replica to take the leader key and run as primary", failoverTimeout, func() error {
-		v, err := c.dcs()
-		if err != nil {
-			return err
-		}
-		name := v.leader()
-		if name == "" || name == old.name {
-			return fmt.Errorf("leader key %q", name)
-		}
-		next = c.member(name)
-		if ok, err := next.writable(); err != nil || !ok {
-			return fmt.Errorf("%s holds the key; writable %v %v", name, ok, err)
-		}
-		return nil
-	})
+	next := c.waitWritableLeader(t, old)
 	t.Logf("%s promoted %v after SIGTERM", next.name, time.Since(stoppedAt).Round(time.Millisecond))
 	if st := old.waitExit(t, stopTimeout); st.ExitCode() != 0 {
 		t.Errorf("%s: the agent exited with %v after SIGTERM", old.name, st)

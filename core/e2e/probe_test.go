@@ -411,6 +411,17 @@ func (w *leaderWatch) snapshot() []leaderEvent {
 	return slices.Clone(w.events)
 }
 
+// firstDelete is when the watch first saw the leader key deleted, zero if
+// it never did.
+func (w *leaderWatch) firstDelete() time.Time {
+	for _, e := range w.snapshot() {
+		if e.deleted {
+			return e.at
+		}
+	}
+	return time.Time{}
+}
+
 // leaseTTL is the remaining time to live of an etcd lease, negative when it
 // is gone.
 func leaseTTL(id int64) (time.Duration, error) {

@@ -212,22 +212,26 @@ func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
 	}
 	name := tmp.Name()
 	defer os.Remove(name) // no-op after the rename
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
+	if err := writeSyncClose(tmp, data, perm); err != nil {
 		return err
 	}
 	return os.Rename(name, path)
+}
+
+// writeSyncClose sets the mode of a new file (past the umask), writes data,
+// syncs it to disk and closes it; the file is closed whatever fails.
+func writeSyncClose(f *os.File, data []byte, perm fs.FileMode) error {
+	err := f.Chmod(perm)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // ErrRestartRequired is returned by Follow when the new upstream only

@@ -382,19 +382,7 @@ func writeSlotState(replslot, name string, state []byte, dirMode, fileMode fs.Fi
 	if err != nil {
 		return err
 	}
-	if err := f.Chmod(fileMode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(state); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := writeSyncClose(f, state, fileMode); err != nil {
 		return err
 	}
 	if err := syncDir(tmp); err != nil {

@@ -357,6 +357,9 @@ func (s *streamedTimeline) note(start time.Time, received int) int {
 	return s.tl
 }
 
+// ErrNotRunning: the postmaster is not running.
+var ErrNotRunning = errors.New("postgres is not running")
+
 // positionsTimeout bounds the positions query of one REST request.
 const positionsTimeout = time.Second
 
@@ -371,7 +374,7 @@ SELECT pg_is_in_recovery(),
 // It is what GET /patroni reports at request time.
 func (p *Postgres) Positions(ctx context.Context) (inRecovery bool, wal, received, replayed LSN, err error) {
 	if !p.IsRunning() {
-		return false, 0, 0, 0, errors.New("postgres is not running")
+		return false, 0, 0, 0, ErrNotRunning
 	}
 	ctx, cancel := context.WithTimeout(ctx, positionsTimeout)
 	defer cancel()

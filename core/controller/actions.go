@@ -2,11 +2,13 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"time"
 
 	"github.com/custos-ha/custos/core/cluster"
+	"github.com/custos-ha/custos/core/dcs"
 	"github.com/custos-ha/custos/core/ha"
 )
 
@@ -22,7 +24,7 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 		if err := c.store.AcquireLeader(ctx); err != nil {
 			return err
 		}
-		c.renewedAt = at
+		c.leaseExpiry = at.Add(c.ttl)
 		return nil
 	case ha.ActRenewLeader:
 		status := cluster.Status{}
@@ -46,16 +48,18 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 			}
 		}
 		at := c.now() // as for ActAcquireLeader
-		if err := c.store.RenewLeader(ctx, status); err != nil {
+		if err := c.store.RenewLeader(ctx); err != nil {
+			// The next cycle, at once, decides on it (ha: fence).
+			c.renewFailed, c.keyLost, c.urgent = err.Error(), dcs.KeyLost(err), true
 			return err
 		}
-		c.renewedAt = at
-		return nil
+		c.leaseExpiry = at.Add(c.ttl)
+		return c.store.WriteStatus(ctx, status)
 	case ha.ActReleaseLeader:
 		if err := c.store.ReleaseLeader(ctx); err != nil {
 			return err
 		}
-		c.renewedAt = time.Time{}
+		c.leaseExpiry = time.Time{}
 		return nil
 	case ha.ActRaceInitialize:
 		return c.store.RaceInitialize(ctx)
@@ -76,7 +80,7 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 	case ha.ActWriteHistory:
 		return c.writeHistory(ctx, clu, obs)
 	case ha.ActStop:
-		err := c.local.Stop(ctx, a.Mode)
+		err := c.stopPostgres(ctx, a.Mode)
 		// The exit of a postmaster we stopped is no crash.
 		c.seenExit = c.local.Exited()
 		return err
@@ -178,6 +182,25 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 		return c.startAsync(a.Kind, func(ctx context.Context) error { return c.local.Rewind(ctx, *src) })
 	}
 	return fmt.Errorf("unknown action %q", a.Kind)
+}
+
+// stopPostgres stops PostgreSQL. The stop is not bound by the cycle's
+// lease deadline (it is what must happen when the deadline comes), but a
+// fast stop that has not ended by then becomes an immediate one: the
+// server must be down before the leader key can expire.
+func (c *Controller) stopPostgres(ctx context.Context, mode string) error {
+	base := context.WithoutCancel(ctx)
+	if by := ha.ActBy(c.leaseExpiry, c.ttl); mode != ha.StopImmediate && !by.IsZero() {
+		sctx, cancel := context.WithDeadline(base, by)
+		err := c.local.Stop(sctx, mode)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		c.logger.Warn("postgres did not stop before the leader key's stop margin: stopping it immediately", "mode", mode, "error", err)
+		mode = ha.StopImmediate
+	}
+	return c.local.Stop(base, mode)
 }
 
 // memberOf returns the named member, nil for "" or an unknown name.

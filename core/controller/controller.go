@@ -26,6 +26,11 @@ const (
 	retryInterval = time.Second
 	// peerTimeout bounds the leader race's GET /patroni calls (Patroni: 2 s).
 	peerTimeout = 2 * time.Second
+	// leaseRecheck is the wait before the cycle that decides on a lease
+	// that ran out during the last one (a hung action): short against the
+	// stop margin, long enough that a loop which somehow does not stop
+	// PostgreSQL then does not spin a CPU.
+	leaseRecheck = 10 * time.Millisecond
 	// shutdownTimeout bounds the final cycle: stopping PostgreSQL and
 	// releasing the leader key.
 	shutdownTimeout = 2 * time.Minute
@@ -91,9 +96,20 @@ type Controller struct {
 	role        string
 	// seenExit is the Exited channel already handled (it stays closed).
 	seenExit <-chan struct{}
-	// renewedAt is the last successful acquire or renewal of the leader
-	// key; zero when this member does not hold it.
-	renewedAt time.Time
+	// leaseExpiry is when the leader key this member holds expires unless
+	// renewed, counted from before the last successful acquire or renewal
+	// request was sent; zero when this member does not hold it or no
+	// longer counts on it (PostgreSQL stopped, or failsafe mode keeps the
+	// primary instead).
+	leaseExpiry time.Time
+	// renewFailed is the error of the leader-key renewal that failed in
+	// the last cycle ("" when none); keyLost: the DCS said the key is not
+	// ours. The next cycle's decision takes them in.
+	renewFailed string
+	keyLost     bool
+	// urgent: the renewal failed while PostgreSQL may run as a primary;
+	// the next cycle comes at once.
+	urgent bool
 	// lastFailsafe is /failsafe as last read.
 	lastFailsafe cluster.Failsafe
 	// heartbeat is when a primary last reached this member with POST
@@ -279,9 +295,22 @@ const (
 )
 
 // cycle runs one HA cycle and returns how long to wait for the next.
+//
+// A leader's cycle runs against the leader key's lease: every DCS call and
+// every action gets a deadline at the lease's expiry minus the stop margin
+// (ha.ActBy), so that a DCS or a disk that hangs instead of failing ends
+// in a decision while the key is still ours. Observing PostgreSQL and
+// stopping it are not bound by that deadline: they are what must still
+// happen when it comes.
 func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger string, req *pending) time.Duration {
 	start := c.now()
-	clu, malformed, readErr := c.store.Read(ctx)
+	lctx := ctx
+	if by := ha.ActBy(c.leaseExpiry, c.ttl); !by.IsZero() {
+		var cancel context.CancelFunc
+		lctx, cancel = context.WithDeadline(ctx, by)
+		defer cancel()
+	}
+	clu, malformed, readErr := c.store.Read(lctx)
 	if readErr == nil {
 		c.dcsProblems = c.dcsProblems[:0:0]
 		for _, p := range malformed {
@@ -291,22 +320,27 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 		c.lastFailsafe = clu.Failsafe
 		c.applyDynamic(clu)
 		if clu.LeaderName() != c.opts.Name {
-			c.renewedAt = time.Time{}
+			c.leaseExpiry = time.Time{}
 		}
 	}
 	obs := c.local.Observe(ctx)
 	in := ha.Input{
-		Now:          start,
+		// Decided on the time after the read: a read that hung counts.
+		Now:          c.now(),
 		Name:         c.opts.Name,
 		Config:       c.haConfig(),
 		Cluster:      clu,
 		DCSLastSeen:  c.dcsLastSeen,
+		LeaderExpiry: c.leaseExpiry,
+		RenewFailed:  c.renewFailed,
+		KeyLost:      c.keyLost,
 		Postgres:     obs.HA,
 		Outcome:      c.outcome,
 		ShuttingDown: shuttingDown,
 		Memory:       c.mem,
 		LastFailsafe: c.lastFailsafe,
 	}
+	c.renewFailed, c.keyLost, c.urgent = "", false, false
 	c.settingsMu.Lock()
 	in.FailsafeHeartbeat = c.heartbeat
 	c.settingsMu.Unlock()
@@ -329,11 +363,13 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 
 	dec := ha.Decide(in)
 	if dec.NeedPeers {
-		in.Peers, in.PeersFetched = c.fetchPeers(ctx, clu), true
+		in.Peers, in.PeersFetched = c.fetchPeers(lctx, clu), true
 		dec = ha.Decide(in)
 	}
 	if dec.NeedFailsafe {
+		// Not bound by the lease: failsafe mode may keep a primary past it.
 		in.FailsafeAcks, in.FailsafeChecked = c.askFailsafe(ctx, obs), true
+		in.Now = c.now()
 		dec = ha.Decide(in)
 	}
 	if err := ha.CheckInvariants(in, dec); err != nil {
@@ -343,13 +379,22 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 	}
 	c.mem = dec.Memory
 	switch {
-	case readErr == nil:
+	case readErr == nil && !in.FailsafeChecked:
 		c.failsafeKept = time.Time{}
 	case in.FailsafeChecked && !stops(dec):
-		c.failsafeKept = start
+		c.failsafeKept = in.Now
+		// The members, not the lease, keep this primary now: the lease is
+		// no longer counted, so the cycles go on reading the DCS.
+		c.leaseExpiry = time.Time{}
 	}
 
-	obs, failed := c.execute(ctx, in, dec, obs)
+	obs, failed := c.execute(lctx, in, dec, obs)
+	c.forgetLease(stops(dec) && failed == nil, obs)
+	if !obs.HA.MayBePrimary() {
+		// Nothing to stop at once: a renewal that keeps failing (before a
+		// start as primary) is retried at the failure pace, not in a spin.
+		c.urgent = false
+	}
 	if req != nil {
 		c.replyTo(req, dec, failed)
 	}
@@ -370,10 +415,43 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 	} else {
 		c.logger.Info("ha cycle", line...)
 	}
-	if readErr != nil || failed != nil {
-		return min(retryInterval, c.dyn.LoopWait.Duration())
+	return c.nextWait(readErr != nil || failed != nil, stops(dec))
+}
+
+// forgetLease stops counting the leader key's lease once there is nothing
+// left for it to protect: PostgreSQL was stopped, or the lease ran out
+// while PostgreSQL is known not to run as a primary, or paused (nothing is
+// stopped then). A running primary past its lease keeps it counted: every
+// DCS call then fails at once and the next decision stops the server.
+func (c *Controller) forgetLease(stopped bool, obs Observation) {
+	by := ha.ActBy(c.leaseExpiry, c.ttl)
+	if stopped || (!by.IsZero() && !c.now().Before(by) && (!obs.HA.MayBePrimary() || c.dyn.Pause) && c.busy == nil) {
+		c.leaseExpiry = time.Time{}
 	}
-	return c.dyn.LoopWait.Duration()
+}
+
+// nextWait is how long to wait for the next cycle: loop_wait, less after a
+// failure; none after a failed renewal of the leader key, nor once the
+// lease needs a decision (unless this cycle already tried to stop
+// PostgreSQL: a stop that fails is retried at the failure pace); and never
+// past the moment the lease requires one.
+func (c *Controller) nextWait(failed, stopTried bool) time.Duration {
+	wait := c.dyn.LoopWait.Duration()
+	if failed {
+		wait = min(retryInterval, wait)
+	}
+	if c.renewFailed != "" && c.urgent {
+		return 0
+	}
+	if by := ha.ActBy(c.leaseExpiry, c.ttl); !by.IsZero() {
+		switch until := by.Sub(c.now()); {
+		case until <= 0 && !stopTried:
+			return leaseRecheck
+		case until > 0 && until < wait:
+			wait = until
+		}
+	}
+	return wait
 }
 
 func actionNames(actions []ha.Action) string {
@@ -424,10 +502,14 @@ func (c *Controller) applyDynamic(clu *cluster.Cluster) {
 	if ttl := dyn.TTL.Duration(); ttl != c.ttl {
 		if c.ttl != 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), dyn.RetryTimeout.Duration())
-			if err := c.store.Backend().SetTTL(ctx, ttl); err != nil {
-				c.logger.Warn("changing the TTL", "ttl", ttl, "error", err)
-			}
+			err := c.store.Backend().SetTTL(ctx, ttl)
 			cancel()
+			if err != nil {
+				// c.ttl stays the TTL the plugin has: the lease is counted
+				// with it, and the change is tried again next cycle.
+				c.logger.Warn("changing the TTL", "ttl", ttl, "error", err)
+				return
+			}
 		}
 		c.ttl = ttl
 	}

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -21,17 +22,24 @@ import (
 
 // fakePG is a PostgreSQL in memory: enough state for the HA flows.
 type fakePG struct {
-	mu        sync.Mutex
-	data      bool
-	running   bool
-	recovery  bool
-	timeline  int
-	lsn       int64
-	upstream  string
-	control   string
-	starts    int
-	failStart bool
-	exited    chan struct{} // closed when the current postmaster exits
+	mu sync.Mutex
+	// hangFastStop and hangSlots make a fast stop and SyncSlots block
+	// until their context ends, as on a stalled disk; stoppedAt and
+	// stopMode record the stop that brought the server down.
+	hangFastStop bool
+	hangSlots    bool
+	stoppedAt    time.Time
+	stopMode     string
+	data         bool
+	running      bool
+	recovery     bool
+	timeline     int
+	lsn          int64
+	upstream     string
+	control      string
+	starts       int
+	failStart    bool
+	exited       chan struct{} // closed when the current postmaster exits
 }
 
 func newFakePG() *fakePG { return &fakePG{timeline: 1} }
@@ -79,10 +87,18 @@ func (f *fakePG) Start(_ context.Context, asPrimary bool, upstream *cluster.Memb
 	}
 	return nil
 }
-func (f *fakePG) Stop(_ context.Context, mode string) error {
+func (f *fakePG) Stop(ctx context.Context, mode string) error {
+	f.mu.Lock()
+	hang := f.hangFastStop && mode == ha.StopFast && f.running
+	f.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return fmt.Errorf("stopping postgres: %w", ctx.Err())
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.running {
+		f.stoppedAt, f.stopMode = time.Now(), mode
 		close(f.exited)
 		if mode != ha.StopImmediate {
 			// A clean stop leaves pg_control saying so.
@@ -120,7 +136,26 @@ func (f *fakePG) RemoveDataDir(context.Context) error {
 	f.data = false
 	return nil
 }
-func (f *fakePG) SyncSlots(context.Context, cluster.SlotPlan) error { return nil }
+func (f *fakePG) SyncSlots(ctx context.Context, _ cluster.SlotPlan) error {
+	f.mu.Lock()
+	hang := f.hangSlots
+	f.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return nil
+}
+
+// stopped returns when and how the server was stopped; zero while it runs.
+func (f *fakePG) stopped() (time.Time, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.running {
+		return time.Time{}, ""
+	}
+	return f.stoppedAt, f.stopMode
+}
 func (f *fakePG) History(context.Context, int) (cluster.History, error) {
 	return cluster.History{{Timeline: 1, LSN: 100, Reason: "no recovery target specified"}}, nil
 }
@@ -497,6 +532,11 @@ func TestFailsafeKnowsWhatItWrote(t *testing.T) {
 		if r := c.State().Reason; !strings.Contains(r, "failsafe mode active") {
 			t.Fatalf("last cycle: %s", r)
 		}
+		// A primary kept by failsafe mode is the leader for the health
+		// checks (GET /primary answers 200), long after its key lapsed.
+		if e := c.State().LeaderExpiry; !e.After(time.Now()) {
+			t.Fatalf("published leader expiry %v is not in the future: /primary would answer 503", e)
+		}
 	})
 }
 
@@ -564,6 +604,233 @@ func TestLeaderExpiryNotBeyondTheKey(t *testing.T) {
 		}
 		if c.State().LeaderExpiry.IsZero() {
 			t.Fatal("pg1 never held the leader key")
+		}
+	})
+}
+
+// leaseDCS is a backend whose leader-key renewal can be made to fail or to
+// hang until the caller's deadline, while every other call works. It
+// records when the last successful renewal was sent: the DCS counts the
+// key's ttl from no earlier than that.
+type leaseDCS struct {
+	sdkdcs.Backend
+	mu        sync.Mutex
+	renew     error // returned by RenewLeader when set
+	hang      bool  // RenewLeader blocks until its context ends
+	hangReads bool  // and so does GetCluster
+	lastSent  time.Time
+	failedAt  time.Time
+	renewDone bool
+}
+
+func (b *leaseDCS) RenewLeader(ctx context.Context) error {
+	b.mu.Lock()
+	renew, hang := b.renew, b.hang
+	b.mu.Unlock()
+	sent := time.Now()
+	switch {
+	case hang:
+		<-ctx.Done()
+		err := ctx.Err()
+		b.mu.Lock()
+		if b.failedAt.IsZero() {
+			b.failedAt = time.Now()
+		}
+		b.mu.Unlock()
+		return err
+	case renew != nil:
+		b.mu.Lock()
+		if b.failedAt.IsZero() {
+			b.failedAt = time.Now()
+		}
+		b.mu.Unlock()
+		return renew
+	}
+	err := b.Backend.RenewLeader(ctx)
+	if err == nil {
+		b.mu.Lock()
+		b.lastSent, b.renewDone = sent, true
+		b.mu.Unlock()
+	}
+	return err
+}
+
+func (b *leaseDCS) GetCluster(ctx context.Context) (*sdkdcs.Cluster, error) {
+	b.mu.Lock()
+	hang := b.hangReads
+	b.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return b.Backend.GetCluster(ctx)
+}
+
+func (b *leaseDCS) AcquireLeader(ctx context.Context) (string, error) {
+	sent := time.Now()
+	v, err := b.Backend.AcquireLeader(ctx)
+	if err == nil {
+		b.mu.Lock()
+		b.lastSent = sent
+		b.mu.Unlock()
+	}
+	return v, err
+}
+
+func (b *leaseDCS) set(fn func(b *leaseDCS)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	fn(b)
+}
+
+// leaseTTL is the ttl of the lease tests (Patroni's default timing).
+const leaseTTL = 30 * time.Second
+
+// startLeaseLeader runs a controller for pg1 on a leaseDCS until it leads
+// with its key renewed at least once.
+func startLeaseLeader(t *testing.T, mem *dcstest.MemoryStore, pg *fakePG, loopWait int) (*Controller, *leaseDCS, func()) {
+	t.Helper()
+	b := &leaseDCS{Backend: mem.NewBackend()}
+	if err := b.Configure(context.Background(), sdkdcs.ConfigureRequest{Scope: "demo", Member: "pg1", TTL: leaseTTL}); err != nil {
+		t.Fatal(err)
+	}
+	dyn := config.DefaultDynamic()
+	dyn.LoopWait = config.Seconds(loopWait)
+	c := New(Options{Name: "pg1", Scope: "demo", APIURL: "http://127.0.0.1:8008/patroni", Version: "test", Bootstrap: dyn},
+		dcs.New(b, hclog.NewNullLogger(), 10*time.Second), pg, noPeers{}, hclog.NewNullLogger())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	eventually(t, "pg1 leads and renews its key", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.renewDone && read(t, mem).LeaderName() == "pg1"
+	})
+	return c, b, func() { cancel(); <-done }
+}
+
+// assertStoppedInTime checks that the primary went down before the DCS
+// could have let its leader key expire, with a second to spare.
+func assertStoppedInTime(t *testing.T, pg *fakePG, b *leaseDCS, wantMode string) {
+	t.Helper()
+	var at time.Time
+	var mode string
+	eventually(t, "the primary stopped", func() bool {
+		at, mode = pg.stopped()
+		return !at.IsZero()
+	})
+	b.mu.Lock()
+	expiry := b.lastSent.Add(leaseTTL)
+	b.mu.Unlock()
+	if margin := expiry.Sub(at); margin < time.Second {
+		t.Fatalf("the primary stopped %v before its key could expire (stopped %v, key renewed %v): want at least 1s", margin, at, expiry.Add(-leaseTTL))
+	}
+	if mode != wantMode {
+		t.Fatalf("stop mode %q, want %q", mode, wantMode)
+	}
+}
+
+// TestRenewalFailureDemotes: the renewal of the leader key fails while the
+// DCS still answers reads. The primary demotes at once (Patroni: "demoted
+// self because failed to update leader lock"), without waiting for the key
+// to lapse and without re-acquiring it as the running primary.
+func TestRenewalFailureDemotes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		mode string
+	}{
+		// The DCS did not answer: the key lives on until the lease ends, so
+		// the stop is a fast one.
+		{"unavailable", fmt.Errorf("renewing: %w", sdkdcs.ErrUnavailable), ha.StopFast},
+		// The DCS said the key is someone else's: immediate.
+		{"key lost", fmt.Errorf("renewing: %w", sdkdcs.ErrVersionMismatch), ha.StopImmediate},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				mem := dcstest.NewMemoryStore()
+				defer mem.Stop()
+				pg := newFakePG()
+				c, b, stop := startLeaseLeader(t, mem, pg, 10)
+				defer stop()
+				b.set(func(b *leaseDCS) { b.renew = tc.err })
+				assertStoppedInTime(t, pg, b, tc.mode)
+				b.mu.Lock()
+				failedAt := b.failedAt
+				b.mu.Unlock()
+				if at, _ := pg.stopped(); at.Sub(failedAt) > time.Second {
+					t.Fatalf("stopped %v after the failed renewal: the decision must come at once, not a loop later", at.Sub(failedAt))
+				}
+				eventually(t, "the reason published", func() bool {
+					return strings.Contains(c.State().Reason, "failed to update leader lock") || strings.Contains(c.State().Reason, "not mine any more")
+				})
+				// While renewals fail, the server is not started as a primary
+				// again, whatever the reads show.
+				time.Sleep(2 * leaseTTL)
+				pg.mu.Lock()
+				primary := pg.running && !pg.recovery
+				pg.mu.Unlock()
+				if primary {
+					t.Fatalf("the primary came back while its renewals fail: %s", c.State().Reason)
+				}
+			})
+		})
+	}
+}
+
+// TestHangingRenewalStopsBeforeTheKeyExpires: the renewal hangs instead of
+// failing (packets dropped), and the fast stop of PostgreSQL hangs too (a
+// stalled disk). Every call of the leader's cycle is bound by the lease,
+// and the fast stop becomes an immediate one at the stop margin: the
+// server is down before the DCS can let the key expire.
+func TestHangingRenewalStopsBeforeTheKeyExpires(t *testing.T) {
+	for _, reads := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reads hang %v", reads), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				mem := dcstest.NewMemoryStore()
+				defer mem.Stop()
+				pg := newFakePG()
+				_, b, stop := startLeaseLeader(t, mem, pg, 10)
+				defer stop()
+				pg.mu.Lock()
+				pg.hangFastStop = true
+				pg.mu.Unlock()
+				b.set(func(b *leaseDCS) { b.hang, b.hangReads = true, reads })
+				assertStoppedInTime(t, pg, b, ha.StopImmediate)
+			})
+		})
+	}
+}
+
+// TestHungActionBoundByTheLease: the DCS answers, but an action of the
+// leader's cycle (slot maintenance on a stalled disk) hangs for good.
+// Unbounded, it would hold the loop while the leader key lapses under a
+// running primary; bound by the lease, it ends in time and the loop goes
+// on renewing the key: it never lapses and the primary keeps running.
+func TestHungActionBoundByTheLease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := dcstest.NewMemoryStore()
+		defer mem.Stop()
+		pg := newFakePG()
+		_, b, stop := startLeaseLeader(t, mem, pg, 10)
+		defer stop()
+		pg.mu.Lock()
+		pg.hangSlots = true
+		pg.mu.Unlock()
+		for end := time.Now().Add(3 * leaseTTL); time.Now().Before(end); {
+			time.Sleep(500 * time.Millisecond)
+			b.mu.Lock()
+			age := time.Since(b.lastSent)
+			b.mu.Unlock()
+			if age > leaseTTL-ha.StopMargin(leaseTTL) {
+				t.Fatalf("the leader key was last renewed %v ago: the hung action held the loop", age)
+			}
+			if l := read(t, mem).LeaderName(); l != "pg1" {
+				t.Fatalf("leader %q: the key lapsed", l)
+			}
+		}
+		if at, _ := pg.stopped(); !at.IsZero() {
+			t.Fatal("the primary was stopped although its key was renewed")
 		}
 	})
 }

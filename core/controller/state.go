@@ -66,8 +66,14 @@ func (c *Controller) publish(in ha.Input, dec ha.Decision, obs Observation, m cl
 	if c.busy != nil {
 		s.Busy = c.busy.kind
 	}
-	if !c.renewedAt.IsZero() {
-		s.LeaderExpiry = c.renewedAt.Add(c.dyn.TTL.Duration())
+	s.LeaderExpiry = c.leaseExpiry
+	if kept := c.failsafeKept; !kept.IsZero() && obs.HA.Primary() {
+		// A primary kept by failsafe mode is the leader (Patroni answers
+		// 200 on /primary then): for a ttl after the members last
+		// acknowledged it.
+		if e := kept.Add(c.dyn.TTL.Duration()); e.After(s.LeaderExpiry) {
+			s.LeaderExpiry = e
+		}
 	}
 	c.state.Store(s)
 	if c.opts.Publish != nil {

@@ -148,13 +148,28 @@ func (s *Store) AcquireLeader(ctx context.Context) error {
 	return nil
 }
 
-// RenewLeader renews the leader key and publishes /status when it changed.
-func (s *Store) RenewLeader(ctx context.Context, status cluster.Status) error {
+// RenewLeader renews the leader key.
+func (s *Store) RenewLeader(ctx context.Context) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	if err := s.backend.RenewLeader(ctx); err != nil {
 		return fmt.Errorf("renewing the leader key: %w", err)
 	}
+	return nil
+}
+
+// KeyLost reports whether a leader-key error says the key is not this
+// member's any more (someone else's, or gone and taken), rather than that
+// the DCS could not be asked.
+func KeyLost(err error) bool {
+	return errors.Is(err, sdkdcs.ErrVersionMismatch) || errors.Is(err, sdkdcs.ErrExists) || errors.Is(err, sdkdcs.ErrNotFound)
+}
+
+// WriteStatus publishes /status (the leader's position and slots) when it
+// changed since the last write.
+func (s *Store) WriteStatus(ctx context.Context, status cluster.Status) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
 	data := status.Marshal()
 	s.mu.Lock()
 	same := string(data) == string(s.lastStatus)

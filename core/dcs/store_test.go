@@ -67,7 +67,7 @@ func TestReadDecodesAndReportsMalformedValues(t *testing.T) {
 	}
 }
 
-func TestRenewPublishesStatusOnlyOnChange(t *testing.T) {
+func TestStatusWrittenOnlyOnChange(t *testing.T) {
 	mem := dcstest.NewMemoryStore()
 	defer mem.Stop()
 	ctx := context.Background()
@@ -82,17 +82,17 @@ func TestRenewPublishesStatusOnlyOnChange(t *testing.T) {
 		}
 		return c.Status.Version
 	}
-	if err := a.RenewLeader(ctx, cluster.Status{Optime: 100}); err != nil {
+	if err := a.WriteStatus(ctx, cluster.Status{Optime: 100}); err != nil {
 		t.Fatal(err)
 	}
 	v1 := version()
-	if err := a.RenewLeader(ctx, cluster.Status{Optime: 100}); err != nil {
+	if err := a.WriteStatus(ctx, cluster.Status{Optime: 100}); err != nil {
 		t.Fatal(err)
 	}
 	if v2 := version(); v2 != v1 {
 		t.Fatalf("unchanged status rewritten (%s -> %s)", v1, v2)
 	}
-	if err := a.RenewLeader(ctx, cluster.Status{Optime: 200}); err != nil {
+	if err := a.WriteStatus(ctx, cluster.Status{Optime: 200}); err != nil {
 		t.Fatal(err)
 	}
 	if v3 := version(); v3 == v1 {

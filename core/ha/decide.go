@@ -51,6 +51,9 @@ func (d *decider) decide() {
 		return
 	}
 	bootstrapFailed := d.outcome()
+	if d.fence() {
+		return
+	}
 	if d.c == nil {
 		d.dcsDown()
 		return
@@ -186,11 +189,14 @@ func (d *decider) shutdown() {
 func (d *decider) dcsDown() {
 	cfg := d.in.Config
 	down := d.in.Now.Sub(d.in.DCSLastSeen)
+	// The key cannot be counted on past retry_timeout, past the lease, or
+	// once its renewal failed.
+	lost := down >= cfg.RetryTimeout || d.leaseRunOut() || d.in.RenewFailed != ""
 	switch {
-	case d.pg.Primary() && !cfg.Paused && down >= cfg.RetryTimeout && cfg.FailsafeMode && len(d.in.LastFailsafe) > 0:
-		d.failsafe(down)
-	case d.pg.Primary() && !cfg.Paused && down >= cfg.RetryTimeout:
-		d.add(Action{Kind: ActStop, Mode: StopFast})
+	case d.pg.Primary() && !cfg.Paused && lost && cfg.FailsafeMode && len(d.in.LastFailsafe) > 0:
+		d.failsafe(fmt.Sprintf("the DCS is not accessible for %s", down.Round(time.Millisecond)), d.in.DCSError)
+	case d.pg.Primary() && !cfg.Paused && lost:
+		d.add(Action{Kind: ActStop, Mode: d.demoteMode()})
 		d.mem.Demoted = true
 		d.say("demoting self because the DCS is not accessible for %s and I was a leader (%s)", down.Round(1e6), d.in.DCSError)
 	case d.pg.Primary():

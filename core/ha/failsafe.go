@@ -3,18 +3,18 @@ package ha
 import (
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/custos-ha/custos/core/cluster"
 )
 
 // failsafe runs a primary's cycle while the DCS is down in failsafe mode:
 // it stays primary only while every other member listed in /failsafe
-// acknowledges its POST /failsafe; otherwise it demotes (offline).
-func (d *decider) failsafe(down time.Duration) {
+// acknowledges its POST /failsafe; otherwise it demotes (offline). trouble
+// says what is wrong with the DCS, err is the error it gave.
+func (d *decider) failsafe(trouble, err string) {
 	if !d.in.FailsafeChecked {
 		d.needFailsafe = true
-		d.say("DCS is not accessible (%s): asking the /failsafe members", d.in.DCSError)
+		d.say("DCS is not accessible (%s): asking the /failsafe members", err)
 		return
 	}
 	var missing []string
@@ -25,12 +25,12 @@ func (d *decider) failsafe(down time.Duration) {
 	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
-		d.add(Action{Kind: ActStop, Mode: StopFast})
+		d.add(Action{Kind: ActStop, Mode: d.demoteMode()})
 		d.mem.Demoted = true
-		d.say("demoting self: the DCS is not accessible for %s and %s did not acknowledge failsafe mode", down.Round(time.Millisecond), strings.Join(missing, ", "))
+		d.say("demoting self: %s and %s did not acknowledge failsafe mode", trouble, strings.Join(missing, ", "))
 		return
 	}
-	d.say("DCS is not accessible (%s): failsafe mode active, every /failsafe member acknowledged me as the primary", d.in.DCSError)
+	d.say("DCS is not accessible (%s): failsafe mode active, every /failsafe member acknowledged me as the primary", err)
 }
 
 // failsafeMembers is the /failsafe value the leader keeps: every member

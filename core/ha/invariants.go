@@ -80,8 +80,26 @@ func CheckInvariants(in Input, d Decision) error {
 	if promotes > 1 {
 		fail("%d promotes in one decision", promotes)
 	}
+	if lapsed := !ActBy(in.LeaderExpiry, in.Config.TTL).IsZero() && !in.Now.Before(ActBy(in.LeaderExpiry, in.Config.TTL)); (lapsed || in.RenewFailed != "") &&
+		in.Postgres.MayBePrimary() && !in.Config.Paused && !stops && !d.NeedFailsafe && !failsafeAcknowledged(in) {
+		fail("postgres may run as a primary while the leader key may be gone (lease run out: %v, renewal failed: %q), and no stop", lapsed, in.RenewFailed)
+	}
 	if otherLeader && in.Postgres.Primary() && !stops && !in.Config.Paused {
 		fail("running primary while %s holds the leader key, and no stop", in.Cluster.LeaderName())
 	}
 	return errors.Join(errs...)
+}
+
+// failsafeAcknowledged: failsafe mode is on and every other member of
+// /failsafe acknowledged this primary in this cycle.
+func failsafeAcknowledged(in Input) bool {
+	if !in.Config.FailsafeMode || !in.FailsafeChecked || len(in.LastFailsafe) == 0 || in.KeyLost {
+		return false
+	}
+	for name := range in.LastFailsafe {
+		if name != in.Name && !in.FailsafeAcks[name] {
+			return false
+		}
+	}
+	return true
 }

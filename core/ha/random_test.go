@@ -127,6 +127,29 @@ func randomInput(r *rand.Rand, names []string, pick func([]string) string) Input
 			in.Outcome.Err = "failed"
 		}
 	}
+	if r.IntN(3) == 0 {
+		in.LeaderExpiry = now.Add(time.Duration(r.IntN(40)-10) * time.Second)
+	}
+	if r.IntN(5) == 0 {
+		in.RenewFailed = "renewing the leader key: context deadline exceeded"
+		in.KeyLost = r.IntN(2) == 0
+	}
+	if r.IntN(3) == 0 {
+		in.Config.FailsafeMode = true
+		in.LastFailsafe = cluster.Failsafe{}
+		for _, n := range names {
+			if r.IntN(3) > 0 {
+				in.LastFailsafe[n] = "http://" + n + ":8008/patroni"
+			}
+		}
+		if r.IntN(2) == 0 {
+			in.FailsafeChecked = true
+			in.FailsafeAcks = map[string]bool{}
+			for _, n := range names {
+				in.FailsafeAcks[n] = r.IntN(4) > 0
+			}
+		}
+	}
 	if r.IntN(2) == 0 {
 		in.PeersFetched = true
 		for _, n := range names {
@@ -145,6 +168,17 @@ func TestInvariantsCatchAPromoteWithoutTheKey(t *testing.T) {
 	in.Postgres = Postgres{Running: true, Ready: true}
 	if err := CheckInvariants(in, Decision{}); err == nil {
 		t.Fatal("a primary left running while another member leads passed the invariants")
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	lapsed := Input{Name: "pg1", Now: now, Config: Config{TTL: 30 * time.Second}, LeaderExpiry: now.Add(time.Second),
+		Postgres: Postgres{Running: true, Ready: true}, Cluster: &cluster.Cluster{Leader: &cluster.Leader{Name: "pg1"}}}
+	if err := CheckInvariants(lapsed, Decision{Actions: []Action{{Kind: ActRenewLeader}}}); err == nil {
+		t.Fatal("a primary kept running past its lease passed the invariants")
+	}
+	failed := lapsed
+	failed.LeaderExpiry, failed.RenewFailed = now.Add(20*time.Second), "renewing the leader key: timeout"
+	if err := CheckInvariants(failed, Decision{Actions: []Action{{Kind: ActRenewLeader}}}); err == nil {
+		t.Fatal("a primary kept running after a failed renewal passed the invariants")
 	}
 
 }

@@ -29,6 +29,7 @@ import (
 //	             pg: datadir=empty|initialized|broken sysid=X running ready recovery timeline=N lsn=N
 //	                 upstream=X streaming control="shut down" checkpoint=N minrecovery=N controltl=N
 //	             busy: KIND since=N
+//	             lease: expiry=N renew_failed="why" key_lost   (this member's leader key by its own count)
 //	             memory: bootstrapping crashed_at=N rewind_failed demoted bootstrap_failed
 //	             shutting_down
 //	set        like world, but only changes the lines given
@@ -285,6 +286,14 @@ func (w *world) input(t *testing.T, extra string) Input {
 		in.Busy = &Busy{Kind: Kind(kind), Since: epoch(float64(num(t, kv, "since")))}
 	}
 	in.ShuttingDown = len(w.lines["shutting_down"]) > 0
+	if l := w.one("lease"); l != "" {
+		_, kv := fields(t, "lease "+l)
+		if has(kv, "expiry") {
+			in.LeaderExpiry = epoch(float64(num(t, kv, "expiry")))
+		}
+		in.RenewFailed = kv["renew_failed"]
+		in.KeyLost = has(kv, "key_lost")
+	}
 
 	for _, line := range strings.Split(extra, "\n") {
 		kind, rest, _ := strings.Cut(strings.TrimSpace(line), ":")

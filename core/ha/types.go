@@ -216,6 +216,8 @@ type Memory struct {
 
 // Input is one observation of the world.
 type Input struct {
+	// Now is the time of the decision: after the DCS read and the
+	// observation of PostgreSQL, so that a read that hung counts.
 	Now  time.Time
 	Name string
 	// APIURL and ConnURL are this member's published addresses.
@@ -225,8 +227,20 @@ type Input struct {
 	Cluster *cluster.Cluster
 	// DCSError says why the DCS could not be read.
 	DCSError string
-	// DCSLastSeen is when the DCS was last read successfully.
+	// DCSLastSeen is when the DCS was last read successfully (the start
+	// of that read).
 	DCSLastSeen time.Time
+
+	// LeaderExpiry is when the leader key this member holds expires
+	// unless renewed again, counted from before the last successful
+	// acquire or renewal request was sent; zero when this member did not
+	// acquire or renew it (or no longer counts on it).
+	LeaderExpiry time.Time
+	// RenewFailed says why the renewal of the leader key failed in the
+	// last cycle; "" when it did not fail. KeyLost: the DCS answered that
+	// the key is not this member's any more (taken or deleted).
+	RenewFailed string
+	KeyLost     bool
 
 	Postgres Postgres
 

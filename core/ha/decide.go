@@ -14,6 +14,9 @@ import (
 func Decide(in Input) Decision {
 	d := &decider{in: in, c: in.Cluster, pg: in.Postgres, mem: in.Memory}
 	d.decide()
+	if !d.needPeers && !d.needFailsafe {
+		d.disarm()
+	}
 	if in.Cluster != nil && !d.needPeers {
 		d.add(Action{Kind: ActTouchMember})
 	}
@@ -84,6 +87,12 @@ func (d *decider) decide() {
 		if d.in.Busy.Kind == ActPromote && !d.held() {
 			d.add(Action{Kind: ActCancel})
 			d.say("leader key lost while promoting: cancelling the promotion")
+			return
+		}
+		if why := d.watchdogBlocks(); why != "" && d.held() && d.pg.Primary() && !d.in.Watchdog.Armed {
+			d.add(Action{Kind: ActCancel}, Action{Kind: ActStop, Mode: StopImmediate}, Action{Kind: ActReleaseLeader})
+			d.mem.Demoted = true
+			d.say("demoting self: %s", why)
 			return
 		}
 		if d.held() {
@@ -226,6 +235,8 @@ func (d *decider) noData() {
 		d.say("trying to bootstrap from %s %s", map[bool]string{true: "leader", false: "replica"}[src == c.LeaderName()], src)
 	case c.Initialize == nil && d.mem.BootstrapFailed != "":
 		d.say("waiting for another member to bootstrap: my bootstrap failed (%s)", d.mem.BootstrapFailed)
+	case c.Initialize == nil && d.in.Config.Tags.CanFailover() && d.watchdogBlocks() != "":
+		d.say("not bootstrapping a new cluster: %s", d.watchdogBlocks())
 	case c.Initialize == nil && d.in.Config.Tags.CanFailover():
 		d.add(Action{Kind: ActRaceInitialize}, Action{Kind: ActBootstrap})
 		d.say("trying to bootstrap a new cluster")
@@ -261,6 +272,20 @@ func (d *decider) finishBootstrap() {
 		d.say("%s leads the cluster: abandoning my bootstrap", d.c.LeaderName())
 		return
 	}
+	if why := d.watchdogBlocks(); why != "" {
+		// Patroni: a watchdog that cannot be activated fails the
+		// bootstrap; another member may try.
+		if d.pg.Running {
+			d.add(Action{Kind: ActStop, Mode: StopImmediate})
+		}
+		if d.held() {
+			d.add(Action{Kind: ActReleaseLeader})
+		}
+		d.add(Action{Kind: ActCancelInitialize}, Action{Kind: ActRemoveDataDir})
+		d.mem.Bootstrapping, d.mem.BootstrapFailed = false, why
+		d.say("bootstrap failed: %s; removing the data directory and cancelling the initialization", why)
+		return
+	}
 	lock := Action{Kind: ActAcquireLeader}
 	if d.held() {
 		lock = Action{Kind: ActRenewLeader}
@@ -268,7 +293,9 @@ func (d *decider) finishBootstrap() {
 	if !d.pg.Primary() {
 		d.say("waiting for the new cluster's primary to accept connections")
 		if !d.pg.Running {
-			d.add(lock, Action{Kind: ActStart, AsPrimary: true})
+			d.add(lock)
+			d.add(d.arm()...)
+			d.add(Action{Kind: ActStart, AsPrimary: true})
 		}
 		return
 	}
@@ -277,7 +304,9 @@ func (d *decider) finishBootstrap() {
 		d.leader()
 		return
 	}
-	d.add(lock, Action{Kind: ActWriteInitialize})
+	d.add(lock)
+	d.add(d.arm()...)
+	d.add(Action{Kind: ActWriteInitialize})
 	if d.c.Config == nil {
 		d.add(Action{Kind: ActWriteConfig})
 	}
@@ -292,13 +321,28 @@ func (d *decider) leader() {
 		d.say("paused: releasing the leader key, postgres runs as a replica")
 		return
 	}
+	if why := d.watchdogBlocks(); why != "" && !d.in.Watchdog.Armed {
+		// Patroni's enforce_primary_role: no primary with the key without
+		// the watchdog it requires.
+		if d.pg.InRecovery {
+			d.add(Action{Kind: ActReleaseLeader})
+			d.say("releasing the leader key instead of promoting: %s", why)
+			return
+		}
+		d.add(Action{Kind: ActStop, Mode: StopImmediate}, Action{Kind: ActReleaseLeader})
+		d.mem.Demoted = true
+		d.say("demoting self: %s", why)
+		return
+	}
 	d.add(Action{Kind: ActRenewLeader})
 	if d.pg.InRecovery {
 		d.add(d.prePromoteSync()...)
+		d.add(d.arm()...)
 		d.add(Action{Kind: ActPromote})
 		d.say("promoting self because I hold the leader key")
 		return
 	}
+	d.add(d.arm()...)
 	d.mem.Demoted = false
 	if f := d.c.Failover; (f != nil && !f.IsEmpty()) || d.mem.HandOffFailed != "" {
 		if f == nil {
@@ -339,7 +383,14 @@ func (d *decider) race() {
 			d.say("demoting self: a stale primary on timeline %d behind the cluster's %d", d.pg.Timeline, tl)
 			return
 		}
+		if why := d.watchdogBlocks(); why != "" {
+			d.add(Action{Kind: ActStop, Mode: StopFast})
+			d.mem.Demoted = true
+			d.say("demoting self instead of acquiring the leader key as the running primary: %s", why)
+			return
+		}
 		d.add(Action{Kind: ActAcquireLeader})
+		d.add(d.arm()...)
 		d.say("acquiring the leader key as the running primary")
 		return
 	case !cfg.Tags.CanFailover():
@@ -349,9 +400,10 @@ func (d *decider) race() {
 	}
 	f := d.c.Failover
 	manual := f != nil && !f.IsEmpty()
-	if manual && f.Candidate == d.in.Name && (!d.syncActive() || d.syncEligible(d.in.Name)) {
+	if manual && f.Candidate == d.in.Name && (!d.syncActive() || d.syncEligible(d.in.Name)) && d.quorumVoter() && d.watchdogBlocks() == "" {
 		d.add(Action{Kind: ActAcquireLeader})
 		d.add(d.prePromoteSync()...)
+		d.add(d.arm()...)
 		d.add(Action{Kind: ActPromote})
 		d.say("promoting self as the failover candidate by acquiring the leader key")
 		return
@@ -383,6 +435,7 @@ func (d *decider) race() {
 	}
 	d.add(Action{Kind: ActAcquireLeader})
 	d.add(d.prePromoteSync()...)
+	d.add(d.arm()...)
 	d.add(Action{Kind: ActPromote})
 	if manual {
 		d.say("promoting self to leader by acquiring the leader key (manual failover)")
@@ -407,6 +460,9 @@ func (d *decider) healthiestAmong(peers []Peer, checkLag bool) (bool, string) {
 		if tl := d.c.Timeline(); tl > 0 && d.pg.Timeline < tl {
 			return false, fmt.Sprintf("my timeline %d is behind the cluster's %d", d.pg.Timeline, tl)
 		}
+	}
+	if why := d.watchdogBlocks(); why != "" {
+		return false, why
 	}
 	if f := d.c.Failsafe; cfg.FailsafeMode && len(f) > 0 && f[d.in.Name] == "" {
 		return false, "failsafe mode is on and /failsafe does not list me"
@@ -596,9 +652,15 @@ func (d *decider) recover() {
 			d.add(Action{Kind: ActReleaseLeader})
 			d.mem.CrashedAt, d.mem.Demoted = timeZero, true
 			d.say("postgres did not start within primary_start_timeout %s: releasing the leader key", cfg.PrimaryStartTimeout)
+		case d.watchdogBlocks() != "":
+			d.add(Action{Kind: ActReleaseLeader})
+			d.mem.CrashedAt, d.mem.Demoted = timeZero, true
+			d.say("postgres is down and will not start as a primary: %s; releasing the leader key", d.watchdogBlocks())
 		default:
 			d.mem.Demoted = false
-			d.add(Action{Kind: ActRenewLeader}, Action{Kind: ActStart, AsPrimary: true})
+			d.add(Action{Kind: ActRenewLeader})
+			d.add(d.arm()...)
+			d.add(Action{Kind: ActStart, AsPrimary: true})
 			d.say("starting primary after failure")
 		}
 		return

@@ -123,9 +123,13 @@ func (d *decider) manualFailover(f *cluster.Failover) bool {
 // run the normal race".
 func (d *decider) manualFailoverNoLeader(f *cluster.Failover) (ok bool, why string) {
 	cfg := d.in.Config
-	switch {
+	switch why := d.watchdogBlocks(); {
+	case why != "":
+		return false, why
 	case d.syncActive() && !d.syncEligible(d.in.Name):
 		return false, "I am not a synchronous standby"
+	case !d.quorumVoter():
+		return false, "I am not a quorum voter"
 	case f.Candidate == d.in.Name:
 		return true, ""
 	case cfg.Paused:

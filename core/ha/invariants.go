@@ -19,9 +19,25 @@ func CheckInvariants(in Input, d Decision) error {
 	lockSecured := false // a leader-key write precedes this point
 	promotes := 0
 	stops := false
+	// A watchdog that can be armed must be before a promotion or a start
+	// as primary; one that is required must be armed for them at all.
+	wd := in.Watchdog
+	needArmed := (wd.Required || wd.Available) && !in.Config.Paused
+	armed := wd.Armed
 	for i, a := range d.Actions {
 		switch a.Kind {
+		case ActArmWatchdog:
+			armed = true
+		case ActPromote, ActStart, ActRestart:
+			if (a.Kind == ActPromote || a.AsPrimary) && needArmed && !armed {
+				fail("action %d: %s without the watchdog armed", i, a.Kind)
+			}
+		}
+		switch a.Kind {
 		case ActAcquireLeader:
+			if wd.Required && !wd.Available && !in.Config.Paused {
+				fail("action %d: acquire_leader with the required watchdog not usable", i)
+			}
 			if in.Cluster == nil {
 				fail("action %d: %s while the DCS is not accessible", i, a.Kind)
 			}
@@ -84,6 +100,9 @@ func CheckInvariants(in Input, d Decision) error {
 		in.Postgres.MayBePrimary() && !in.Config.Paused && !stops && !d.NeedFailsafe && !failsafeAcknowledged(in) {
 		fail("postgres may run as a primary while the leader key may be gone (lease run out: %v, renewal failed: %q), and no stop", lapsed, in.RenewFailed)
 	}
+	if lockSecured && wd.Required && !wd.Available && !armed && in.Postgres.Primary() && !stops && !releases(d.Actions) && !in.Config.Paused {
+		fail("a primary keeps the leader key without the required watchdog")
+	}
 	if otherLeader && in.Postgres.Primary() && !stops && !in.Config.Paused {
 		fail("running primary while %s holds the leader key, and no stop", in.Cluster.LeaderName())
 	}
@@ -102,4 +121,14 @@ func failsafeAcknowledged(in Input) bool {
 		}
 	}
 	return true
+}
+
+// releases reports whether the actions release the leader key.
+func releases(actions []Action) bool {
+	for _, a := range actions {
+		if a.Kind == ActReleaseLeader {
+			return true
+		}
+	}
+	return false
 }

@@ -275,3 +275,13 @@ func (d *decider) quorumRace(peers []Peer) (bool, string) {
 	}
 	return true, ""
 }
+
+// quorumVoter: in quorum mode with voters in /sync, only a voter (or the
+// former leader) may be promoted; true outside quorum mode.
+func (d *decider) quorumVoter() bool {
+	s := d.c.Sync
+	if d.in.Config.SyncMode != SyncQuorum || s == nil || s.Leader == "" || len(s.SyncStandby) == 0 {
+		return true
+	}
+	return s.Matches(d.in.Name) || strings.EqualFold(s.Leader, d.in.Name)
+}

@@ -88,6 +88,12 @@ func randomInput(r *rand.Rand, names []string, pick func([]string) string) Input
 			m.Tags.NoFailover = r.IntN(4) == 0
 			c.Members = append(c.Members, m)
 		}
+		if r.IntN(5) == 0 {
+			c.Failover = &cluster.Failover{Candidate: pick(append([]string{""}, names...))}
+			if r.IntN(2) == 0 {
+				c.Failover.Leader = pick(names)
+			}
+		}
 		if r.IntN(4) > 0 {
 			l := pick(names)
 			c.Leader = &cluster.Leader{Name: l, Member: cluster.Member{Name: l}}
@@ -126,6 +132,9 @@ func randomInput(r *rand.Rand, names []string, pick func([]string) string) Input
 		if r.IntN(2) == 0 {
 			in.Outcome.Err = "failed"
 		}
+	}
+	if r.IntN(2) == 0 {
+		in.Watchdog = Watchdog{Required: r.IntN(2) == 0, Available: r.IntN(2) == 0, Armed: r.IntN(3) == 0}
 	}
 	if r.IntN(3) == 0 {
 		in.LeaderExpiry = now.Add(time.Duration(r.IntN(40)-10) * time.Second)

@@ -30,6 +30,7 @@ import (
 //	                 upstream=X streaming control="shut down" checkpoint=N minrecovery=N controltl=N
 //	             busy: KIND since=N
 //	             lease: expiry=N renew_failed="why" key_lost   (this member's leader key by its own count)
+//	             watchdog: required available armed problem="why"  (no line: mode off)
 //	             memory: bootstrapping crashed_at=N rewind_failed demoted bootstrap_failed
 //	             shutting_down
 //	set        like world, but only changes the lines given
@@ -286,6 +287,10 @@ func (w *world) input(t *testing.T, extra string) Input {
 		in.Busy = &Busy{Kind: Kind(kind), Since: epoch(float64(num(t, kv, "since")))}
 	}
 	in.ShuttingDown = len(w.lines["shutting_down"]) > 0
+	if l := w.one("watchdog"); l != "" {
+		_, kv := fields(t, "watchdog "+l)
+		in.Watchdog = Watchdog{Required: has(kv, "required"), Available: has(kv, "available"), Armed: has(kv, "armed"), Problem: kv["problem"]}
+	}
 	if l := w.one("lease"); l != "" {
 		_, kv := fields(t, "lease "+l)
 		if has(kv, "expiry") {

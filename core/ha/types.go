@@ -242,6 +242,9 @@ type Input struct {
 	RenewFailed string
 	KeyLost     bool
 
+	// Watchdog is the state of this member's watchdog.
+	Watchdog Watchdog
+
 	Postgres Postgres
 
 	// Busy is the background action in progress, if any.
@@ -412,6 +415,11 @@ const (
 	ActDeleteSync Kind = "delete_sync"
 	// ActSetFailsafe writes /failsafe = Failsafe.
 	ActSetFailsafe Kind = "set_failsafe"
+	// ActArmWatchdog arms the watchdog (timeout ttl - safety_margin); the
+	// controller feeds it on every renewal of the leader key from then on.
+	ActArmWatchdog Kind = "arm_watchdog"
+	// ActDisarmWatchdog disarms it (the magic close).
+	ActDisarmWatchdog Kind = "disarm_watchdog"
 )
 
 // Async reports whether the action runs in the background.

@@ -5,14 +5,13 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/custos-ha/custos/core/internal/testenv"
 )
 
 // degradedFor is how long the bad-input tests watch an agent that must not
@@ -151,8 +150,10 @@ func TestUnreachableDCS(t *testing.T) {
 	}
 	t.Logf("/patroni while the DCS is down: %s", st.raw)
 
-	// etcd appears at the configured address.
-	proxy(t, addr, env.etcd.Endpoint)
+	// etcd appears at the configured address. The proxy's clean-up,
+	// registered after startCluster's, runs before the agents stop: they
+	// shut down against a reachable DCS.
+	testenv.StartProxy(t, addr, env.etcd.Endpoint)
 	waitFor(t, "the agent to bootstrap once the DCS answers", formTimeout, func() error {
 		v, err := c.dcs()
 		if err != nil {
@@ -174,63 +175,6 @@ func TestUnreachableDCS(t *testing.T) {
 		return nil
 	})
 	m.assertNoCrash(t)
-}
-
-// proxy forwards TCP connections from addr to target until the end of the
-// test: etcd appearing at an address the agent was configured with.
-func proxy(t *testing.T, addr, target string) {
-	t.Helper()
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("listening on %s: %v", addr, err)
-	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	track := func(c net.Conn) {
-		mu.Lock()
-		conns = append(conns, c)
-		mu.Unlock()
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := l.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.DialTimeout("tcp", target, 5*time.Second)
-			if err != nil {
-				_ = in.Close()
-				continue
-			}
-			track(in)
-			track(out)
-			for _, pair := range [][2]net.Conn{{in, out}, {out, in}} {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					_, _ = io.Copy(pair[0], pair[1])
-					_ = pair[0].Close()
-					_ = pair[1].Close()
-				}()
-			}
-		}
-	}()
-	// Registered after startCluster's clean-ups, so it runs before the
-	// agents stop: they shut down against a reachable DCS.
-	t.Cleanup(func() {
-		_ = l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
 }
 
 // TestMalformedMemberKey: a member key that is not JSON, written by hand.

@@ -49,7 +49,7 @@ func TestZeroLoss(t *testing.T) {
 	primary := c.waitHealthy(t, formTimeout)
 	c.guardSinglePrimary(t)
 	primary.exec(t, "create table acks (id bigint primary key)")
-	w := startWriter(c)
+	w := startWriter(c, 0)
 	defer w.stop()
 	lost := map[int64]bool{}
 	// promoted is who took over in each round, in order; /history must
@@ -160,23 +160,37 @@ func readAcks(m *member) ([]int64, error) {
 }
 
 // writer commits one row at a time to whichever member leads and records
-// the ids of the commits acknowledged to it.
+// every commit acknowledged to it: its id, when the acknowledgement came and
+// from which member.
 type writer struct {
 	c      *testCluster
+	every  time.Duration
 	cancel context.CancelFunc
 	done   chan struct{}
 
 	mu      sync.Mutex
-	acked   []int64
+	acked   []ack
 	lastErr error
 	// failed counts commits that returned an error or were cut off: their
 	// outcome is unknown, so they are not acknowledged.
 	failed int
+	// slowest is the longest a commit took, acknowledged or not.
+	slowest time.Duration
 }
 
-func startWriter(c *testCluster) *writer {
+// ack is one acknowledged commit.
+type ack struct {
+	id int64
+	// at is when the acknowledgement arrived: the commit happened before.
+	at     time.Time
+	member string
+}
+
+// startWriter starts a writer that commits every `every` (without pause
+// when 0) into the table acks (id bigint primary key).
+func startWriter(c *testCluster, every time.Duration) *writer {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &writer{c: c, cancel: cancel, done: make(chan struct{})}
+	w := &writer{c: c, every: every, cancel: cancel, done: make(chan struct{})}
 	go w.run(ctx)
 	return w
 }
@@ -188,16 +202,25 @@ func (w *writer) stop() {
 
 func (w *writer) run(ctx context.Context) {
 	defer close(w.done)
-	var conn *pgx.Conn
+	var (
+		conn   *pgx.Conn
+		member string
+		tick   <-chan time.Time
+	)
 	defer func() {
 		if conn != nil {
 			_ = conn.Close(context.Background())
 		}
 	}()
+	if w.every > 0 {
+		ticker := time.NewTicker(w.every)
+		defer ticker.Stop()
+		tick = ticker.C
+	}
 	for id := int64(1); ctx.Err() == nil; {
 		if conn == nil {
 			var err error
-			if conn, err = w.connectPrimary(ctx); err != nil {
+			if conn, member, err = w.connectPrimary(ctx); err != nil {
 				w.setErr(err)
 				select {
 				case <-ctx.Done():
@@ -207,34 +230,43 @@ func (w *writer) run(ctx context.Context) {
 			}
 		}
 		cctx, cancel := context.WithTimeout(ctx, commitTimeout)
+		began := time.Now()
 		_, err := conn.Exec(cctx, "insert into acks (id) values ($1)", id)
+		at := time.Now()
 		cancel()
 		w.mu.Lock()
 		if err == nil {
-			w.acked = append(w.acked, id)
-		} else {
+			w.acked = append(w.acked, ack{id: id, at: at, member: member})
+		} else if ctx.Err() == nil {
 			w.failed++
 			w.lastErr = err
 		}
+		w.slowest = max(w.slowest, at.Sub(began))
 		w.mu.Unlock()
 		id++
 		if err != nil {
 			_ = conn.Close(context.Background())
 			conn = nil
 		}
+		if tick != nil {
+			select {
+			case <-ctx.Done():
+			case <-tick:
+			}
+		}
 	}
 }
 
 // connectPrimary connects to the member holding the leader key, if it runs
-// as a primary.
-func (w *writer) connectPrimary(ctx context.Context) (*pgx.Conn, error) {
+// as a primary, and returns the connection and the member's name.
+func (w *writer) connectPrimary(ctx context.Context) (*pgx.Conn, string, error) {
 	v, err := w.c.dcs()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	name := v.leader()
 	if name == "" {
-		return nil, errors.New("no leader")
+		return nil, "", errors.New("no leader")
 	}
 	var m *member
 	for _, x := range w.c.m {
@@ -243,20 +275,20 @@ func (w *writer) connectPrimary(ctx context.Context) (*pgx.Conn, error) {
 		}
 	}
 	if m == nil {
-		return nil, fmt.Errorf("unknown leader %q", name)
+		return nil, "", fmt.Errorf("unknown leader %q", name)
 	}
 	cctx, cancel := context.WithTimeout(ctx, sqlTimeout)
 	defer cancel()
 	conn, err := m.connect(cctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var inRecovery bool
 	if err := conn.QueryRow(cctx, "select pg_is_in_recovery()").Scan(&inRecovery); err != nil || inRecovery {
 		_ = conn.Close(context.Background())
-		return nil, fmt.Errorf("%s: in recovery %v, %v", name, inRecovery, err)
+		return nil, "", fmt.Errorf("%s: in recovery %v, %v", name, inRecovery, err)
 	}
-	return conn, nil
+	return conn, name, nil
 }
 
 func (w *writer) setErr(err error) {
@@ -288,7 +320,25 @@ func (w *writer) ackedCount() int {
 func (w *writer) snapshot() []int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	ids := make([]int64, len(w.acked))
+	for i, a := range w.acked {
+		ids[i] = a.id
+	}
+	return ids
+}
+
+// acks returns the commits acknowledged so far, in order.
+func (w *writer) acks() []ack {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	return slices.Clone(w.acked)
+}
+
+// slowestCommit is the longest a commit took so far.
+func (w *writer) slowestCommit() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.slowest
 }
 
 // assertHistory waits until /history has a line for every promotion, in

@@ -353,62 +353,117 @@ func (c *testCluster) guardSinglePrimary(t *testing.T) {
 	})
 }
 
-// leaderWatch records the changes of the cluster's leader key from the
-// current revision on.
-type leaderWatch struct {
-	mu     sync.Mutex
-	events []leaderEvent
+// recorder keeps what a goroutine of the test observes, until it is
+// stopped or the test ends.
+type recorder[T any] struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	mu     sync.Mutex
+	items  []T
 }
+
+// record runs observe in a goroutine; observe passes each observation to
+// add and returns once ctx ends.
+func record[T any](t testing.TB, observe func(ctx context.Context, add func(T))) *recorder[T] {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &recorder[T]{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		observe(ctx, func(v T) {
+			r.mu.Lock()
+			r.items = append(r.items, v)
+			r.mu.Unlock()
+		})
+	}()
+	t.Cleanup(r.stop)
+	return r
+}
+
+// stop ends the observation; it may be called more than once.
+func (r *recorder[T]) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// snapshot returns what was observed so far, in order.
+func (r *recorder[T]) snapshot() []T {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.items)
+}
+
+// leaderWatch records the changes of the cluster's leader key from the
+// current revision on.
+type leaderWatch struct{ *recorder[leaderEvent] }
 
 type leaderEvent struct {
 	at      time.Time
 	deleted bool
 	value   string
 	lease   int64
-	// prevLease is the lease of the value deleted or overwritten.
+	// prevValue and prevLease are the value deleted or overwritten (its
+	// holder) and its lease.
+	prevValue string
 	prevLease int64
 	// hook is what onEvent returned for this event.
 	hook string
 }
 
-// watchLeader starts recording; onEvent, when set, runs in the watch's
-// goroutine the moment an event arrives and its result is kept with it.
+// watchLeader starts recording, in the etcd the cluster runs on; onEvent,
+// when set, runs in the watch's goroutine the moment an event arrives and
+// its result is kept with it.
 func (c *testCluster) watchLeader(t *testing.T, fromRev int64, onEvent func(leaderEvent) string) *leaderWatch {
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &leaderWatch{cancel: cancel, done: make(chan struct{})}
-	ch := env.kv.Watch(ctx, c.prefix()+"leader", clientv3.WithRev(fromRev), clientv3.WithPrevKV())
-	go func() {
-		defer close(w.done)
-		for resp := range ch {
+	kv := c.etcd(t)
+	return &leaderWatch{record(t, func(ctx context.Context, add func(leaderEvent)) {
+		for resp := range kv.Watch(ctx, c.prefix()+"leader", clientv3.WithRev(fromRev), clientv3.WithPrevKV()) {
 			for _, ev := range resp.Events {
 				e := leaderEvent{at: time.Now(), deleted: ev.Type == clientv3.EventTypeDelete, value: string(ev.Kv.Value), lease: ev.Kv.Lease}
 				if ev.PrevKv != nil {
-					e.prevLease = ev.PrevKv.Lease
+					e.prevValue, e.prevLease = string(ev.PrevKv.Value), ev.PrevKv.Lease
 				}
 				if onEvent != nil {
 					e.hook = onEvent(e)
 				}
-				w.mu.Lock()
-				w.events = append(w.events, e)
-				w.mu.Unlock()
+				add(e)
 			}
 		}
-	}()
-	t.Cleanup(w.stop)
-	return w
+	})}
 }
 
-func (w *leaderWatch) stop() {
-	w.cancel()
-	<-w.done
+// etcd is the client of the etcd the cluster runs on: the shared one, or
+// its own (newEtcdDCS).
+func (c *testCluster) etcd(t testing.TB) *clientv3.Client {
+	t.Helper()
+	switch d := c.opts.dcs.(type) {
+	case nil:
+		return env.kv
+	case *etcdDCS:
+		return d.kv
+	}
+	t.Fatalf("the cluster runs on %T, not etcd", c.opts.dcs)
+	return nil
 }
 
-func (w *leaderWatch) snapshot() []leaderEvent {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.events)
+// deletedFrom returns the first event after since in which the leader key
+// held by holder went away; ok is false when there was none.
+func (w *leaderWatch) deletedFrom(holder string, since time.Time) (leaderEvent, bool) {
+	for _, e := range w.snapshot() {
+		if e.deleted && e.prevValue == holder && !e.at.Before(since) {
+			return e, true
+		}
+	}
+	return leaderEvent{}, false
+}
+
+// createdAfter returns the first event after since that gave the leader
+// key to someone other than holder.
+func (w *leaderWatch) createdAfter(holder string, since time.Time) (leaderEvent, bool) {
+	for _, e := range w.snapshot() {
+		if !e.deleted && e.value != holder && !e.at.Before(since) {
+			return e, true
+		}
+	}
+	return leaderEvent{}, false
 }
 
 // firstDelete is when the watch first saw the leader key deleted, zero if

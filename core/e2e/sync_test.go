@@ -411,7 +411,7 @@ func TestQuorumCommit(t *testing.T) {
 	})
 
 	primary.exec(t, "create table acks (id bigint primary key)")
-	w := startWriter(c)
+	w := startWriter(c, 0)
 	defer w.stop()
 	step(t, "a voter takes over with every acknowledged commit", func(t *testing.T) {
 		voters := c.others(primary)

@@ -170,6 +170,30 @@ func (e *Etcd) Kill() {
 	<-done
 }
 
+// Freeze stops the server with SIGSTOP, as a hung process or a paused
+// machine stops: its connections stay open and nothing answers. Thaw
+// resumes it.
+func (e *Etcd) Freeze() error { return e.signal(syscall.SIGSTOP, "freezing") }
+
+// Thaw resumes a frozen server with SIGCONT. Thawing a running server does
+// nothing.
+func (e *Etcd) Thaw() error { return e.signal(syscall.SIGCONT, "thawing") }
+
+func (e *Etcd) signal(sig syscall.Signal, what string) error {
+	e.mu.Lock()
+	cmd, done := e.cmd, e.done
+	e.mu.Unlock()
+	select {
+	case <-done:
+		return fmt.Errorf("%s etcd: it is not running", what)
+	default:
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("%s etcd: %w", what, err)
+	}
+	return nil
+}
+
 // Restart starts a killed server again on the same ports with the same
 // data, and waits until it serves requests.
 func (e *Etcd) Restart() error {

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/custos-ha/custos/core/config"
+	"github.com/custos-ha/custos/core/watchdog"
 )
 
 // Exit codes of the custos command.
@@ -27,6 +28,11 @@ const (
 // Main is the whole custos command: `custos [--validate-config] FILE`,
 // `custos --version`. It returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == watchdog.FenceArg {
+		// The watchdog's fencing process: the agent re-executes its own
+		// binary, which runs nothing else.
+		return watchdog.FenceMain(os.Stdin, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("custos", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	validate := fs.Bool("validate-config", false, "check the configuration file, print every problem and exit")

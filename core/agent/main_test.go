@@ -2,9 +2,21 @@ package agent
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 )
+
+// mainEnv makes the test binary run Main on its arguments, as the custos
+// binary does, so tests can run the command as a process.
+const mainEnv = "CUSTOS_AGENT_TEST_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(mainEnv) == "1" {
+		os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
 
 func TestValidateConfigListsEveryProblem(t *testing.T) {
 	var stdout, stderr bytes.Buffer

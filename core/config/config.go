@@ -42,6 +42,9 @@ const (
 	// DefaultWatchdogMode uses a watchdog when one is there and goes on
 	// without one otherwise.
 	DefaultWatchdogMode = WatchdogAutomatic
+	// DefaultWatchdogDriver is the Linux watchdog device, as Patroni's
+	// default driver.
+	DefaultWatchdogDriver = WatchdogDriverDefault
 	// DefaultWatchdogDevice is the Linux watchdog device.
 	DefaultWatchdogDevice = "/dev/watchdog"
 	// DefaultWatchdogSafetyMargin is how long before the leader key expires
@@ -62,6 +65,16 @@ const (
 	WatchdogOff       = "off"
 	WatchdogAutomatic = "automatic"
 	WatchdogRequired  = "required"
+)
+
+// Watchdog drivers.
+const (
+	// WatchdogDriverDefault is the Linux watchdog device (watchdog.device).
+	WatchdogDriverDefault = "default"
+	// WatchdogDriverProcess is a separate fencing process that kills the
+	// postmaster when the agent stops feeding it, for machines without a
+	// watchdog device.
+	WatchdogDriverProcess = "process"
 )
 
 // Config is the agent's local configuration.
@@ -248,6 +261,8 @@ type Callbacks struct {
 // Watchdog is the [watchdog] section.
 type Watchdog struct {
 	Mode   string `json:"mode"`
+	Driver string `json:"driver"`
+	// Device is used by the default driver only.
 	Device string `json:"device"`
 	// SafetyMargin is WatchdogSafetyMarginHalfTTL for Patroni's -1.
 	SafetyMargin time.Duration `json:"safety_margin"`
@@ -296,6 +311,7 @@ func Default() Config {
 		PostgreSQL: PostgreSQL{PGCtlTimeout: DefaultPGCtlTimeout},
 		Watchdog: Watchdog{
 			Mode:         DefaultWatchdogMode,
+			Driver:       DefaultWatchdogDriver,
 			Device:       DefaultWatchdogDevice,
 			SafetyMargin: DefaultWatchdogSafetyMargin,
 		},

@@ -118,10 +118,11 @@ func validate(d *decoder, c *Config) {
 
 	// [watchdog]
 	v.enum("watchdog.mode", &c.Watchdog.Mode, WatchdogOff, WatchdogAutomatic, WatchdogRequired)
+	v.enum("watchdog.driver", &c.Watchdog.Driver, WatchdogDriverDefault, WatchdogDriverProcess)
 	if m := c.Watchdog.SafetyMargin; m < 0 && m != WatchdogSafetyMarginHalfTTL && !d.hasProblem("watchdog.safety_margin") {
 		d.addAt("watchdog.safety_margin", "out of range: %v (use a positive duration, or -1 for ttl/2)", m)
 	}
-	if c.Watchdog.Mode != WatchdogOff && !d.hasProblem("watchdog.mode") {
+	if c.Watchdog.Mode != WatchdogOff && c.Watchdog.Driver == WatchdogDriverDefault && !d.hasProblem("watchdog.mode") {
 		v.required("watchdog.device", c.Watchdog.Device)
 	}
 

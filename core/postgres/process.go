@@ -386,7 +386,7 @@ func (p *Postgres) Kill(ctx context.Context) error {
 }
 
 func (p *Postgres) kill(ctx context.Context, pm *Postmaster) error {
-	kids := childPids(pm.pid)
+	kids := reaper.Children(pm.pid)
 	if pm.child {
 		_ = killGroup(pm.pid)
 	}

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,24 +23,6 @@ import (
 const exitPollMillis = 200
 
 func killGroup(pid int) error { return syscall.Kill(-pid, syscall.SIGKILL) }
-
-// childPids lists the children of pid (a postmaster's backends).
-func childPids(pid int) []int {
-	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	var pids []int
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		for _, field := range strings.Fields(string(data)) {
-			if n, err := strconv.Atoi(field); err == nil {
-				pids = append(pids, n)
-			}
-		}
-	}
-	return pids
-}
 
 // processAlive: the process exists and is not a zombie. Never judge by
 // kill(pid, 0): a zombie nobody reaps answers it forever.

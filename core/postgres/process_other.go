@@ -14,8 +14,6 @@ const exitPoll = 200 * time.Millisecond
 
 func killGroup(pid int) error { return syscall.Kill(-pid, syscall.SIGKILL) }
 
-func childPids(pid int) []int { return nil }
-
 // processAlive can only ask kill(pid, 0) here; zombies count as alive.
 func processAlive(pid int) bool {
 	err := syscall.Kill(pid, 0)

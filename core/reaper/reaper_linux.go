@@ -180,9 +180,13 @@ func sweepChildren() []int {
 
 // children lists the children of every thread of this process. Orphans are
 // re-parented to some live thread of the subreaper, so all threads count.
-func children() []int {
-	self := os.Getpid()
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", self))
+func children() []int { return Children(os.Getpid()) }
+
+// Children lists the children of every thread of process pid (a
+// postmaster's backends, which lead sessions of their own and so escape a
+// kill of its process group).
+func Children(pid int) []int {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
 	var pids []int
 	seen := map[int]bool{}
 	if len(tasks) > 0 {
@@ -192,9 +196,9 @@ func children() []int {
 				continue
 			}
 			for _, field := range strings.Fields(string(data)) {
-				if pid, err := strconv.Atoi(field); err == nil && !seen[pid] {
-					seen[pid] = true
-					pids = append(pids, pid)
+				if child, err := strconv.Atoi(field); err == nil && !seen[child] {
+					seen[child] = true
+					pids = append(pids, child)
 				}
 			}
 		}
@@ -203,12 +207,12 @@ func children() []int {
 	// Kernels without CONFIG_PROC_CHILDREN: scan every process.
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
+		child, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if st, err := ReadStat(pid); err == nil && st.PPid == self {
-			pids = append(pids, pid)
+		if st, err := ReadStat(child); err == nil && st.PPid == pid {
+			pids = append(pids, child)
 		}
 	}
 	return pids

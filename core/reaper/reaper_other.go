@@ -18,6 +18,9 @@ func Prepare(cmd *exec.Cmd) {}
 // ReapOrphans does nothing on this platform.
 func ReapOrphans() []int { return nil }
 
+// Children is not available on this platform.
+func Children(pid int) []int { return nil }
+
 // Stat holds the fields of /proc/<pid>/stat the agent looks at.
 type Stat struct {
 	Pid       int

@@ -182,8 +182,17 @@ func (f *fence) fire() {
 		f.logger.Error(why+": the target pid is another process now, nothing killed", "target_pid", t.Pid, "start_time", st.StartTime, "want_start_time", t.StartTime)
 		return
 	}
+	// PostgreSQL's backends and auxiliary processes each lead a session
+	// of their own (setsid), so the group alone would miss them: a backend
+	// in the middle of a commit could finish it after the postmaster died.
+	// They are listed before the postmaster goes (its children are
+	// re-parented then) and killed with it.
+	kids := reaper.Children(t.Pid)
 	gerr := unix.Kill(-t.Pid, unix.SIGKILL)
 	perr := unix.Kill(t.Pid, unix.SIGKILL)
+	for _, k := range kids {
+		_ = unix.Kill(k, unix.SIGKILL)
+	}
 	switch {
 	case gerr == nil:
 		f.logger.Error(why+": killed the target's process group with SIGKILL", "target_pid", t.Pid, "command", st.Comm)

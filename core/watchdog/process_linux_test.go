@@ -23,11 +23,12 @@ import (
 // countdown of a few hundred milliseconds: generous, for a loaded machine.
 const within = 15 * time.Second
 
-// group is a process group standing in for a postmaster and its backends:
-// a shell that leads its own group and a sleep it started.
+// group stands in for a postmaster and its backends: a shell that leads
+// its own group and a sleep it started in a session of its own, as
+// PostgreSQL's backends do (setsid), out of the group's reach.
 type group struct {
 	cmd    *exec.Cmd
-	child  int // the sleep, a second member of the group
+	child  int // the sleep, in its own session
 	target Target
 	done   chan struct{}
 	err    error
@@ -35,7 +36,7 @@ type group struct {
 
 func startGroup(t *testing.T) *group {
 	t.Helper()
-	cmd := exec.Command("sh", "-c", "sleep 1000 & echo $!; wait")
+	cmd := exec.Command("sh", "-c", "setsid sleep 1000 & echo $!; wait")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -58,6 +59,9 @@ func startGroup(t *testing.T) *group {
 	}()
 	t.Cleanup(func() {
 		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+		if g.child > 1 {
+			_ = unix.Kill(g.child, unix.SIGKILL)
+		}
 		<-g.done
 	})
 	if err != nil {

@@ -74,6 +74,12 @@ func Run(ctx context.Context, path string, cfg *config.Config, exe string, logge
 	}
 
 	latest := &api.Latest{}
+	fence := newFence(cfg.Watchdog, exe, pg, logger.Named("watchdog"))
+	var wd controller.Watchdog
+	if fence != nil {
+		wd = fence
+		defer fence.Close()
+	}
 	ctrl := controller.New(controller.Options{
 		Name:                                   cfg.Name,
 		Scope:                                  cfg.Scope,
@@ -86,9 +92,13 @@ func Run(ctx context.Context, path string, cfg *config.Config, exe string, logge
 		RemoveDataDirectoryOnRewindFailure:     cfg.PostgreSQL.RemoveDataDirectoryOnRewindFailure,
 		RemoveDataDirectoryOnDivergedTimelines: cfg.PostgreSQL.RemoveDataDirectoryOnDivergedTimelines,
 		Publish: func(st *controller.State) {
-			latest.Publish(snapshotOf(st, cfg.Scope, cfg.Name, problemsOf(st)))
+			snap := snapshotOf(st, cfg.Scope, cfg.Name, problemsOf(st))
+			snap.Status.WatchdogFailed = fence.failed()
+			snap.Status.Custos.Watchdog = fence.status()
+			latest.Publish(snap)
 		},
 		ApplyDynamic: settings.applyDynamic,
+		Watchdog:     wd,
 	}, store, &local{
 		pg:           pg,
 		replicas:     newReplicaCreator(host, cfg, pg, logger.Named("replica")),

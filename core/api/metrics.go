@@ -168,6 +168,11 @@ var metrics = []metric{
 		always(func(s *Status) float64 { return boolValue(s.Pause) })),
 	newMetric("patroni_postgres_state", "Numeric representation of Postgres state (0=initdb 1=initdb_failed 2=custom_bootstrap 3=custom_bootstrap_failed 4=creating_replica 5=running 6=starting 7=bootstrap_starting 8=start_failed 9=restarting 10=restart_failed 11=stopping 12=stopped 13=stop_failed 14=crashed, -1 otherwise).",
 		always(func(s *Status) float64 { return stateNumber(s.State) })),
+	// custos's own, after Patroni's set.
+	newMetric("custos_watchdog_armed", "Value is 1 if the watchdog is armed (this node is a primary holding the leader key and fenced), 0 otherwise.",
+		always(func(s *Status) float64 {
+			return boolValue(s.Custos != nil && s.Custos.Watchdog != nil && s.Custos.Watchdog.Armed)
+		})),
 }
 
 // collector is a prometheus.Collector reading the current snapshot on each

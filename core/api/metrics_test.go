@@ -77,6 +77,7 @@ func TestMetricsPrimary(t *testing.T) {
 		"patroni_pending_restart":              0,
 		"patroni_is_paused":                    0,
 		"patroni_postgres_state":               5,
+		"custos_watchdog_armed":                0,
 	}
 	for name, v := range want {
 		got, ok := metricValue(t, families, name, "demo", "node1")

@@ -104,6 +104,20 @@ type Extension struct {
 	// Problems are conditions an operator should see (a malformed DCS key,
 	// a broken data directory), one sentence each.
 	Problems []string `json:"problems,omitempty"`
+	// Watchdog is the watchdog's state; nil with mode off.
+	Watchdog *WatchdogStatus `json:"watchdog,omitempty"`
+}
+
+// WatchdogStatus is the watchdog as /patroni shows it under "custos".
+type WatchdogStatus struct {
+	Mode   string `json:"mode"`
+	Driver string `json:"driver"`
+	// Armed: counting down now (this member is a primary with the key).
+	Armed bool `json:"armed"`
+	// Timeout is the countdown in seconds while armed.
+	Timeout float64 `json:"timeout,omitempty"`
+	// Reason says why it is not usable or not armed.
+	Reason string `json:"reason,omitempty"`
 }
 
 // ParamChange is one entry of pending_restart_reason.

@@ -25,6 +25,7 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 			return err
 		}
 		c.leaseExpiry = at.Add(c.ttl)
+		c.feedWatchdog()
 		return nil
 	case ha.ActRenewLeader:
 		status := cluster.Status{}
@@ -54,6 +55,7 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 			return err
 		}
 		c.leaseExpiry = at.Add(c.ttl)
+		c.feedWatchdog()
 		return c.store.WriteStatus(ctx, status)
 	case ha.ActReleaseLeader:
 		if err := c.store.ReleaseLeader(ctx); err != nil {
@@ -166,6 +168,16 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 		// last written value the same way).
 		c.lastFailsafe = maps.Clone(a.Failsafe)
 		return nil
+	case ha.ActArmWatchdog:
+		if c.opts.Watchdog == nil {
+			return nil
+		}
+		return c.opts.Watchdog.Arm(c.dyn.TTL.Duration(), c.dyn.LoopWait.Duration())
+	case ha.ActDisarmWatchdog:
+		if c.opts.Watchdog == nil {
+			return nil
+		}
+		return c.opts.Watchdog.Disarm()
 	case ha.ActClearFailover:
 		if clu == nil || clu.Failover == nil {
 			return nil

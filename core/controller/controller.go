@@ -54,6 +54,8 @@ type Options struct {
 	RemoveDataDirectoryOnDivergedTimelines bool
 	// Publish, when set, receives the state after each cycle.
 	Publish func(*State)
+	// Watchdog fences this member's primary; nil for mode off.
+	Watchdog Watchdog
 	// ApplyDynamic, when set, applies a changed dynamic configuration to
 	// PostgreSQL (parameters, pg_hba...); it is called from the loop,
 	// never while a background action runs, and again until it succeeds.
@@ -334,6 +336,7 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 		LeaderExpiry: c.leaseExpiry,
 		RenewFailed:  c.renewFailed,
 		KeyLost:      c.keyLost,
+		Watchdog:     c.watchdogState(),
 		Postgres:     obs.HA,
 		Outcome:      c.outcome,
 		ShuttingDown: shuttingDown,
@@ -384,8 +387,10 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 	case in.FailsafeChecked && !stops(dec):
 		c.failsafeKept = in.Now
 		// The members, not the lease, keep this primary now: the lease is
-		// no longer counted, so the cycles go on reading the DCS.
+		// no longer counted, so the cycles go on reading the DCS. The
+		// watchdog is fed on their acknowledgement as on a renewal.
 		c.leaseExpiry = time.Time{}
+		c.feedWatchdog()
 	}
 
 	obs, failed := c.execute(lctx, in, dec, obs)
@@ -416,6 +421,27 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 		c.logger.Info("ha cycle", line...)
 	}
 	return c.nextWait(readErr != nil || failed != nil, stops(dec))
+}
+
+// watchdogState is the watchdog as the decision sees it (mode off without
+// one).
+func (c *Controller) watchdogState() ha.Watchdog {
+	if c.opts.Watchdog == nil {
+		return ha.Watchdog{}
+	}
+	return c.opts.Watchdog.State(c.dyn.TTL.Duration(), c.dyn.LoopWait.Duration())
+}
+
+// feedWatchdog restarts the watchdog's countdown; a failure is logged: the
+// next decision sees the watchdog unarmed and arms it again (or, when it is
+// required and not usable, demotes).
+func (c *Controller) feedWatchdog() {
+	if c.opts.Watchdog == nil {
+		return
+	}
+	if err := c.opts.Watchdog.Feed(); err != nil {
+		c.logger.Error("feeding the watchdog", "error", err)
+	}
 }
 
 // forgetLease stops counting the leader key's lease once there is nothing

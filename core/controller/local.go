@@ -92,3 +92,22 @@ type Peers interface {
 	Status(ctx context.Context, m cluster.Member) (ha.Peer, error)
 	Failsafe(ctx context.Context, name, apiURL string, me cluster.Member) error
 }
+
+// Watchdog is the watchdog as the loop sees it: core/watchdog against the
+// running postmaster, put together by the agent. Nil in Options means mode
+// off.
+type Watchdog interface {
+	// State checks the watchdog for this ttl and loop_wait (starting the
+	// fencing process when it is not running) and says what the decision
+	// needs.
+	State(ttl, loopWait time.Duration) ha.Watchdog
+	// Arm arms it against the running postmaster (before a promotion or a
+	// start as primary, or for a primary found unarmed).
+	Arm(ttl, loopWait time.Duration) error
+	// Feed restarts its countdown when armed (after each renewal of the
+	// leader key, and each acknowledgement in failsafe mode), following a
+	// postmaster that was restarted.
+	Feed() error
+	// Disarm stops it (the magic close).
+	Disarm() error
+}

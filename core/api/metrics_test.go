@@ -147,3 +147,20 @@ func TestPaddedVersion(t *testing.T) {
 		}
 	}
 }
+
+// The watchdog's state: armed on a fenced primary, and shown in /patroni.
+func TestMetricsWatchdogArmed(t *testing.T) {
+	snap := primarySnapshot(t)
+	if snap.Status.Custos == nil {
+		snap.Status.Custos = &Extension{}
+	}
+	snap.Status.Custos.Watchdog = &WatchdogStatus{Mode: "required", Driver: "process", Armed: true, Timeout: 7}
+	families, _ := scrape(t, snap)
+	if got, ok := metricValue(t, families, "custos_watchdog_armed", "demo", "node1"); !ok || got != 1 {
+		t.Fatalf("custos_watchdog_armed = %v (present %v), want 1", got, ok)
+	}
+	rec := get(t, newTestServer(snap, ServerConfig{}), "/patroni")
+	if body := rec.Body.String(); !strings.Contains(body, `"watchdog":{"mode":"required","driver":"process","armed":true,"timeout":7}`) {
+		t.Fatalf("GET /patroni does not show the armed watchdog: %s", body)
+	}
+}

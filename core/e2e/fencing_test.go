@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -241,5 +242,37 @@ func TestPrimaryCutFromDCS(t *testing.T) {
 				m.assertNoCrash(t)
 			}
 		})
+	}
+}
+
+// TestWatchdogRequiredWithoutDevice: a member whose required watchdog has
+// no device never takes the leader key, and says why. node2 joins as a
+// replica; when node1 (agent and PostgreSQL) is killed, node2 does not
+// promote, and its GET /patroni shows watchdog_failed with the reason.
+func TestWatchdogRequiredWithoutDevice(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOpts{members: 2, timings: shortTimings, edit: func(m *member) {
+		if m.name == "node2" {
+			m.extra = []string{"[watchdog]", `mode = "required"`, `device = "/dev/custos-e2e-no-such-watchdog"`}
+		}
+	}})
+	leader := c.waitFormed(t)
+	if leader.name != "node1" {
+		t.Fatalf("%s leads: a member whose required watchdog has no device took the leader key", leader.name)
+	}
+	node2 := c.member("node2")
+	leader.kill(t, agentAndPostmaster, syscall.SIGKILL)
+	holdsFor(t, "node2 not to promote", 3*c.timings().ttlDuration(), func() error {
+		if ok, err := node2.writable(); err == nil && ok {
+			return fmt.Errorf("node2 accepts writes without its required watchdog")
+		}
+		return nil
+	})
+	st := mustStatus(t, node2)
+	if !strings.Contains(st.raw, `"watchdog_failed":true`) {
+		t.Errorf("node2: /patroni does not show watchdog_failed: %s", st.raw)
+	}
+	if st.Custos == nil || !strings.Contains(st.Custos.Reason, "the watchdog is required but not usable") || !strings.Contains(st.Custos.Reason, "custos-e2e-no-such-watchdog") {
+		t.Errorf("node2: the reason does not say why it does not lead: %s", st.raw)
 	}
 }

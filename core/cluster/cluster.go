@@ -41,15 +41,36 @@ type Cluster struct {
 	HasHistory bool
 	Status     Status
 	Failsafe   Failsafe
+	// Malformed maps each key whose value does not parse ("initialize",
+	// "leader", "failover", "sync", "history", "status", "failsafe",
+	// "members/<name>"; see the Key constants) to the problem. FromDCS
+	// gives such a key the reading its comment names; Decide looks here to
+	// tell an unreadable value from an absent one and reads it the safe way.
+	Malformed map[string]string
 }
 
 // FromDCS decodes a raw DCS read. A malformed value never fails the whole
-// read: the key is treated as absent (a malformed member as a member with
-// no data) and the problem is returned so the caller can log and publish
-// it.
+// read: it is named in Cluster.Malformed and in the problems returned (for
+// the caller to log and publish), and read as follows so that nothing
+// unsafe follows from it:
+//   - initialize: kept as read, but SysID is "" (no system identifier known);
+//   - leader: a Leader with an empty Name (the key is held, by nobody known);
+//   - members/<name>: a member with no data (not running, no api_url);
+//   - sync: an empty SyncState with the version read (for compare-and-set);
+//   - failover, history, status, failsafe: absent.
+//
+// Decide reads the flags in Malformed to refuse what an absent value would
+// allow (docs/dcs-values.md).
 func FromDCS(raw *dcs.Cluster) (*Cluster, []error) {
-	var problems []error
 	c := &Cluster{}
+	var problems []error
+	bad := func(key, reading string, err error) {
+		if c.Malformed == nil {
+			c.Malformed = map[string]string{}
+		}
+		c.Malformed[key] = err.Error()
+		problems = append(problems, fmt.Errorf("malformed /%s, read as %s: %w", key, reading, err))
+	}
 	if raw == nil {
 		return c, nil
 	}
@@ -57,6 +78,9 @@ func FromDCS(raw *dcs.Cluster) (*Cluster, []error) {
 		s := string(bytes.TrimSpace(raw.Initialize.Data))
 		c.Initialize = &s
 		c.InitializeVersion = raw.Initialize.Version
+		if s != "" && !ValidSysID(s) {
+			bad(KeyInitialize, "no system identifier known", fmt.Errorf("initialize: %q is not a system identifier", truncate(s)))
+		}
 	}
 	if raw.Config != nil {
 		c.Config = &Raw{Data: raw.Config.Data, Version: raw.Config.Version}
@@ -64,15 +88,22 @@ func FromDCS(raw *dcs.Cluster) (*Cluster, []error) {
 	for _, rm := range raw.Members {
 		m, err := ParseMember(rm.Name, rm.Data)
 		if err != nil {
-			problems = append(problems, fmt.Errorf("ignoring malformed value of members/%s: %w", rm.Name, err))
+			bad(MemberKey(rm.Name), "a member with no data", err)
 		}
 		m.Version, m.Session = rm.Version, rm.Session
 		c.Members = append(c.Members, m)
 	}
 	sort.Slice(c.Members, func(i, j int) bool { return c.Members[i].Name < c.Members[j].Name })
-	if raw.Leader != nil && raw.Leader.Name != "" {
-		l := &Leader{Name: raw.Leader.Name, Version: raw.Leader.Version, Session: raw.Leader.Session, Member: Member{Name: raw.Leader.Name}}
-		if m := c.Member(raw.Leader.Name); m != nil {
+	if raw.Leader != nil {
+		l := &Leader{Name: raw.Leader.Name, Version: raw.Leader.Version, Session: raw.Leader.Session}
+		if err := validLeaderName(raw.Leader.Name); err != nil {
+			// Held, but by no member anybody can name: nobody races,
+			// nobody follows it, a running primary is not its holder.
+			l.Name = ""
+			bad(KeyLeader, "held by an unknown member", err)
+		}
+		l.Member = Member{Name: l.Name}
+		if m := c.Member(l.Name); m != nil && l.Name != "" {
 			l.Member = *m
 		}
 		c.Leader = l
@@ -80,7 +111,7 @@ func FromDCS(raw *dcs.Cluster) (*Cluster, []error) {
 	if raw.Failover != nil {
 		f, err := ParseFailover(raw.Failover.Data)
 		if err != nil {
-			problems = append(problems, fmt.Errorf("ignoring malformed /failover: %w", err))
+			bad(KeyFailover, "no switchover or failover requested", err)
 		} else {
 			f.Version = raw.Failover.Version
 			c.Failover = &f
@@ -89,7 +120,7 @@ func FromDCS(raw *dcs.Cluster) (*Cluster, []error) {
 	if raw.Sync != nil {
 		s, err := ParseSyncState(raw.Sync.Data)
 		if err != nil {
-			problems = append(problems, fmt.Errorf("ignoring malformed /sync: %w", err))
+			bad(KeySync, "no synchronous standby known", err)
 			s = SyncState{}
 		}
 		s.Version = raw.Sync.Version
@@ -98,7 +129,7 @@ func FromDCS(raw *dcs.Cluster) (*Cluster, []error) {
 	if raw.History != nil {
 		h, err := ParseHistory(raw.History.Data)
 		if err != nil {
-			problems = append(problems, fmt.Errorf("ignoring malformed /history: %w", err))
+			bad(KeyHistory, "timeline history unknown", err)
 		} else {
 			c.History, c.HasHistory = h, true
 		}
@@ -106,7 +137,7 @@ func FromDCS(raw *dcs.Cluster) (*Cluster, []error) {
 	if raw.Status != nil {
 		s, err := ParseStatus(raw.Status.Data)
 		if err != nil {
-			problems = append(problems, fmt.Errorf("ignoring malformed /status: %w", err))
+			bad(KeyStatus, "leader position unknown", err)
 		} else {
 			c.Status = s
 		}
@@ -114,7 +145,7 @@ func FromDCS(raw *dcs.Cluster) (*Cluster, []error) {
 	if raw.Failsafe != nil {
 		f, err := ParseFailsafe(raw.Failsafe.Data)
 		if err != nil {
-			problems = append(problems, fmt.Errorf("ignoring malformed /failsafe: %w", err))
+			bad(KeyFailsafe, "no member listed", err)
 		} else {
 			c.Failsafe = f
 		}
@@ -155,9 +186,10 @@ func (c *Cluster) Timeline() int {
 	return c.History[len(c.History)-1].Timeline + 1
 }
 
-// SysID is the system identifier from /initialize, "" when unknown.
+// SysID is the system identifier from /initialize, "" when unknown (absent,
+// a bootstrap in progress, or malformed).
 func (c *Cluster) SysID() string {
-	if c.Initialize == nil {
+	if c.Initialize == nil || c.IsMalformed(KeyInitialize) {
 		return ""
 	}
 	return *c.Initialize

@@ -183,3 +183,56 @@ func FuzzParseKeys(f *testing.F) {
 		_, _ = ParseFailsafe(data)
 	})
 }
+
+// TestFromDCSMalformed: every key's malformed values are flagged and read
+// the way FromDCS documents; well-formed neighbours are not.
+func TestFromDCSMalformed(t *testing.T) {
+	val := func(s string) *dcs.Value { return &dcs.Value{Data: []byte(s), Version: "4"} }
+	tests := []struct {
+		key  string
+		raw  dcs.Cluster
+		bad  bool
+		read func(c *Cluster) bool
+	}{
+		{KeyInitialize, dcs.Cluster{Initialize: val("garbage")}, true, func(c *Cluster) bool { return c.Initialize != nil && c.SysID() == "" }},
+		{KeyInitialize, dcs.Cluster{Initialize: val("-1")}, true, func(c *Cluster) bool { return c.SysID() == "" }},
+		{KeyInitialize, dcs.Cluster{Initialize: val("18446744073709551616")}, true, func(c *Cluster) bool { return c.SysID() == "" }},
+		{KeyInitialize, dcs.Cluster{Initialize: val(" 7268616322854375442\n")}, false, func(c *Cluster) bool { return c.SysID() == "7268616322854375442" }},
+		{KeyInitialize, dcs.Cluster{Initialize: val("")}, false, func(c *Cluster) bool { return c.Initialize != nil && *c.Initialize == "" }},
+		{KeyLeader, dcs.Cluster{Leader: &dcs.Leader{Name: ""}}, true, func(c *Cluster) bool { return c.IsLocked() && c.LeaderName() == "" }},
+		{KeyLeader, dcs.Cluster{Leader: &dcs.Leader{Name: "pg1\n"}}, true, func(c *Cluster) bool { return c.IsLocked() && c.LeaderName() == "" }},
+		{KeyLeader, dcs.Cluster{Leader: &dcs.Leader{Name: "pg\x001"}}, true, func(c *Cluster) bool { return c.LeaderName() == "" }},
+		{KeyLeader, dcs.Cluster{Leader: &dcs.Leader{Name: "pg-1.example"}}, false, func(c *Cluster) bool { return c.LeaderName() == "pg-1.example" }},
+		{MemberKey("pg2"), dcs.Cluster{Members: []dcs.Member{{Name: "pg2", Data: []byte("null")}}}, true, func(c *Cluster) bool { return c.Member("pg2") != nil && !c.Member("pg2").IsRunning() }},
+		{MemberKey("pg2"), dcs.Cluster{Members: []dcs.Member{{Name: "pg2", Data: []byte(`{"state":"running","xlog_location":"0/1"}`)}}}, true, func(c *Cluster) bool { return !c.Member("pg2").IsRunning() }},
+		{KeyFailover, dcs.Cluster{Failover: val("garbage")}, true, func(c *Cluster) bool { return c.Failover == nil }},
+		{KeyFailover, dcs.Cluster{Failover: val(`{"member": 2}`)}, true, func(c *Cluster) bool { return c.Failover == nil }},
+		{KeyFailover, dcs.Cluster{Failover: val("pg1:pg2")}, false, func(c *Cluster) bool { return c.Failover.Candidate == "pg2" }},
+		{KeySync, dcs.Cluster{Sync: val(`{"leader":"pg1","sync_standby":"pg2"`)}, true, func(c *Cluster) bool { return c.Sync != nil && c.Sync.Leader == "" && c.Sync.Version == "4" }},
+		{KeySync, dcs.Cluster{Sync: val(`{"sync_standby":"pg2"}`)}, true, func(c *Cluster) bool { return c.Sync.Leader == "" }},
+		{KeySync, dcs.Cluster{Sync: val(`{"leader":"pg1","quorum":-1}`)}, true, func(c *Cluster) bool { return c.Sync.Leader == "" }},
+		{KeySync, dcs.Cluster{Sync: val(`null`)}, true, func(c *Cluster) bool { return c.Sync.Leader == "" }},
+		{KeySync, dcs.Cluster{Sync: val(`{}`)}, false, func(c *Cluster) bool { return c.Sync.Leader == "" }},
+		{KeyHistory, dcs.Cluster{History: val(`null`)}, true, func(c *Cluster) bool { return !c.HasHistory && c.Timeline() == 0 }},
+		{KeyHistory, dcs.Cluster{History: val(`[[0, 100, "x"]]`)}, true, func(c *Cluster) bool { return !c.HasHistory }},
+		{KeyHistory, dcs.Cluster{History: val(`[]`)}, false, func(c *Cluster) bool { return c.Timeline() == 1 }},
+		{KeyStatus, dcs.Cluster{Status: val(`{"optime":"0/3000060"}`)}, true, func(c *Cluster) bool { return c.Status.Optime == 0 }},
+		{KeyStatus, dcs.Cluster{Status: val(`-5`)}, true, func(c *Cluster) bool { return c.Status.Optime == 0 }},
+		{KeyStatus, dcs.Cluster{Status: val(`null`)}, true, func(c *Cluster) bool { return c.Status.Optime == 0 }},
+		{KeyFailsafe, dcs.Cluster{Failsafe: val(`["pg1"]`)}, true, func(c *Cluster) bool { return c.Failsafe == nil }},
+		{KeyFailsafe, dcs.Cluster{Failsafe: val(`null`)}, true, func(c *Cluster) bool { return c.Failsafe == nil }},
+		{KeyFailsafe, dcs.Cluster{Failsafe: val(`{"pg1":"http://pg1:8008/patroni"}`)}, false, func(c *Cluster) bool { return len(c.Failsafe) == 1 }},
+	}
+	for _, tc := range tests {
+		c, problems := FromDCS(&tc.raw)
+		if c.IsMalformed(tc.key) != tc.bad || (len(problems) == 1) != tc.bad {
+			t.Errorf("%s %+v: malformed %v, problems %v; want malformed %v", tc.key, tc.raw, c.IsMalformed(tc.key), problems, tc.bad)
+		}
+		if tc.bad && !strings.Contains(problems[0].Error(), "/"+tc.key) {
+			t.Errorf("problem does not name /%s: %v", tc.key, problems[0])
+		}
+		if !tc.read(c) {
+			t.Errorf("%s %+v: not read the documented way: %+v", tc.key, tc.raw, c)
+		}
+	}
+}

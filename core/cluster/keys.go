@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -31,13 +32,19 @@ type failoverJSON struct {
 }
 
 // ParseFailover decodes the JSON form, or the legacy "leader:candidate".
+// Anything else is an error: Patroni reads any text as a legacy value (so
+// "garbage" is a failover away from a leader named garbage, which drops
+// the lag check of the leader race); custos requests nothing then.
 func ParseFailover(data []byte) (Failover, error) {
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 {
 		return Failover{}, nil
 	}
 	if trimmed[0] != '{' {
-		leader, candidate, _ := strings.Cut(string(trimmed), ":")
+		leader, candidate, ok := strings.Cut(string(trimmed), ":")
+		if !ok || strings.ContainsAny(string(trimmed), "{}[]\"\n") {
+			return Failover{}, fmt.Errorf("failover: %q is neither JSON nor leader:candidate", truncate(string(trimmed)))
+		}
 		return Failover{Leader: strings.TrimSpace(leader), Candidate: strings.TrimSpace(candidate)}, nil
 	}
 	var raw failoverJSON
@@ -110,6 +117,9 @@ func ParseSyncState(data []byte) (SyncState, error) {
 		Quorum      json.RawMessage `json:"quorum"`
 		SyncStandby json.RawMessage `json:"sync_standby"`
 	}
+	if !isObject(trimmed) {
+		return SyncState{}, errors.New("sync: not a JSON object")
+	}
 	if err := json.Unmarshal(trimmed, &raw); err != nil {
 		return SyncState{}, fmt.Errorf("sync: %w", err)
 	}
@@ -142,6 +152,14 @@ func ParseSyncState(data []byte) (SyncState, error) {
 				s.SyncStandby = append(s.SyncStandby, n)
 			}
 		}
+	}
+	switch {
+	case s.Quorum < 0:
+		return SyncState{}, fmt.Errorf("sync: quorum %d is negative", s.Quorum)
+	case s.Leader == "" && (len(s.SyncStandby) > 0 || s.Quorum > 0):
+		// Without a leader the value would put no condition on the
+		// leader race: it cannot be what its writer meant.
+		return SyncState{}, errors.New("sync: synchronous standbys or a quorum without a leader")
 	}
 	return s, nil
 }
@@ -189,7 +207,11 @@ type History []HistoryLine
 // new_leader]; the last two fields are optional.
 func ParseHistory(data []byte) (History, error) {
 	var raw [][]any
-	if err := json.Unmarshal(bytes.TrimSpace(data), &raw); err != nil {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 || trimmed[0] != '[' {
+		return nil, errors.New("history: not a JSON array")
+	}
+	if err := json.Unmarshal(trimmed, &raw); err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}
 	h := make(History, 0, len(raw))
@@ -202,6 +224,9 @@ func ParseHistory(data []byte) (History, error) {
 		reason, _ := line[2].(string)
 		if !ok1 || !ok2 {
 			return nil, fmt.Errorf("history: line %d: timeline and LSN must be numbers", i)
+		}
+		if tl < 1 || lsn < 0 {
+			return nil, fmt.Errorf("history: line %d: timeline %d or LSN %v out of range", i, tl, lsn)
 		}
 		hl := HistoryLine{Timeline: tl, LSN: int64(lsn), Reason: reason}
 		if len(line) > 3 {
@@ -242,12 +267,18 @@ type Status struct {
 // ParseStatus decodes /status; a bare integer (legacy) is the optime.
 func ParseStatus(data []byte) (Status, error) {
 	trimmed := bytes.TrimSpace(data)
-	if n, err := strconv.ParseInt(string(trimmed), 10, 64); err == nil {
+	if n, err := strconv.ParseInt(string(trimmed), 10, 64); err == nil && n >= 0 {
 		return Status{Optime: n}, nil
 	}
 	var s Status
+	if !isObject(trimmed) {
+		return Status{}, errors.New("status: neither a JSON object nor a position")
+	}
 	if err := json.Unmarshal(trimmed, &s); err != nil {
 		return Status{}, fmt.Errorf("status: %w", err)
+	}
+	if s.Optime < 0 {
+		return Status{}, fmt.Errorf("status: optime %d is negative", s.Optime)
 	}
 	return s, nil
 }
@@ -264,7 +295,11 @@ type Failsafe map[string]string
 // ParseFailsafe decodes /failsafe.
 func ParseFailsafe(data []byte) (Failsafe, error) {
 	var f Failsafe
-	if err := json.Unmarshal(bytes.TrimSpace(data), &f); err != nil {
+	trimmed := bytes.TrimSpace(data)
+	if !isObject(trimmed) {
+		return nil, errors.New("failsafe: not a JSON object")
+	}
+	if err := json.Unmarshal(trimmed, &f); err != nil {
 		return nil, fmt.Errorf("failsafe: %w", err)
 	}
 	return f, nil

@@ -70,6 +70,9 @@ func ParseMember(name string, data []byte) (Member, error) {
 		m.ConnURL = u.String()
 		return m, nil
 	}
+	if !isObject(trimmed) {
+		return m, fmt.Errorf("member %s: not a JSON object", name)
+	}
 	if err := json.Unmarshal(trimmed, &m); err != nil {
 		return Member{Name: name}, fmt.Errorf("member %s: %w", name, err)
 	}

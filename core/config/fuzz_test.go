@@ -43,7 +43,15 @@ func FuzzParseDynamic(f *testing.F) {
 	f.Add([]byte(patroniCompact))
 	f.Add([]byte(patronictlSpaced))
 	f.Add([]byte(`{"ttl":"30min","slots":{"a":{}},"standby_cluster":null}`))
+	f.Add([]byte(`{"loop_wait": 0, "retry_timeout": 0}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// Whatever /config holds, the configuration the agent runs with
+		// is valid when the one in effect was.
+		last := DefaultDynamic()
+		last.TTL, last.SynchronousMode = 45, SyncOn
+		if over, ps := ParseDynamicOver(data, last); len(over.Validate()) > 0 {
+			t.Fatalf("ParseDynamicOver(%q) = an invalid configuration: %v (problems %v)", data, over.Validate(), ps)
+		}
 		dyn, ps := ParseDynamic(data)
 		if len(ps) > 0 {
 			return

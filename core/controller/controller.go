@@ -122,6 +122,9 @@ type Controller struct {
 	failsafeKept time.Time
 	// dcsProblems are the malformed values of the last DCS read.
 	dcsProblems []string
+	// configProblems are the values of /config rejected in favour of the
+	// ones in effect (config.ParseDynamicOver), each naming its key.
+	configProblems []string
 
 	settingsMu sync.Mutex
 	settings   LocalSettings
@@ -496,22 +499,22 @@ func actionNames(actions []ha.Action) string {
 }
 
 // applyDynamic takes the dynamic configuration from /config (or the local
-// bootstrap one while it is absent) and applies TTL changes.
+// bootstrap one while it is absent) and applies TTL changes. A value of
+// /config that is rejected keeps the value in effect, never the default
+// (config.ParseDynamicOver): the last good one read, else the bootstrap
+// one.
 func (c *Controller) applyDynamic(clu *cluster.Cluster) {
 	dyn := c.opts.Bootstrap
 	raw := ""
 	switch {
 	case clu.Config == nil:
+		c.configProblems = nil
 	case c.dynFromConfig && string(clu.Config.Data) == c.dynRaw:
 		// Unchanged since the last cycle: parsed then.
 		raw, dyn = c.dynRaw, c.dyn
 	default:
 		raw = string(clu.Config.Data)
-		var problems config.Problems
-		dyn, problems = config.ParseDynamic(clu.Config.Data)
-		if len(problems) > 0 && raw != c.dynRaw {
-			c.logger.Warn("invalid values in /config; defaults apply to them", "problems", problems.Error())
-		}
+		dyn, c.configProblems = c.parseConfig(clu.Config.Data, raw != c.dynRaw)
 	}
 	c.dynFromConfig = clu.Config != nil
 	c.dynRaw = raw

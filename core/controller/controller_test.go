@@ -834,3 +834,66 @@ func TestHungActionBoundByTheLease(t *testing.T) {
 		}
 	})
 }
+
+// TestMalformedConfigKeepsTiming: /config with loop_wait 0 and
+// retry_timeout 0, as patronictl 3.0.2 or etcdctl write it without a check.
+// Read as it is, every DCS call would fail at once (a zero deadline), the
+// primary would demote and no member could read the fix. The timing in
+// effect stays, the rejected keys are published, and a fixed /config is
+// taken in.
+func TestMalformedConfigKeepsTiming(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := dcstest.NewMemoryStore()
+		defer mem.Stop()
+		pg := newFakePG()
+		c := newController(t, mem, "pg1", pg)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = c.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		eventually(t, "pg1 leads with /config written", func() bool {
+			cl := read(t, mem)
+			return cl.LeaderName() == "pg1" && cl.Config != nil
+		})
+
+		writer := mem.NewBackend()
+		if err := writer.Configure(context.Background(), sdkdcs.ConfigureRequest{Scope: "demo", Member: "ctl", TTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		set := func(value string) {
+			t.Helper()
+			version := read(t, mem).Config.Version
+			if _, err := writer.CompareAndSet(context.Background(), sdkdcs.KeyConfig, []byte(value), version); err != nil {
+				t.Fatal(err)
+			}
+		}
+		set(`{"loop_wait": 0, "retry_timeout": 0, "maximum_lag_on_failover": 4096}`)
+		eventually(t, "the rejected keys published", func() bool {
+			var loop, retry bool
+			for _, p := range c.State().DCSProblems {
+				loop = loop || strings.Contains(p, "/config: loop_wait:")
+				retry = retry || strings.Contains(p, "/config: retry_timeout:")
+			}
+			return loop && retry
+		})
+		if d := c.State().Dynamic; d.TTL != 30 || d.LoopWait != 1 || d.RetryTimeout != 10 || d.MaximumLagOnFailover != 4096 {
+			t.Fatalf("dynamic configuration in effect: ttl %d loop_wait %d retry_timeout %d maximum_lag_on_failover %d, want 30/1/10 and the new 4096",
+				d.TTL, d.LoopWait, d.RetryTimeout, d.MaximumLagOnFailover)
+		}
+		// Well past the ttl: still the primary holding its key.
+		time.Sleep(90 * time.Second)
+		st := c.State()
+		pg.mu.Lock()
+		running, recovery := pg.running, pg.recovery
+		pg.mu.Unlock()
+		if !running || recovery || read(t, mem).LeaderName() != "pg1" || st.Error != "" || !st.DCSReachable {
+			t.Fatalf("the primary did not keep working (running %v, in recovery %v, leader %q): %s / %s", running, recovery, read(t, mem).LeaderName(), st.Reason, st.Error)
+		}
+
+		set(`{"loop_wait": 2, "retry_timeout": 5, "ttl": 20}`)
+		eventually(t, "the fixed /config in effect, no problem left", func() bool {
+			st := c.State()
+			return st.Dynamic.TTL == 20 && st.Dynamic.LoopWait == 2 && st.Dynamic.RetryTimeout == 5 && len(st.DCSProblems) == 0
+		})
+	})
+}

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"slices"
 	"time"
 
 	"github.com/custos-ha/custos/core/cluster"
@@ -24,8 +25,9 @@ type State struct {
 	DCSReachable bool
 	DCSLastSeen  time.Time
 	Observation  Observation
-	// DCSProblems are the malformed values of the last DCS read (each
-	// names its key); they were ignored.
+	// DCSProblems are the malformed values of the last DCS read and the
+	// values of /config rejected; each names its key and how it was read
+	// (the safe way, see cluster.FromDCS and config.ParseDynamicOver).
 	DCSProblems []string
 	// Dynamic is the dynamic configuration in effect.
 	Dynamic config.Dynamic
@@ -53,7 +55,7 @@ func (c *Controller) publish(in ha.Input, dec ha.Decision, obs Observation, m cl
 		Observation:  obs,
 		Dynamic:      c.dyn,
 		HoldsLeader:  in.Cluster != nil && in.Cluster.LeaderName() == c.opts.Name,
-		DCSProblems:  c.dcsProblems,
+		DCSProblems:  append(slices.Clip(c.dcsProblems), c.configProblems...),
 	}
 	s.FailsafeActive = c.failsafeActive(s.At)
 	if in.Cluster == nil && prev != nil {

@@ -69,7 +69,7 @@ func openReader(e *env, t *target) (*reader, error) {
 }
 
 // Read reads one cluster. Malformed values do not fail the read: they come
-// back as problems, and the keys count as absent (see cluster.FromDCS).
+// back as problems, each key read as cluster.FromDCS documents.
 func (r *reader) Read(ctx context.Context, scope string) (*cluster.Cluster, []error, error) {
 	b, err := r.backend(ctx, scope)
 	if err != nil {

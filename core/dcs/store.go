@@ -27,7 +27,10 @@ type Store struct {
 	mu         sync.Mutex
 	opTimeout  time.Duration
 	lastStatus []byte
-	problems   string
+	// statusMalformed: the last read found /status malformed; the next
+	// renewal writes it even when the value has not changed.
+	statusMalformed bool
+	problems        string
 	// ttl and loopWait pace TouchMember (see touchFresh).
 	ttl, loopWait time.Duration
 	// view is the cluster as the last successful Read got it, nil after a
@@ -106,6 +109,7 @@ func (s *Store) Read(ctx context.Context) (*cluster.Cluster, []error, error) {
 	s.mu.Lock()
 	changed := joined != s.problems
 	s.problems = joined
+	s.statusMalformed = c.IsMalformed(cluster.KeyStatus)
 	s.mu.Unlock()
 	if changed && joined != "" {
 		s.logger.Warn("malformed values in the DCS", "problems", joined)
@@ -172,7 +176,7 @@ func (s *Store) WriteStatus(ctx context.Context, status cluster.Status) error {
 	defer cancel()
 	data := status.Marshal()
 	s.mu.Lock()
-	same := string(data) == string(s.lastStatus)
+	same := string(data) == string(s.lastStatus) && !s.statusMalformed
 	s.mu.Unlock()
 	if same {
 		return nil

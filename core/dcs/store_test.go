@@ -98,6 +98,26 @@ func TestStatusWrittenOnlyOnChange(t *testing.T) {
 	if v3 := version(); v3 == v1 {
 		t.Fatal("changed status not written")
 	}
+
+	// Another client overwrites /status with garbage: once a read has seen
+	// it, the next renewal writes the unchanged value back (an idle
+	// leader's position does not change, and while /status is malformed
+	// no replica can check its lag in a leader race).
+	if err := a.Backend().Set(ctx, sdkdcs.KeyStatus, []byte("garbage")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WriteStatus(ctx, cluster.Status{Optime: 200}); err != nil {
+		t.Fatal(err)
+	}
+	if c, _, _ := a.Read(ctx); !c.IsMalformed(cluster.KeyStatus) {
+		t.Fatal("garbage /status read as well-formed")
+	}
+	if err := a.WriteStatus(ctx, cluster.Status{Optime: 200}); err != nil {
+		t.Fatal(err)
+	}
+	if c, _, _ := a.Read(ctx); c.IsMalformed(cluster.KeyStatus) || c.Status.Optime != 200 {
+		t.Fatalf("/status not written back: %+v", c.Status)
+	}
 }
 
 func TestWatchWakesOnLeaderChange(t *testing.T) {

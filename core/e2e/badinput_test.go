@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -165,16 +166,21 @@ func TestUnreachableDCS(t *testing.T) {
 		if ok, err := m.writable(); err != nil || !ok {
 			return fmt.Errorf("writable %v %v", ok, err)
 		}
-		st, err := m.status()
-		if err != nil {
-			return err
-		}
-		if len(st.problems()) > 0 {
-			return fmt.Errorf("problems %q", st.problems())
-		}
-		return nil
+		return m.noProblems()
 	})
 	m.assertNoCrash(t)
+}
+
+// noProblems is an error while the member's /patroni lists problems.
+func (m *member) noProblems() error {
+	st, err := m.status()
+	if err != nil {
+		return err
+	}
+	if len(st.problems()) > 0 {
+		return fmt.Errorf("problems %q", st.problems())
+	}
+	return nil
 }
 
 // TestMalformedMemberKey: a member key that is not JSON, written by hand.
@@ -246,6 +252,97 @@ func TestMalformedMemberKey(t *testing.T) {
 		t.Errorf("patronictl list: %v\n%s", err, out)
 	}
 	for _, m := range c.m {
+		m.assertNoCrash(t)
+	}
+}
+
+// TestMalformedClusterValues: /initialize, /config and /status overwritten
+// by hand (etcdctl writes what it is given): /initialize with garbage,
+// /config with loop_wait 0 and retry_timeout 0, /status with garbage. Read
+// as they are, the leader would release its key under its running primary
+// (a system identifier mismatch) and every DCS call would fail at once. The
+// primary keeps its key and takes writes, the leader writes /initialize and
+// /status back, /patroni names the rejected /config keys until /config is
+// fixed, and the replica keeps following.
+func TestMalformedClusterValues(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOpts{members: 2})
+	primary := c.waitHealthy(t, formTimeout)
+	c.guardSinglePrimary(t)
+	replica := c.others(primary)[0]
+	before := c.mustDCS(t)
+	leaderBefore, sysid, goodConfig := before.kv["leader"], before.kv["initialize"].Value, before.kv["config"].Value
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(goodConfig), &doc); err != nil {
+		t.Fatalf("/config %q: %v", goodConfig, err)
+	}
+	doc["loop_wait"], doc["retry_timeout"] = 0, 0
+	badConfig, _ := json.Marshal(doc)
+	offset := primary.logSize()
+	put := func(key, value string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := env.kv.Put(ctx, c.prefix()+key, value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("config", string(badConfig))
+	put("status", "garbage")
+	put("initialize", "garbage")
+
+	for _, m := range c.m {
+		waitFor(t, m.name+" to name the rejected /config keys in /patroni", formTimeout, func() error {
+			st, err := m.status()
+			if err != nil {
+				return err
+			}
+			problems := strings.Join(st.problems(), "\n")
+			if !strings.Contains(problems, "/config: loop_wait") || !strings.Contains(problems, "/config: retry_timeout") {
+				return fmt.Errorf("problems %q", st.problems())
+			}
+			return nil
+		})
+	}
+	waitFor(t, "the leader to write /initialize and /status back", formTimeout, func() error {
+		v, err := c.dcs()
+		if err != nil {
+			return err
+		}
+		if got := v.kv["initialize"].Value; got != sysid {
+			return fmt.Errorf("/initialize %q, want %s", got, sysid)
+		}
+		if got := v.kv["status"].Value; !strings.Contains(got, `"optime"`) {
+			return fmt.Errorf("/status %q", got)
+		}
+		return nil
+	})
+	logged := false
+	for _, l := range primary.logSince(offset) {
+		logged = logged || strings.Contains(l, "malformed /initialize")
+	}
+	if !logged {
+		t.Errorf("%s: the log does not mention the malformed /initialize", primary.name)
+	}
+
+	// Several loops later: same leader key, the primary takes writes and
+	// the replica receives them, no cycle failed.
+	time.Sleep(degradedFor) // the cluster must stay as it is meanwhile
+	if after := c.mustDCS(t).kv["leader"]; after == nil || after.Value != leaderBefore.Value || after.CreateRevision != leaderBefore.CreateRevision {
+		t.Fatalf("the leader key changed: %+v, before %+v", after, leaderBefore)
+	}
+	primary.exec(t, "create table e2e (id serial primary key, note text)")
+	primary.exec(t, "insert into e2e (note) values ('despite the bad values')")
+	replica.waitRow(t, "despite the bad values", formTimeout)
+	for _, cy := range primary.cyclesSince(offset) {
+		if cy.err != "" {
+			t.Errorf("%s: a cycle failed after the bad values: %s", primary.name, cy.line)
+		}
+	}
+
+	put("config", goodConfig)
+	for _, m := range c.m {
+		waitFor(t, m.name+" to clear the problems once /config is fixed", formTimeout, m.noProblems)
 		m.assertNoCrash(t)
 	}
 }

@@ -23,6 +23,9 @@ func Decide(in Input) Decision {
 	if d.note != "" {
 		d.reason += " (" + d.note + ")"
 	}
+	if m := d.malformedNote(); m != "" {
+		d.reason += " (" + m + ")"
+	}
 	return Decision{Actions: d.actions, Reason: d.reason, NeedPeers: d.needPeers, NeedFailsafe: d.needFailsafe, Memory: d.mem, Reply: d.replyTo}
 }
 
@@ -116,10 +119,7 @@ func (d *decider) decide() {
 		return
 	}
 	if sysid := d.c.SysID(); sysid != "" && d.pg.SysID != "" && sysid != d.pg.SysID {
-		if d.held() {
-			d.add(Action{Kind: ActReleaseLeader})
-		}
-		d.say("system identifier %s of the data directory differs from the cluster's %s: not starting", d.pg.SysID, sysid)
+		d.sysidMismatch(sysid)
 		return
 	}
 	if d.mem.Bootstrapping {
@@ -228,7 +228,7 @@ func (d *decider) noData() {
 	case c.Leader != nil:
 		src := d.cloneSource()
 		if src == "" {
-			d.say("waiting for leader %s to run before cloning from it", c.LeaderName())
+			d.say("waiting for leader %s to run before cloning from it", d.leaderLabel())
 			return
 		}
 		d.add(Action{Kind: ActCreateReplica, Member: src})
@@ -358,7 +358,7 @@ func (d *decider) leader() {
 	if d.c.Config == nil {
 		d.add(Action{Kind: ActWriteConfig})
 	}
-	if d.pg.Timeline > 1 && d.c.Timeline() != d.pg.Timeline {
+	if d.pg.Timeline > 1 && d.c.Timeline() != d.pg.Timeline || d.pg.Timeline > 0 && d.c.IsMalformed(cluster.KeyHistory) {
 		d.add(Action{Kind: ActWriteHistory})
 	}
 	if !d.in.Config.Paused {
@@ -453,7 +453,10 @@ func (d *decider) healthiest() (bool, string) {
 // maximum_lag_on_failover (a manual failover skips it).
 func (d *decider) healthiestAmong(peers []Peer, checkLag bool) (bool, string) {
 	cfg := d.in.Config
-	if opt := d.c.Status.Optime; checkLag && opt > 0 && opt-d.pg.LSN > cfg.MaximumLagOnFailover {
+	if ok, why := d.malformedRace(checkLag); !ok {
+		return false, why
+	}
+	if opt := d.optime(); checkLag && opt > 0 && opt-d.pg.LSN > cfg.MaximumLagOnFailover {
 		return false, fmt.Sprintf("my lag %d bytes is above maximum_lag_on_failover %d", opt-d.pg.LSN, cfg.MaximumLagOnFailover)
 	}
 	if cfg.CheckTimeline {
@@ -727,6 +730,9 @@ func (d *decider) leaderRunsAsPrimary() bool {
 func (d *decider) needsRewind() (need, known bool) {
 	mine := d.pg.ControlTimeline
 	theirs := d.leaderTimeline()
+	if mine != 0 && d.historyUnknown() {
+		return false, false
+	}
 	if mine == 0 || theirs == 0 {
 		return false, true
 	}

@@ -79,6 +79,14 @@ func (d *decider) manualFailover(f *cluster.Failover) bool {
 		d.add(Action{Kind: ActClearFailover})
 		d.say("switchover candidate %s has no member key: clearing /failover", f.Candidate)
 		return true
+	case f.Candidate != "" && d.c.IsMalformed(cluster.MemberKey(f.Candidate)):
+		d.add(Action{Kind: ActClearFailover})
+		d.say("switchover candidate %s has a malformed member key: clearing /failover", f.Candidate)
+		return true
+	case f.Candidate != "" && d.syncUnknown():
+		d.add(Action{Kind: ActClearFailover})
+		d.say("switchover candidate %s is not known to be a synchronous standby (/sync is malformed): clearing /failover", f.Candidate)
+		return true
 	case f.Candidate != "" && d.syncActive() && !d.syncEligible(f.Candidate):
 		d.add(Action{Kind: ActClearFailover})
 		d.say("switchover candidate %s is not a synchronous standby: clearing /failover", f.Candidate)
@@ -126,6 +134,8 @@ func (d *decider) manualFailoverNoLeader(f *cluster.Failover) (ok bool, why stri
 	switch why := d.watchdogBlocks(); {
 	case why != "":
 		return false, why
+	case d.syncUnknown():
+		return false, "/sync is malformed: nobody is known to be a synchronous standby"
 	case d.syncActive() && !d.syncEligible(d.in.Name):
 		return false, "I am not a synchronous standby"
 	case !d.quorumVoter():

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/custos-ha/custos/core/cluster"
 )
 
 // CheckInvariants returns the safety rules a decision breaks, nil when it
@@ -81,7 +83,17 @@ func CheckInvariants(in Input, d Decision) error {
 			if in.Postgres.Running && !stops {
 				fail("action %d: remove_data_dir while postgres runs", i)
 			}
+		case ActReleaseLeader:
+			// Another member may take the key at once. (An empty or
+			// unusable data directory under a running postmaster is a
+			// world of its own, left out.)
+			if in.Postgres.Primary() && in.Postgres.DataDir == DataDirInitialized && !stops {
+				fail("action %d: release_leader while postgres runs as a primary", i)
+			}
 		}
+	}
+	if promotes > 0 && !held && in.Cluster != nil && (in.Config.SyncMode == SyncOn || in.Config.SyncMode == SyncQuorum) && in.Cluster.IsMalformed(cluster.KeySync) {
+		fail("promote of %s in synchronous mode while /sync is malformed", in.Name)
 	}
 	if promotes > 0 && !held && in.Cluster != nil && in.Config.SyncMode == SyncOn {
 		if s := in.Cluster.Sync; s != nil && s.Leader != "" && !s.Matches(in.Name) && !strings.EqualFold(s.Leader, in.Name) {

@@ -101,6 +101,37 @@ func randomInput(r *rand.Rand, names []string, pick func([]string) string) Input
 				c.Leader.Member = *m
 			}
 		}
+		// Malformed values, read as cluster.FromDCS reads them.
+		for _, k := range []string{cluster.KeyInitialize, cluster.KeyLeader, cluster.KeySync, cluster.KeyHistory, cluster.KeyStatus, cluster.KeyFailsafe, cluster.MemberKey(pick(names))} {
+			if r.IntN(8) > 0 {
+				continue
+			}
+			if c.Malformed == nil {
+				c.Malformed = map[string]string{}
+			}
+			c.Malformed[k] = "garbage"
+			switch k {
+			case cluster.KeyInitialize:
+				s := "garbage"
+				c.Initialize = &s
+			case cluster.KeyLeader:
+				c.Leader = &cluster.Leader{}
+			case cluster.KeySync:
+				c.Sync = &cluster.SyncState{Version: "1"}
+			case cluster.KeyHistory:
+				c.History, c.HasHistory = nil, false
+			case cluster.KeyStatus:
+				c.Status = cluster.Status{}
+			case cluster.KeyFailsafe:
+				c.Failsafe = nil
+			default:
+				for i := range c.Members {
+					if cluster.MemberKey(c.Members[i].Name) == k {
+						c.Members[i] = cluster.Member{Name: c.Members[i].Name}
+					}
+				}
+			}
+		}
 		in.Cluster = c
 	} else {
 		in.DCSError = "unreachable"

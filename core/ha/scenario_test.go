@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/datadriven"
 
 	"github.com/custos-ha/custos/core/cluster"
+	sdkdcs "github.com/custos-ha/custos/plugin/sdk/dcs"
 )
 
 // Scenario files: testdata/*.txt. Commands:
@@ -26,6 +27,10 @@ import (
 //	             dcs: down since=90 error=...   (no cluster line: DCS reachable)
 //	             cluster: initialize=SYSID|empty leader=NAME optime=N history=TL:LSN,TL:LSN config
 //	             member: NAME role=R state=S xlog=N timeline=N nofailover clonefrom replicatefrom=X nostream
+//	             raw: KEY VALUE   a DCS value as stored (KEY: initialize, leader, failover,
+//	                              sync, history, status, failsafe, members/NAME), read
+//	                              through cluster.FromDCS over what the lines above say;
+//	                              VALUE is the rest of the line, or a Go-quoted string
 //	             pg: datadir=empty|initialized|broken sysid=X running ready recovery timeline=N lsn=N
 //	                 upstream=X streaming control="shut down" checkpoint=N minrecovery=N controltl=N
 //	             busy: KIND since=N
@@ -77,7 +82,7 @@ func (w *world) reset() {
 }
 
 func (w *world) apply(t *testing.T, input string) {
-	members, repls := false, false
+	members, repls, raws := false, false, false
 	for _, line := range strings.Split(input, "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -92,6 +97,12 @@ func (w *world) apply(t *testing.T, input string) {
 				repls = true
 			}
 			w.lines["repl"] = append(w.lines["repl"], strings.TrimSpace(rest))
+		case "raw":
+			if !raws {
+				w.lines["raw"] = nil
+				raws = true
+			}
+			w.lines["raw"] = append(w.lines["raw"], strings.TrimSpace(rest))
 		case "member":
 			if !members {
 				// A set with member lines replaces the member list.
@@ -426,7 +437,72 @@ func (w *world) cluster(t *testing.T) *cluster.Cluster {
 			c.Leader.Member = *m
 		}
 	}
+	for _, line := range w.lines["raw"] {
+		key, value, _ := strings.Cut(line, " ")
+		if strings.HasPrefix(value, `"`) {
+			v, err := strconv.Unquote(value)
+			if err != nil {
+				t.Fatalf("raw %s: %v", key, err)
+			}
+			value = v
+		}
+		readRaw(t, c, key, value)
+	}
 	return c
+}
+
+// readRaw puts one value as stored in the DCS into c, read as the agent
+// reads it (cluster.FromDCS), malformed or not.
+func readRaw(t *testing.T, c *cluster.Cluster, key, value string) {
+	raw := &sdkdcs.Cluster{}
+	name, isMember := strings.CutPrefix(key, "members/")
+	switch {
+	case key == sdkdcs.LeaderPath:
+		raw.Leader = &sdkdcs.Leader{Name: value, Version: "9"}
+	case isMember:
+		raw.Members = []sdkdcs.Member{{Name: name, Data: []byte(value), Version: "9"}}
+	default:
+		raw.Put(sdkdcs.Key(key), &sdkdcs.Value{Data: []byte(value), Version: "9"})
+	}
+	p, _ := cluster.FromDCS(raw)
+	switch key {
+	case cluster.KeyInitialize:
+		c.Initialize, c.InitializeVersion = p.Initialize, p.InitializeVersion
+	case cluster.KeyLeader:
+		c.Leader = p.Leader
+		if m := c.Member(p.Leader.Name); m != nil && p.Leader.Name != "" {
+			c.Leader.Member = *m
+		}
+	case cluster.KeyFailover:
+		c.Failover = p.Failover
+	case cluster.KeySync:
+		c.Sync = p.Sync
+	case cluster.KeyHistory:
+		c.History, c.HasHistory = p.History, p.HasHistory
+	case cluster.KeyStatus:
+		c.Status = p.Status
+	case cluster.KeyFailsafe:
+		c.Failsafe = p.Failsafe
+	default:
+		if !isMember {
+			t.Fatalf("raw: unknown key %q", key)
+		}
+		m := p.Members[0]
+		if old := c.Member(name); old != nil {
+			*old = m
+		} else {
+			c.Members = append(c.Members, m)
+		}
+		if l := c.Leader; l != nil && l.Name == name {
+			l.Member = m
+		}
+	}
+	for k, v := range p.Malformed {
+		if c.Malformed == nil {
+			c.Malformed = map[string]string{}
+		}
+		c.Malformed[k] = v
+	}
 }
 
 func parseMemory(t *testing.T, s string) Memory {

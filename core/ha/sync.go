@@ -14,14 +14,19 @@ import (
 const strictPlaceholder = "*"
 
 // syncActive reports whether synchronous mode (priority, not quorum)
-// governs who may be promoted: mode on and /sync names a leader.
+// governs who may be promoted: mode on and /sync names a leader, or
+// synchronous mode (either) with /sync malformed.
 func (d *decider) syncActive() bool {
-	return d.in.Config.SyncMode == SyncOn && d.c.Sync != nil && d.c.Sync.Leader != ""
+	return d.in.Config.SyncMode == SyncOn && d.c.Sync != nil && d.c.Sync.Leader != "" || d.syncUnknown()
 }
 
 // syncEligible reports whether the member may be promoted in synchronous
-// mode: it is listed in /sync, or it is the /sync leader itself.
+// mode: it is listed in /sync, or it is the /sync leader itself; nobody is
+// while /sync is malformed.
 func (d *decider) syncEligible(name string) bool {
+	if d.syncUnknown() {
+		return false
+	}
 	s := d.c.Sync
 	return s.Matches(name) || strings.EqualFold(s.Leader, name)
 }
@@ -65,6 +70,10 @@ func (d *decider) prePromoteSync() []Action {
 func (d *decider) syncReplication() {
 	cfg := d.in.Config
 	s := d.c.Sync
+	if d.syncUnknown() {
+		d.rewriteMalformedSync()
+		return
+	}
 	if cfg.SyncMode == SyncQuorum {
 		d.quorumReplication()
 		return

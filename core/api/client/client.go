@@ -48,9 +48,11 @@ type Options struct {
 	// pool.
 	CACert string
 	// CertFile and KeyFile are this client's certificate, for servers with
-	// verify_client.
-	CertFile string
-	KeyFile  string
+	// verify_client; KeyFilePassword decrypts a key with legacy PEM
+	// encryption (ctl.keyfile_password, see api.LoadKeyPair).
+	CertFile        string
+	KeyFile         string
+	KeyFilePassword string
 	// Insecure skips verifying the servers' certificates.
 	Insecure bool
 }
@@ -76,13 +78,9 @@ func New(opts Options) (*Client, error) {
 		tlsCfg.RootCAs = pool
 	}
 	if opts.CertFile != "" {
-		keyFile := opts.KeyFile
-		if keyFile == "" {
-			keyFile = opts.CertFile
-		}
-		cert, err := tls.LoadX509KeyPair(opts.CertFile, keyFile)
+		cert, err := api.LoadKeyPair("ctl", opts.CertFile, opts.KeyFile, opts.KeyFilePassword)
 		if err != nil {
-			return nil, fmt.Errorf("loading ctl.certfile %s and ctl.keyfile %s: %w", opts.CertFile, keyFile, err)
+			return nil, fmt.Errorf("loading the client certificate: %w", err)
 		}
 		tlsCfg.Certificates = []tls.Certificate{cert}
 	}

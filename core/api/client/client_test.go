@@ -393,3 +393,29 @@ func selfSigned(t *testing.T, dir, name string) (string, string) {
 	}
 	return certFile, keyFile
 }
+
+// ctl.keyfile_password decrypts the client's key (legacy PEM encryption);
+// a wrong one is an error naming it.
+func TestEncryptedClientKey(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := selfSigned(t, dir, "client")
+	data, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	enc, err := x509.EncryptPEMBlock(rand.Reader, block.Type, block.Bytes, []byte("pw"), x509.PEMCipherAES128)
+	if err != nil {
+		t.Fatal(err)
+	}
+	encFile := filepath.Join(dir, "client-enc.key")
+	if err := os.WriteFile(encFile, pem.EncodeToMemory(enc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{CertFile: certFile, KeyFile: encFile, KeyFilePassword: "pw"}); err != nil {
+		t.Errorf("with the password: %v", err)
+	}
+	if _, err := New(Options{CertFile: certFile, KeyFile: encFile, KeyFilePassword: "nope"}); err == nil || !strings.Contains(err.Error(), "ctl.keyfile_password") {
+		t.Errorf("with a wrong password: %v", err)
+	}
+}

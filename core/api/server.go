@@ -40,6 +40,10 @@ const (
 	// MaxHeaderBytes caps request headers; Patroni's clients send a few
 	// hundred bytes.
 	MaxHeaderBytes = 64 << 10
+	// livePositionsTimeout bounds the live WAL positions read of GET
+	// /patroni: a peer gives the whole answer 2 s (client.StatusTimeout),
+	// so past half of that the answer comes from the last observation.
+	livePositionsTimeout = time.Second
 )
 
 // Client certificate policies (restapi.verify_client).
@@ -373,7 +377,12 @@ func (s *Server) getPatroni(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.positions != nil && snap.Status.XLog != nil {
-		p, err := s.positions(r.Context())
+		ctx, cancel := context.WithTimeout(r.Context(), livePositionsTimeout)
+		p, err := s.positions(ctx)
+		cancel()
+		if err != nil && !errors.Is(err, ErrNotRunning) {
+			s.logger.Debug("GET /patroni answers with the positions of the last observation", "error", err)
+		}
 		if errors.Is(err, ErrNotRunning) {
 			// The postmaster died after the last cycle: until the next one
 			// publishes it, answer as Patroni does when its query fails on

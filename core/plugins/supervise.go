@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -39,6 +40,15 @@ const (
 	// plugin: Configure may connect to the DCS and retry for up to
 	// retry_timeout (10 s by default).
 	replayTimeout = 30 * time.Second
+	// maxMissedDeadlines is how many calls in a row may end at their
+	// deadline before the process is killed and a fresh one started. One
+	// miss is a slow DCS round trip or a pause; three in a row, each
+	// bounded by the HA loop's deadline, is a plugin that no longer
+	// answers, or whose connections to the DCS hang without breaking (a
+	// half-open TCP connection after a network fault), and a fresh process
+	// with fresh connections is the way out of both. A DCS that refuses
+	// calls makes them fail fast and costs no restart.
+	maxMissedDeadlines = 3
 )
 
 // SupervisedDCS is a dcs.Backend on top of a DCS plugin process that
@@ -83,6 +93,10 @@ type SupervisedDCS struct {
 type dcsInstance struct {
 	plugin  *Plugin
 	backend dcs.Backend
+	// missed counts the calls in a row that ended at their deadline;
+	// killed is set when that killed the process.
+	missed atomic.Int32
+	killed atomic.Bool
 }
 
 var _ dcs.Backend = (*SupervisedDCS)(nil)
@@ -177,6 +191,9 @@ func (s *SupervisedDCS) restart(ctx context.Context, old *dcsInstance) {
 	old.plugin.Kill() // reaps go-plugin's goroutines of the dead process
 
 	reason := "plugin process exited"
+	if old.killed.Load() {
+		reason = "plugin killed after missing its deadlines"
+	}
 	for {
 		s.mu.Lock()
 		s.attempt++
@@ -292,14 +309,28 @@ func (s *SupervisedDCS) instance() (*dcsInstance, error) {
 	return s.cur, nil
 }
 
-// call runs fn on the serving process and translates the failures that
-// mean "the process went away" into ErrUnavailable.
+// call runs fn on the serving process, counts the calls that end at their
+// deadline, and translates the failures that mean "the process went away"
+// into ErrUnavailable.
 func (s *SupervisedDCS) call(ctx context.Context, fn func(dcs.Backend) error) (*dcsInstance, error) {
+	return s.do(ctx, true, fn)
+}
+
+// do is call; deadlines counts deadline misses (not for a watch, which
+// runs until its caller cancels it).
+func (s *SupervisedDCS) do(ctx context.Context, deadlines bool, fn func(dcs.Backend) error) (*dcsInstance, error) {
 	inst, err := s.instance()
 	if err != nil {
 		return nil, err
 	}
 	err = fn(inst.backend)
+	if deadlines {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			s.missedDeadline(inst)
+		} else {
+			inst.missed.Store(0)
+		}
+	}
 	if err == nil || ctx.Err() != nil {
 		return inst, err
 	}
@@ -317,6 +348,22 @@ func (s *SupervisedDCS) call(ctx context.Context, fn func(dcs.Backend) error) (*
 		return inst, fmt.Errorf("dcs plugin %s went away: %v: %w", s.bin.Name, err, dcs.ErrUnavailable)
 	}
 	return inst, err
+}
+
+// missedDeadline counts a call of inst that ended at its deadline and
+// kills the process at the maxMissedDeadlines-th in a row; the supervisor
+// then restarts it.
+func (s *SupervisedDCS) missedDeadline(inst *dcsInstance) {
+	if inst.missed.Add(1) != maxMissedDeadlines {
+		return
+	}
+	s.logger.Warn("plugin missed the deadline of its calls several times in a row; killing it to start a fresh process",
+		"missed", maxMissedDeadlines, "pid", inst.plugin.Pid())
+	// SIGKILL at once: a process that does not answer calls would not
+	// answer go-plugin's request to stop either.
+	inst.killed.Store(true)
+	inst.plugin.cancel()
+	s.nudge()
 }
 
 // Validate implements dcs.Backend.
@@ -438,7 +485,7 @@ func (s *SupervisedDCS) DeleteCluster(ctx context.Context) error {
 // a Watch started while the plugin is down. The caller re-reads the cluster
 // and watches again once calls succeed, as after any broken watch.
 func (s *SupervisedDCS) Watch(ctx context.Context, fn func(dcs.Event)) error {
-	_, err := s.call(ctx, func(b dcs.Backend) error { return b.Watch(ctx, fn) })
+	_, err := s.do(ctx, false, func(b dcs.Backend) error { return b.Watch(ctx, fn) })
 	return err
 }
 

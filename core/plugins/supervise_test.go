@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -294,5 +296,72 @@ func TestSupervisedDCSRefusesAReplacedIdentity(t *testing.T) {
 	})
 	if _, err := s.GetCluster(context.Background()); !errors.Is(err, dcs.ErrUnavailable) {
 		t.Errorf("call while the impostor is refused: %v", err)
+	}
+}
+
+// A plugin whose calls hang, deaf to their deadline, is killed after
+// maxMissedDeadlines misses in a row and a fresh process serves; fewer
+// misses, or misses broken by a call answered in time, cost nothing.
+func TestSupervisedDCSKillsAPluginThatMissesDeadlines(t *testing.T) {
+	th := newTestHost(t, nil)
+	th.restartMin, th.restartMax = 10*time.Millisecond, 50*time.Millisecond
+	hang := filepath.Join(t.TempDir(), "hang")
+	installPlugin(t, th.dir, "dcs-memory", &knobs{HangWhile: hang})
+	s := openMemory(t, th)
+	pid := s.Pid()
+
+	miss := func() {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		if _, err := s.GetCluster(ctx); !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, dcs.ErrUnavailable) {
+			t.Fatalf("a hanging call: %v", err)
+		}
+	}
+	answer := func() {
+		t.Helper()
+		if _, err := s.GetCluster(context.Background()); err != nil {
+			t.Fatalf("a call answered in time: %v", err)
+		}
+	}
+	setHang := func(on bool) {
+		t.Helper()
+		if on {
+			if err := os.WriteFile(hang, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := os.Remove(hang); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Two misses, an answer, two misses: never three in a row.
+	for range 2 {
+		setHang(true)
+		for range maxMissedDeadlines - 1 {
+			miss()
+		}
+		setHang(false)
+		answer()
+	}
+	if got := s.Pid(); got != pid || s.Restarts() != 0 {
+		t.Fatalf("the plugin was replaced (pid %d, was %d; %d restarts) without %d misses in a row", got, pid, s.Restarts(), maxMissedDeadlines)
+	}
+
+	setHang(true)
+	for range maxMissedDeadlines {
+		miss()
+	}
+	eventually(t, 10*time.Second, "the stuck process is killed", func() bool { return processGone(pid) })
+	setHang(false)
+	eventually(t, 10*time.Second, "a fresh process serves", func() bool {
+		_, err := s.GetCluster(context.Background())
+		return err == nil && s.Pid() != pid && s.Pid() > 0
+	})
+	if n := len(th.logs.withMessage(t, "plugin missed the deadline of its calls several times in a row; killing it to start a fresh process")); n != 1 {
+		t.Errorf("%d log lines about the kill, want 1", n)
+	}
+	if n := len(th.logs.withMessage(t, "restarting plugin", "reason", "plugin killed after missing its deadlines")); n == 0 {
+		t.Error("the restart does not say why")
 	}
 }

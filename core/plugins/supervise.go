@@ -325,7 +325,7 @@ func (s *SupervisedDCS) do(ctx context.Context, deadlines bool, fn func(dcs.Back
 	}
 	err = fn(inst.backend)
 	if deadlines {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if pastDeadline(ctx) {
 			s.missedDeadline(inst)
 		} else {
 			inst.missed.Store(0)
@@ -348,6 +348,17 @@ func (s *SupervisedDCS) do(ctx context.Context, deadlines bool, fn func(dcs.Back
 		return inst, fmt.Errorf("dcs plugin %s went away: %v: %w", s.bin.Name, err, dcs.ErrUnavailable)
 	}
 	return inst, err
+}
+
+// pastDeadline reports whether ctx's deadline has come: its error says so,
+// or the clock does (the context's own timer may fire a moment after the
+// call gave up at the deadline).
+func pastDeadline(ctx context.Context) bool {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // missedDeadline counts a call of inst that ended at its deadline and

@@ -232,6 +232,7 @@ func (h *Host) Launch(ctx context.Context, bin Binary) (*Plugin, error) {
 			Cmd:              cmd,
 			SecureConfig:     secure,
 			AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+			GRPCDialOptions:  sdk.GRPCDialOptions(),
 			AutoMTLS:         true,
 			StartTimeout:     startTimeout,
 			Logger:           stderr.logger(),

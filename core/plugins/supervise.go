@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,6 +88,8 @@ type SupervisedDCS struct {
 	configure *dcs.ConfigureRequest
 	ttl       *time.Duration
 	replaySeq uint64
+	// omitted is the last list of values left out of a read, as logged.
+	omitted string
 }
 
 // dcsInstance is one process of the plugin and its backend client.
@@ -418,14 +421,40 @@ func (s *SupervisedDCS) record(inst *dcsInstance, op string, set func()) error {
 	return nil
 }
 
-// GetCluster implements dcs.Backend.
+// GetCluster implements dcs.Backend. Values the plugin left out of the
+// read for their size (dcs.Cluster.Omitted) are logged, once for each
+// change of the list.
 func (s *SupervisedDCS) GetCluster(ctx context.Context) (*dcs.Cluster, error) {
 	var c *dcs.Cluster
 	_, err := s.call(ctx, func(b dcs.Backend) (err error) {
 		c, err = b.GetCluster(ctx)
 		return err
 	})
+	if c != nil {
+		s.reportOmitted(c.Omitted)
+	}
 	return c, err
+}
+
+// reportOmitted logs the values a read left out, when they changed since
+// the last read.
+func (s *SupervisedDCS) reportOmitted(omitted []dcs.OmittedValue) {
+	var b strings.Builder
+	for i, o := range omitted {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s (%d bytes)", o.Path, o.Size)
+	}
+	list := b.String()
+	s.mu.Lock()
+	changed := list != s.omitted
+	s.omitted = list
+	s.mu.Unlock()
+	if changed && list != "" {
+		s.logger.Error("DCS values too large to read were left out of the cluster read; they read as absent until they are rewritten smaller",
+			"values", list, "max_value_bytes", dcs.MaxValueSize)
+	}
 }
 
 // AcquireLeader implements dcs.Backend.

@@ -365,3 +365,56 @@ func TestSupervisedDCSKillsAPluginThatMissesDeadlines(t *testing.T) {
 		t.Error("the restart does not say why")
 	}
 }
+
+// Large values through the real handshake: a value over dcs.MaxValueSize
+// written by another client is left out of the read and named, and the
+// read succeeds; values up to the limit, and reads over gRPC's default
+// 4 MiB, pass whole; a write over the limit is refused, naming the key.
+func TestLargeDCSValues(t *testing.T) {
+	ctx := context.Background()
+	t.Run("a value over the limit", func(t *testing.T) {
+		th := newTestHost(t, nil)
+		const big = 5 << 20
+		installPlugin(t, th.dir, "dcs-memory", &knobs{BigMemberBytes: big})
+		s := openMemory(t, th)
+		for range 2 {
+			c, err := s.GetCluster(ctx)
+			if err != nil {
+				t.Fatalf("a cluster read with a %d-byte member value: %v", big, err)
+			}
+			if c.Member("big") != nil || c.Member("m1") == nil {
+				t.Errorf("members read: %+v", c.Members)
+			}
+			if len(c.Omitted) != 1 || c.Omitted[0] != (dcs.OmittedValue{Path: "members/big", Size: big}) {
+				t.Errorf("omitted values %+v", c.Omitted)
+			}
+		}
+		logged := th.logs.withMessage(t, "DCS values too large to read were left out of the cluster read; they read as absent until they are rewritten smaller")
+		if len(logged) != 1 || logged[0]["values"] != fmt.Sprintf("members/big (%d bytes)", big) {
+			t.Errorf("log lines about the left-out value: %v", logged)
+		}
+	})
+	t.Run("values up to the limit", func(t *testing.T) {
+		th := newTestHost(t, nil)
+		const big = 3 << 20
+		installPlugin(t, th.dir, "dcs-memory", &knobs{BigMemberBytes: big})
+		s := openMemory(t, th)
+		if err := s.TouchMember(ctx, make([]byte, dcs.MaxValueSize)); err != nil {
+			t.Fatalf("writing a value of exactly the limit: %v", err)
+		}
+		c, err := s.GetCluster(ctx)
+		if err != nil {
+			t.Fatalf("a %d-byte cluster read: %v", big+dcs.MaxValueSize, err)
+		}
+		if m := c.Member("big"); m == nil || len(m.Data) != big || len(c.Member("m1").Data) != dcs.MaxValueSize || len(c.Omitted) != 0 {
+			t.Errorf("the read lost values: %d members, omitted %+v", len(c.Members), c.Omitted)
+		}
+		err = s.TouchMember(ctx, make([]byte, dcs.MaxValueSize+1))
+		if err == nil || !strings.Contains(err.Error(), "members/m1") || !strings.Contains(err.Error(), fmt.Sprint(dcs.MaxValueSize+1)) {
+			t.Errorf("writing a value over the limit: %v", err)
+		}
+		if _, err := s.CompareAndSet(ctx, dcs.KeyConfig, make([]byte, dcs.MaxValueSize+1), ""); err == nil || !strings.Contains(err.Error(), "config") {
+			t.Errorf("writing /config over the limit: %v", err)
+		}
+	})
+}

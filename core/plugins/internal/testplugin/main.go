@@ -84,7 +84,7 @@ func main() {
 			sdk.IdentityPluginName: &sdk.IdentityPlugin{Identity: id},
 			dcs.PluginName:         &dcs.Plugin{Impl: backend},
 		}},
-		GRPCServer: plugin.DefaultGRPCServer,
+		GRPCServer: sdk.GRPCServer,
 		Logger:     logger,
 	})
 }

@@ -218,31 +218,46 @@ func TestRequestQueueSizeLimitsConcurrentConnections(t *testing.T) {
 
 // An idle kept-alive connection does not keep a new client waiting: it
 // is closed to make room, and its client reconnects for its next request.
+// Over TLS too, where the server tracks the TLS connection.
 func TestRequestQueueSizeClosesIdleConnections(t *testing.T) {
-	addr := serve(t, newTestServer(primarySnapshot(t), ServerConfig{RequestQueueSize: 1}))
-	get := func(client *http.Client) error {
-		resp, err := client.Get("http://" + addr + "/primary")
-		if err != nil {
-			return err
+	p := newTestPKI(t)
+	for _, useTLS := range []bool{false, true} {
+		cfg, scheme := ServerConfig{RequestQueueSize: 1}, "http"
+		newClient := func(keepAlive bool) *http.Client {
+			return &http.Client{Timeout: ioTimeout, Transport: &http.Transport{DisableKeepAlives: !keepAlive}}
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return errors.New(resp.Status)
+		if useTLS {
+			cfg.CertFile, cfg.KeyFile, scheme = p.certFile, p.keyFile, "https"
+			newClient = func(keepAlive bool) *http.Client {
+				c := tlsClient(p, false)
+				c.Transport.(*http.Transport).DisableKeepAlives = !keepAlive
+				return c
+			}
 		}
-		return nil
-	}
-	keeper := &http.Client{Timeout: ioTimeout} // keeps its connection open
-	defer keeper.CloseIdleConnections()
-	if err := get(keeper); err != nil {
-		t.Fatal(err)
-	}
-	other := &http.Client{Timeout: ioTimeout, Transport: &http.Transport{DisableKeepAlives: true}}
-	if err := get(other); err != nil {
-		t.Fatalf("a new client while a kept-alive connection is idle: %v (the server's IdleTimeout is %s)", err, IdleTimeout)
-	}
-	if err := get(keeper); err != nil {
-		t.Errorf("the kept-alive client after its connection was closed: %v", err)
+		addr := serve(t, newTestServer(primarySnapshot(t), cfg))
+		get := func(client *http.Client) error {
+			resp, err := client.Get(scheme + "://" + addr + "/primary")
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return errors.New(resp.Status)
+			}
+			return nil
+		}
+		keeper := newClient(true) // keeps its connection open
+		if err := get(keeper); err != nil {
+			t.Fatal(err)
+		}
+		if err := get(newClient(false)); err != nil {
+			t.Fatalf("tls %v: a new client while a kept-alive connection is idle: %v (the server's IdleTimeout is %s)", useTLS, err, IdleTimeout)
+		}
+		if err := get(keeper); err != nil {
+			t.Errorf("tls %v: the kept-alive client after its connection was closed: %v", useTLS, err)
+		}
+		keeper.CloseIdleConnections()
 	}
 }
 

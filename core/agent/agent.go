@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -30,6 +29,11 @@ func Run(ctx context.Context, path string, cfg *config.Config, exe string, logge
 	if err := checkPrograms(pgConfig(cfg, cfg.Dynamic())); err != nil {
 		return config.Problems{{Path: "postgresql.bin_dir", Message: err.Error()}}
 	}
+	ln, err := listenRESTAPI(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = ln.Close() }() // Serve closes it too; this covers an early return
 	stopReaper := reaper.Start(logger.Named("reaper"))
 	defer stopReaper()
 
@@ -67,11 +71,6 @@ func Run(ctx context.Context, path string, cfg *config.Config, exe string, logge
 		return fmt.Errorf("REST client for peers: %w", err)
 	}
 	defer peerClient.Close()
-
-	ln, err := net.Listen("tcp", cfg.RESTAPI.Listen)
-	if err != nil {
-		return fmt.Errorf("restapi.listen %s: %w", cfg.RESTAPI.Listen, err)
-	}
 
 	latest := &api.Latest{}
 	fence := newFence(cfg.Watchdog, exe, pg, logger.Named("watchdog"))

@@ -169,9 +169,10 @@ func serverConfig(cfg *config.Config) api.ServerConfig {
 	r := cfg.RESTAPI
 	return api.ServerConfig{
 		Username: r.Authentication.Username, Password: r.Authentication.Password.Value(),
-		CertFile: r.CertFile, KeyFile: r.KeyFile, CAFile: r.CAFile, VerifyClient: r.VerifyClient,
+		CertFile: r.CertFile, KeyFile: r.KeyFile, KeyFilePassword: r.KeyFilePassword.Value(), CAFile: r.CAFile, VerifyClient: r.VerifyClient,
 		Allowlist: r.Allowlist, AllowlistIncludeMembers: r.AllowlistIncludeMembers,
 		HTTPExtraHeaders: r.HTTPExtraHeaders, HTTPSExtraHeaders: r.HTTPSExtraHeaders,
+		RequestQueueSize: r.RequestQueueSize,
 	}
 }
 
@@ -184,7 +185,8 @@ func clientOptions(cfg *config.Config) client.Options {
 	}
 	return client.Options{
 		Username: auth.Username, Password: auth.Password.Value(),
-		CACert: cfg.Ctl.CACert, CertFile: cfg.Ctl.CertFile, KeyFile: cfg.Ctl.KeyFile, Insecure: cfg.Ctl.Insecure,
+		CACert: cfg.Ctl.CACert, CertFile: cfg.Ctl.CertFile, KeyFile: cfg.Ctl.KeyFile, KeyFilePassword: cfg.Ctl.KeyFilePassword.Value(),
+		Insecure: cfg.Ctl.Insecure,
 	}
 }
 

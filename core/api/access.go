@@ -34,59 +34,84 @@ func basicAuthHeader(username, password string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(username+":"+password))
 }
 
-// prepare loads the TLS material and resolves the allowlist. It returns nil
-// without certfile.
-func (s *Server) prepare(ctx context.Context) (*tls.Config, error) {
-	nets, err := resolveAllowlist(ctx, s.cfg.Allowlist)
+// prepared is what the REST API loads from its files and resolves before
+// it serves: the TLS configuration (nil without certfile) and the
+// allowlist.
+type prepared struct {
+	tls       *tls.Config
+	allowlist []*net.IPNet
+}
+
+// prepare loads the TLS material and resolves the allowlist of cfg. Every
+// error is a *KeyError naming the [restapi] key to fix.
+func prepare(ctx context.Context, cfg ServerConfig) (*prepared, error) {
+	nets, err := resolveAllowlist(ctx, cfg.Allowlist)
 	if err != nil {
 		return nil, err
 	}
-	s.allowlist = nets
-	if s.cfg.CertFile == "" {
-		return nil, nil
+	p := &prepared{allowlist: nets}
+	if cfg.CertFile == "" {
+		return p, nil
 	}
-	s.tls = true
-	pair := &keyPair{certFile: s.cfg.CertFile, keyFile: s.cfg.KeyFile}
-	if pair.keyFile == "" {
-		pair.keyFile = pair.certFile // a PEM file may hold both
-	}
+	pair := &keyPair{section: "restapi", certFile: cfg.CertFile, keyFile: cfg.KeyFile, password: cfg.KeyFilePassword}
 	if _, err := pair.get(); err != nil {
 		return nil, err
 	}
-	cfg := &tls.Config{
+	tc := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		NextProtos:     []string{"http/1.1"},
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return pair.get() },
 	}
-	switch s.cfg.VerifyClient {
+	switch cfg.VerifyClient {
 	case "", VerifyClientNone:
-		cfg.ClientAuth = tls.NoClientCert
+		tc.ClientAuth = tls.NoClientCert
 	case VerifyClientOptional:
-		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
 	case VerifyClientRequired:
-		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
 	default:
-		return nil, fmt.Errorf("restapi.verify_client: %q is not none, optional or required", s.cfg.VerifyClient)
+		return nil, keyErrorf("restapi.verify_client", "%q is not none, optional or required", cfg.VerifyClient)
 	}
-	if s.cfg.CAFile != "" {
-		pem, err := os.ReadFile(s.cfg.CAFile)
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("reading restapi.cafile: %w", err)
+			return nil, &KeyError{Key: "restapi.cafile", Err: err}
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("restapi.cafile %s: no PEM certificate found", s.cfg.CAFile)
+			return nil, keyErrorf("restapi.cafile", "%s holds no PEM certificate", cfg.CAFile)
 		}
-		cfg.ClientCAs = pool
-	} else if cfg.ClientAuth != tls.NoClientCert {
-		return nil, fmt.Errorf("restapi.verify_client %s needs restapi.cafile to verify client certificates", s.cfg.VerifyClient)
+		tc.ClientCAs = pool
+	} else if tc.ClientAuth != tls.NoClientCert {
+		return nil, keyErrorf("restapi.verify_client", "%s needs restapi.cafile to verify client certificates", cfg.VerifyClient)
 	}
-	return cfg, nil
+	p.tls = tc
+	return p, nil
+}
+
+// prepare loads the server's TLS material and allowlist into it (see the
+// package function). It returns nil without certfile.
+func (s *Server) prepare(ctx context.Context) (*tls.Config, error) {
+	p, err := prepare(ctx, s.cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.use(p)
+	return p.tls, nil
+}
+
+// use takes the prepared TLS configuration and allowlist; Serve calls it
+// before it accepts the first connection.
+func (s *Server) use(p *prepared) {
+	s.allowlist = p.allowlist
+	s.tls = p.tls != nil
 }
 
 // keyPair is the server certificate, re-read when its files change.
 type keyPair struct {
-	certFile, keyFile string
+	// section names the configuration section in errors ("restapi").
+	section                     string
+	certFile, keyFile, password string
 
 	mu      sync.Mutex
 	cert    *tls.Certificate
@@ -94,11 +119,15 @@ type keyPair struct {
 }
 
 func (p *keyPair) get() (*tls.Certificate, error) {
+	keyFile := p.keyFile
+	if keyFile == "" {
+		keyFile = p.certFile // a PEM file may hold both
+	}
 	var mod [2]time.Time
-	for i, f := range []string{p.certFile, p.keyFile} {
+	for i, f := range []string{p.certFile, keyFile} {
 		fi, err := os.Stat(f)
 		if err != nil {
-			return nil, fmt.Errorf("REST API certificate: %w", err)
+			return nil, &KeyError{Key: p.section + "." + [2]string{"certfile", keyFileKey(p.keyFile)}[i], Err: err}
 		}
 		mod[i] = fi.ModTime()
 	}
@@ -107,14 +136,14 @@ func (p *keyPair) get() (*tls.Certificate, error) {
 	if p.cert != nil && mod == p.modTime {
 		return p.cert, nil
 	}
-	cert, err := tls.LoadX509KeyPair(p.certFile, p.keyFile)
+	cert, err := LoadKeyPair(p.section, p.certFile, p.keyFile, p.password)
 	if err != nil {
 		if p.cert != nil {
 			// Mid-rotation (one file written, not the other): keep serving
 			// the old pair until both match.
 			return p.cert, nil
 		}
-		return nil, fmt.Errorf("loading REST API certificate %s and key %s: %w", p.certFile, p.keyFile, err)
+		return nil, err
 	}
 	p.cert, p.modTime = &cert, mod
 	return p.cert, nil
@@ -129,14 +158,14 @@ func resolveAllowlist(ctx context.Context, entries []string) ([]*net.IPNet, erro
 		if strings.Contains(e, "/") {
 			_, n, err := net.ParseCIDR(e)
 			if err != nil {
-				return nil, fmt.Errorf("restapi.allowlist: %q is not a network: %w", e, err)
+				return nil, keyErrorf("restapi.allowlist", "%q is not a network: %w", e, err)
 			}
 			nets = append(nets, n)
 			continue
 		}
 		ips, err := resolveHost(ctx, e)
 		if err != nil {
-			return nil, fmt.Errorf("restapi.allowlist: %w", err)
+			return nil, &KeyError{Key: "restapi.allowlist", Err: err}
 		}
 		for _, ip := range ips {
 			nets = append(nets, singleIP(ip))

@@ -56,6 +56,24 @@ func TestPatroniReportsLivePositions(t *testing.T) {
 	}
 }
 
+// A live read that hangs does not hang GET /patroni: past its bound the
+// answer comes from the snapshot.
+func TestPatroniDoesNotWaitForAHangingRead(t *testing.T) {
+	snap := primarySnapshot(t)
+	s := New(ServerConfig{}, fixedSource{snap}, nil, WithLivePositions(func(ctx context.Context) (Positions, error) {
+		<-ctx.Done() // a PostgreSQL that does not answer
+		return Positions{}, ctx.Err()
+	}))
+	rec := get(t, s, "/patroni")
+	var st Status
+	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Code != http.StatusOK || st.XLog.PrimaryLocation() != snap.Status.XLog.PrimaryLocation() {
+		t.Fatalf("GET /patroni with a hanging read = %d %s", rec.Code, rec.Body)
+	}
+}
+
 func TestPatroniWithoutPositionsOnceThePostmasterIsGone(t *testing.T) {
 	s := New(ServerConfig{}, fixedSource{primarySnapshot(t)}, nil, WithLivePositions(func(context.Context) (Positions, error) {
 		return Positions{}, fmt.Errorf("reading positions: %w", ErrNotRunning)

@@ -40,6 +40,10 @@ const (
 	// MaxHeaderBytes caps request headers; Patroni's clients send a few
 	// hundred bytes.
 	MaxHeaderBytes = 64 << 10
+	// livePositionsTimeout bounds the live WAL positions read of GET
+	// /patroni: a peer gives the whole answer 2 s (client.StatusTimeout),
+	// so past half of that the answer comes from the last observation.
+	livePositionsTimeout = time.Second
 )
 
 // Client certificate policies (restapi.verify_client).
@@ -57,8 +61,11 @@ type ServerConfig struct {
 	Password string
 	// CertFile and KeyFile turn on HTTPS; the pair is re-read when either
 	// file changes, so certificates rotate without a restart.
-	CertFile string
-	KeyFile  string
+	// KeyFilePassword decrypts a key with legacy PEM encryption (see
+	// LoadKeyPair).
+	CertFile        string
+	KeyFile         string
+	KeyFilePassword string
 	// CAFile holds the CAs that sign client certificates.
 	CAFile string
 	// VerifyClient is VerifyClientNone (the default when empty),
@@ -75,6 +82,9 @@ type ServerConfig struct {
 	// lines; HTTPSExtraHeaders too when TLS is on.
 	HTTPExtraHeaders  map[string]string
 	HTTPSExtraHeaders map[string]string
+	// RequestQueueSize caps the connections served at once
+	// (restapi.request_queue_size, see connLimiter); 0 means no cap.
+	RequestQueueSize int
 }
 
 // Server is the REST API server.
@@ -367,7 +377,12 @@ func (s *Server) getPatroni(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.positions != nil && snap.Status.XLog != nil {
-		p, err := s.positions(r.Context())
+		ctx, cancel := context.WithTimeout(r.Context(), livePositionsTimeout)
+		p, err := s.positions(ctx)
+		cancel()
+		if err != nil && !errors.Is(err, ErrNotRunning) {
+			s.logger.Debug("GET /patroni answers with the positions of the last observation", "error", err)
+		}
 		if errors.Is(err, ErrNotRunning) {
 			// The postmaster died after the last cycle: until the next one
 			// publishes it, answer as Patroni does when its query fails on
@@ -488,36 +503,37 @@ func (s *Server) getReadiness(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// ListenAndServe listens on addr (Patroni's restapi.listen: "host:port",
-// with "" or "*" for every address) and serves until ctx ends.
-func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("REST API listen address %q: %w", addr, err)
-	}
-	if host == "*" {
-		host = ""
-	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(host, port))
-	if err != nil {
-		return fmt.Errorf("listening for the REST API on %s: %w", addr, err)
-	}
-	return s.Serve(ctx, ln)
-}
-
 // Serve answers requests on ln until ctx ends, then shuts down gracefully:
 // it stops accepting, waits up to ShutdownTimeout for requests in flight and
 // closes what is left. It returns nil after a shutdown, or the error that
-// stopped it. ln is closed in every case.
+// stopped it. ln is closed in every case. A *Listener from Listen comes with
+// its TLS material and allowlist ready; for any other listener Serve loads
+// them first.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	addr := ln.Addr().String()
-	tlsCfg, err := s.prepare(ctx)
-	if err != nil {
-		_ = ln.Close()
-		return fmt.Errorf("starting the REST API on %s: %w", addr, err)
+	var p *prepared
+	if l, ok := ln.(*Listener); ok {
+		p, ln = l.prepared, l.Listener
+	} else {
+		var err error
+		if p, err = prepare(ctx, s.cfg); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("starting the REST API on %s: %w", addr, err)
+		}
+	}
+	s.use(p)
+	tlsCfg := p.tls
+	if s.op != nil && unsafeEndpointsExposed(s.cfg, ln.Addr()) {
+		s.logger.Warn("the REST API's unsafe endpoints (switchover, failover, restart, reinitialize, reload, config) are open to anyone who can reach this address: "+
+			"set restapi.authentication, restapi.allowlist or restapi.verify_client", "address", addr)
+	}
+	var connState func(net.Conn, http.ConnState)
+	if s.cfg.RequestQueueSize > 0 {
+		limited := newConnLimiter(ln, s.cfg.RequestQueueSize)
+		ln, connState = limited, limited.connState
 	}
 	srv := &http.Server{
+		ConnState:         connState,
 		Handler:           s,
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		ReadTimeout:       ReadTimeout,
@@ -534,7 +550,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
 	}
-	s.logger.Info("REST API listening", "address", addr, "tls", tlsCfg != nil)
+	s.logger.Info("REST API listening", "address", addr, "tls", tlsCfg != nil, "request_queue_size", s.cfg.RequestQueueSize)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

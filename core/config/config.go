@@ -32,8 +32,9 @@ const (
 	// DefaultLogFileSize is the size at which a log file rotates (Patroni's
 	// 25 MB).
 	DefaultLogFileSize Size = 25000000
-	// DefaultRequestQueueSize is the REST API listen backlog (Patroni's 5):
-	// health checks are quick, a long queue only hides an overloaded agent.
+	// DefaultRequestQueueSize is how many REST API connections are served
+	// at once (Patroni's listen backlog of 5): health checks are answered
+	// in microseconds, a long queue only hides an overloaded agent.
 	DefaultRequestQueueSize = 5
 	// DefaultServerTokens shows the full Server header, as Patroni does.
 	DefaultServerTokens = "original"

@@ -347,6 +347,7 @@ func TestProblems(t *testing.T) {
 		{"wildcard connect address", replace(`connect_address = "127.0.0.1:5432"`, `connect_address = "0.0.0.0:5432" # <-`), "postgresql.connect_address", "# <-", "wildcard"},
 		{"connect address without host", replace(`connect_address = "127.0.0.1:8008"`, `connect_address = ":8008" # <-`), "restapi.connect_address", "# <-", "host is missing"},
 		{"ttl below minimum", replace(`ttl = 30`, `ttl = 0 # <-`), "bootstrap.dcs.ttl", "# <-", "below the minimum 1"},
+		{"no REST API connection at all", replace(`listen = "127.0.0.1:8008"`, "listen = \"127.0.0.1:8008\"\nrequest_queue_size = 0 # <-"), "restapi.request_queue_size", "# <-", "below the minimum 1"},
 		{"timing rule", replace(`retry_timeout = 10`, `retry_timeout = 20`), "bootstrap.dcs.ttl", "ttl = 30", "loop_wait + 2*retry_timeout must not exceed ttl"},
 		{"dynamic wrong type", replace(`loop_wait = 10`, `loop_wait = "often" # <-`), "bootstrap.dcs.loop_wait", "# <-", "bad duration"},
 		{"unknown dynamic key is kept", appendText("\n[bootstrap.dcs.x]\n"), "", "", ""},

@@ -86,3 +86,12 @@ func (ps Problems) sort() {
 		return a.Message < b.Message
 	})
 }
+
+// ProblemAt is a problem with the value at keyPath ("restapi.certfile")
+// found after loading, placed at the key's file line or environment
+// variable, as Load's own problems are.
+func (c *Config) ProblemAt(keyPath, message string) Problem {
+	d := &decoder{file: c.file, lines: c.lines, env: c.env}
+	d.addAt(keyPath, "%s", message)
+	return d.probs[0]
+}

@@ -41,7 +41,9 @@ func validate(d *decoder, c *Config) {
 	v.address("restapi.connect_address", r.ConnectAddress, true, false)
 	v.enum("restapi.verify_client", &r.VerifyClient, "none", "optional", "required")
 	v.enum("restapi.server_tokens", &r.ServerTokens, "original", "productonly", "minimal")
-	v.atLeast("restapi.request_queue_size", r.RequestQueueSize, 0)
+	// request_queue_size caps the connections served at once: 0 would
+	// serve none.
+	v.atLeast("restapi.request_queue_size", r.RequestQueueSize, 1)
 	v.basicAuth("restapi.authentication", r.Authentication)
 	v.tlsPair("restapi", r.CertFile, r.KeyFile, r.KeyFilePassword)
 	if r.VerifyClient != "none" && r.CertFile == "" && !d.hasProblem("restapi.verify_client") {

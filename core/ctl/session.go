@@ -165,6 +165,11 @@ func (t *target) clientOptions() client.Options {
 	opts.CACert = firstNonEmpty(ctl.CACert, rest.CAFile)
 	opts.CertFile = firstNonEmpty(ctl.CertFile, rest.CertFile)
 	opts.KeyFile = firstNonEmpty(ctl.KeyFile, rest.KeyFile)
+	opts.KeyFilePassword = ctl.KeyFilePassword.Value()
+	if ctl.CertFile == "" && ctl.KeyFile == "" {
+		// The key is [restapi]'s: so is its password.
+		opts.KeyFilePassword = rest.KeyFilePassword.Value()
+	}
 	return opts
 }
 

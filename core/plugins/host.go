@@ -175,6 +175,7 @@ type Plugin struct {
 
 	host    *Host
 	logger  hclog.Logger
+	stderr  *stderrLimiter
 	client  *plugin.Client
 	rpc     plugin.ClientProtocol
 	cancel  context.CancelFunc // kills the process outright
@@ -213,6 +214,7 @@ func (h *Host) Launch(ctx context.Context, bin Binary) (*Plugin, error) {
 	}
 
 	logger := h.logger.Named("plugin").With("plugin", bin.Name)
+	stderr := newStderrLimiter(logger)
 	// The process lives within procCtx: cancelling it kills the process even
 	// while go-plugin is still waiting for the handshake.
 	procCtx, cancel := context.WithCancel(context.Background())
@@ -222,6 +224,7 @@ func (h *Host) Launch(ctx context.Context, bin Binary) (*Plugin, error) {
 		Binary: bin,
 		host:   h,
 		logger: logger,
+		stderr: stderr,
 		cancel: cancel,
 		client: plugin.NewClient(&plugin.ClientConfig{
 			HandshakeConfig:  sdk.Handshake,
@@ -229,9 +232,10 @@ func (h *Host) Launch(ctx context.Context, bin Binary) (*Plugin, error) {
 			Cmd:              cmd,
 			SecureConfig:     secure,
 			AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+			GRPCDialOptions:  sdk.GRPCDialOptions(),
 			AutoMTLS:         true,
 			StartTimeout:     startTimeout,
-			Logger:           logger,
+			Logger:           stderr.logger(),
 		}),
 	}
 	if !h.track(p) {
@@ -350,11 +354,13 @@ func (p *Plugin) Replica() (*replica.Client, error) {
 
 // Kill ends the plugin process (asking go-plugin to stop it gracefully
 // first, killing it after two seconds) and waits for go-plugin's goroutines
-// that watch it. It may be called more than once.
+// that watch it, its stderr reader included. It may be called more than
+// once.
 func (p *Plugin) Kill() {
 	p.killOnce.Do(func() {
 		p.client.Kill()
 		p.cancel()
+		p.stderr.flush()
 		p.host.untrack(p)
 	})
 }

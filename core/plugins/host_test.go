@@ -374,3 +374,44 @@ func TestPluginEnvDefaultsGOMAXPROCS(t *testing.T) {
 		t.Fatalf("GOMAXPROCS = %q with GOMAXPROCS=4 in the agent's environment, want 4", got)
 	}
 }
+
+// A plugin that floods stderr has its lines re-emitted at pluginLogRate
+// with a burst of pluginLogBurst; the rest are dropped and counted in one
+// warning, and the plugin keeps serving.
+func TestPluginStderrIsRateLimited(t *testing.T) {
+	const flood = 5000
+	th := newTestHost(t, nil)
+	bin := installPlugin(t, th.dir, "dcs-memory", &knobs{FloodLines: flood})
+	start := time.Now()
+	p, err := th.Launch(context.Background(), bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.DCS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Configure(context.Background(), dcs.ConfigureRequest{Scope: "s", Member: "m", TTL: 5 * time.Second}); err != nil {
+		t.Fatalf("the flooding plugin does not serve: %v", err)
+	}
+	// Kill waits until go-plugin has read the whole of stderr.
+	p.Kill()
+	elapsed := time.Since(start)
+
+	emitted := len(th.logs.withMessage(t, "flood"))
+	most := pluginLogBurst + int(elapsed.Seconds()*pluginLogRate) + 1
+	if emitted < pluginLogBurst || emitted > most {
+		t.Errorf("%d of %d flood lines re-emitted in %s, want between %d and %d", emitted, flood, elapsed, pluginLogBurst, most)
+	}
+	if n := len(th.logs.withMessage(t, "plugin logs too fast; dropping its lines above the limit")); n != 1 {
+		t.Errorf("%d warnings that lines are dropped, want 1", n)
+	}
+	dropped := 0
+	for _, e := range th.logs.withMessage(t, "plugin log lines dropped", "plugin", "dcs-memory") {
+		n, _ := e["dropped"].(float64)
+		dropped += int(n)
+	}
+	if emitted+dropped < flood {
+		t.Errorf("%d flood lines re-emitted and %d lines counted as dropped: %d flood lines unaccounted for", emitted, dropped, flood-emitted-dropped)
+	}
+}

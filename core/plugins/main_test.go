@@ -52,9 +52,12 @@ func runTests(m *testing.M) int {
 
 // knobs mirror the test plugin's knob file (see internal/testplugin).
 type knobs struct {
-	Name         string `json:"name,omitempty"`
-	Protocol     int    `json:"protocol,omitempty"`
-	CrashAtStart bool   `json:"crash_at_start,omitempty"`
+	Name           string `json:"name,omitempty"`
+	Protocol       int    `json:"protocol,omitempty"`
+	CrashAtStart   bool   `json:"crash_at_start,omitempty"`
+	HangWhile      string `json:"hang_while,omitempty"`
+	FloodLines     int    `json:"flood_lines,omitempty"`
+	BigMemberBytes int    `json:"big_member_bytes,omitempty"`
 }
 
 // installPlugin copies the test plugin into dir as custos-plugin-<name>,

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -39,6 +41,15 @@ const (
 	// plugin: Configure may connect to the DCS and retry for up to
 	// retry_timeout (10 s by default).
 	replayTimeout = 30 * time.Second
+	// maxMissedDeadlines is how many calls in a row may end at their
+	// deadline before the process is killed and a fresh one started. One
+	// miss is a slow DCS round trip or a pause; three in a row, each
+	// bounded by the HA loop's deadline, is a plugin that no longer
+	// answers, or whose connections to the DCS hang without breaking (a
+	// half-open TCP connection after a network fault), and a fresh process
+	// with fresh connections is the way out of both. A DCS that refuses
+	// calls makes them fail fast and costs no restart.
+	maxMissedDeadlines = 3
 )
 
 // SupervisedDCS is a dcs.Backend on top of a DCS plugin process that
@@ -77,12 +88,18 @@ type SupervisedDCS struct {
 	configure *dcs.ConfigureRequest
 	ttl       *time.Duration
 	replaySeq uint64
+	// omitted is the last list of values left out of a read, as logged.
+	omitted string
 }
 
 // dcsInstance is one process of the plugin and its backend client.
 type dcsInstance struct {
 	plugin  *Plugin
 	backend dcs.Backend
+	// missed counts the calls in a row that ended at their deadline;
+	// killed is set when that killed the process.
+	missed atomic.Int32
+	killed atomic.Bool
 }
 
 var _ dcs.Backend = (*SupervisedDCS)(nil)
@@ -177,6 +194,9 @@ func (s *SupervisedDCS) restart(ctx context.Context, old *dcsInstance) {
 	old.plugin.Kill() // reaps go-plugin's goroutines of the dead process
 
 	reason := "plugin process exited"
+	if old.killed.Load() {
+		reason = "plugin killed after missing its deadlines"
+	}
 	for {
 		s.mu.Lock()
 		s.attempt++
@@ -292,14 +312,28 @@ func (s *SupervisedDCS) instance() (*dcsInstance, error) {
 	return s.cur, nil
 }
 
-// call runs fn on the serving process and translates the failures that
-// mean "the process went away" into ErrUnavailable.
+// call runs fn on the serving process, counts the calls that end at their
+// deadline, and translates the failures that mean "the process went away"
+// into ErrUnavailable.
 func (s *SupervisedDCS) call(ctx context.Context, fn func(dcs.Backend) error) (*dcsInstance, error) {
+	return s.do(ctx, true, fn)
+}
+
+// do is call; deadlines counts deadline misses (not for a watch, which
+// runs until its caller cancels it).
+func (s *SupervisedDCS) do(ctx context.Context, deadlines bool, fn func(dcs.Backend) error) (*dcsInstance, error) {
 	inst, err := s.instance()
 	if err != nil {
 		return nil, err
 	}
 	err = fn(inst.backend)
+	if deadlines {
+		if pastDeadline(ctx) {
+			s.missedDeadline(inst)
+		} else {
+			inst.missed.Store(0)
+		}
+	}
 	if err == nil || ctx.Err() != nil {
 		return inst, err
 	}
@@ -317,6 +351,33 @@ func (s *SupervisedDCS) call(ctx context.Context, fn func(dcs.Backend) error) (*
 		return inst, fmt.Errorf("dcs plugin %s went away: %v: %w", s.bin.Name, err, dcs.ErrUnavailable)
 	}
 	return inst, err
+}
+
+// pastDeadline reports whether ctx's deadline has come: its error says so,
+// or the clock does (the context's own timer may fire a moment after the
+// call gave up at the deadline).
+func pastDeadline(ctx context.Context) bool {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
+}
+
+// missedDeadline counts a call of inst that ended at its deadline and
+// kills the process at the maxMissedDeadlines-th in a row; the supervisor
+// then restarts it.
+func (s *SupervisedDCS) missedDeadline(inst *dcsInstance) {
+	if inst.missed.Add(1) != maxMissedDeadlines {
+		return
+	}
+	s.logger.Warn("plugin missed the deadline of its calls several times in a row; killing it to start a fresh process",
+		"missed", maxMissedDeadlines, "pid", inst.plugin.Pid())
+	// SIGKILL at once: a process that does not answer calls would not
+	// answer go-plugin's request to stop either.
+	inst.killed.Store(true)
+	inst.plugin.cancel()
+	s.nudge()
 }
 
 // Validate implements dcs.Backend.
@@ -360,14 +421,40 @@ func (s *SupervisedDCS) record(inst *dcsInstance, op string, set func()) error {
 	return nil
 }
 
-// GetCluster implements dcs.Backend.
+// GetCluster implements dcs.Backend. Values the plugin left out of the
+// read for their size (dcs.Cluster.Omitted) are logged, once for each
+// change of the list.
 func (s *SupervisedDCS) GetCluster(ctx context.Context) (*dcs.Cluster, error) {
 	var c *dcs.Cluster
 	_, err := s.call(ctx, func(b dcs.Backend) (err error) {
 		c, err = b.GetCluster(ctx)
 		return err
 	})
+	if c != nil {
+		s.reportOmitted(c.Omitted)
+	}
 	return c, err
+}
+
+// reportOmitted logs the values a read left out, when they changed since
+// the last read.
+func (s *SupervisedDCS) reportOmitted(omitted []dcs.OmittedValue) {
+	var b strings.Builder
+	for i, o := range omitted {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s (%d bytes)", o.Path, o.Size)
+	}
+	list := b.String()
+	s.mu.Lock()
+	changed := list != s.omitted
+	s.omitted = list
+	s.mu.Unlock()
+	if changed && list != "" {
+		s.logger.Error("DCS values too large to read were left out of the cluster read; they read as absent until they are rewritten smaller",
+			"values", list, "max_value_bytes", dcs.MaxValueSize)
+	}
 }
 
 // AcquireLeader implements dcs.Backend.
@@ -438,7 +525,7 @@ func (s *SupervisedDCS) DeleteCluster(ctx context.Context) error {
 // a Watch started while the plugin is down. The caller re-reads the cluster
 // and watches again once calls succeed, as after any broken watch.
 func (s *SupervisedDCS) Watch(ctx context.Context, fn func(dcs.Event)) error {
-	_, err := s.call(ctx, func(b dcs.Backend) error { return b.Watch(ctx, fn) })
+	_, err := s.do(ctx, false, func(b dcs.Backend) error { return b.Watch(ctx, fn) })
 	return err
 }
 

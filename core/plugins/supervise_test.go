@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -295,4 +297,124 @@ func TestSupervisedDCSRefusesAReplacedIdentity(t *testing.T) {
 	if _, err := s.GetCluster(context.Background()); !errors.Is(err, dcs.ErrUnavailable) {
 		t.Errorf("call while the impostor is refused: %v", err)
 	}
+}
+
+// A plugin whose calls hang, deaf to their deadline, is killed after
+// maxMissedDeadlines misses in a row and a fresh process serves; fewer
+// misses, or misses broken by a call answered in time, cost nothing.
+func TestSupervisedDCSKillsAPluginThatMissesDeadlines(t *testing.T) {
+	th := newTestHost(t, nil)
+	th.restartMin, th.restartMax = 10*time.Millisecond, 50*time.Millisecond
+	hang := filepath.Join(t.TempDir(), "hang")
+	installPlugin(t, th.dir, "dcs-memory", &knobs{HangWhile: hang})
+	s := openMemory(t, th)
+	pid := s.Pid()
+
+	miss := func() {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		if _, err := s.GetCluster(ctx); !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, dcs.ErrUnavailable) {
+			t.Fatalf("a hanging call: %v", err)
+		}
+	}
+	answer := func() {
+		t.Helper()
+		if _, err := s.GetCluster(context.Background()); err != nil {
+			t.Fatalf("a call answered in time: %v", err)
+		}
+	}
+	setHang := func(on bool) {
+		t.Helper()
+		if on {
+			if err := os.WriteFile(hang, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := os.Remove(hang); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Two misses, an answer, two misses: never three in a row.
+	for range 2 {
+		setHang(true)
+		for range maxMissedDeadlines - 1 {
+			miss()
+		}
+		setHang(false)
+		answer()
+	}
+	if got := s.Pid(); got != pid || s.Restarts() != 0 {
+		t.Fatalf("the plugin was replaced (pid %d, was %d; %d restarts) without %d misses in a row", got, pid, s.Restarts(), maxMissedDeadlines)
+	}
+
+	setHang(true)
+	for range maxMissedDeadlines {
+		miss()
+	}
+	eventually(t, 10*time.Second, "the stuck process is killed", func() bool { return processGone(pid) })
+	setHang(false)
+	eventually(t, 10*time.Second, "a fresh process serves", func() bool {
+		_, err := s.GetCluster(context.Background())
+		return err == nil && s.Pid() != pid && s.Pid() > 0
+	})
+	if n := len(th.logs.withMessage(t, "plugin missed the deadline of its calls several times in a row; killing it to start a fresh process")); n != 1 {
+		t.Errorf("%d log lines about the kill, want 1", n)
+	}
+	if n := len(th.logs.withMessage(t, "restarting plugin", "reason", "plugin killed after missing its deadlines")); n == 0 {
+		t.Error("the restart does not say why")
+	}
+}
+
+// Large values through the real handshake: a value over dcs.MaxValueSize
+// written by another client is left out of the read and named, and the
+// read succeeds; values up to the limit, and reads over gRPC's default
+// 4 MiB, pass whole; a write over the limit is refused, naming the key.
+func TestLargeDCSValues(t *testing.T) {
+	ctx := context.Background()
+	t.Run("a value over the limit", func(t *testing.T) {
+		th := newTestHost(t, nil)
+		const big = 5 << 20
+		installPlugin(t, th.dir, "dcs-memory", &knobs{BigMemberBytes: big})
+		s := openMemory(t, th)
+		for range 2 {
+			c, err := s.GetCluster(ctx)
+			if err != nil {
+				t.Fatalf("a cluster read with a %d-byte member value: %v", big, err)
+			}
+			if c.Member("big") != nil || c.Member("m1") == nil {
+				t.Errorf("members read: %+v", c.Members)
+			}
+			if len(c.Omitted) != 1 || c.Omitted[0] != (dcs.OmittedValue{Path: "members/big", Size: big}) {
+				t.Errorf("omitted values %+v", c.Omitted)
+			}
+		}
+		logged := th.logs.withMessage(t, "DCS values too large to read were left out of the cluster read; they read as absent until they are rewritten smaller")
+		if len(logged) != 1 || logged[0]["values"] != fmt.Sprintf("members/big (%d bytes)", big) {
+			t.Errorf("log lines about the left-out value: %v", logged)
+		}
+	})
+	t.Run("values up to the limit", func(t *testing.T) {
+		th := newTestHost(t, nil)
+		const big = 3 << 20
+		installPlugin(t, th.dir, "dcs-memory", &knobs{BigMemberBytes: big})
+		s := openMemory(t, th)
+		if err := s.TouchMember(ctx, make([]byte, dcs.MaxValueSize)); err != nil {
+			t.Fatalf("writing a value of exactly the limit: %v", err)
+		}
+		c, err := s.GetCluster(ctx)
+		if err != nil {
+			t.Fatalf("a %d-byte cluster read: %v", big+dcs.MaxValueSize, err)
+		}
+		if m := c.Member("big"); m == nil || len(m.Data) != big || len(c.Member("m1").Data) != dcs.MaxValueSize || len(c.Omitted) != 0 {
+			t.Errorf("the read lost values: %d members, omitted %+v", len(c.Members), c.Omitted)
+		}
+		err = s.TouchMember(ctx, make([]byte, dcs.MaxValueSize+1))
+		if err == nil || !strings.Contains(err.Error(), "members/m1") || !strings.Contains(err.Error(), fmt.Sprint(dcs.MaxValueSize+1)) {
+			t.Errorf("writing a value over the limit: %v", err)
+		}
+		if _, err := s.CompareAndSet(ctx, dcs.KeyConfig, make([]byte, dcs.MaxValueSize+1), ""); err == nil || !strings.Contains(err.Error(), "config") {
+			t.Errorf("writing /config over the limit: %v", err)
+		}
+	})
 }

@@ -54,29 +54,37 @@ func (p *Postgres) localConfig() (*pgx.ConnConfig, error) {
 func (p *Postgres) withConn(ctx context.Context, fn func(*pgx.Conn) error) error {
 	p.connMu.Lock()
 	defer p.connMu.Unlock()
-	_, err := p.withConnLocked(ctx, fn)
+	_, err := p.runOn(ctx, &p.conn, fn)
 	return err
 }
 
-// withConnRetry is withConn for read-only work: when a connection kept
-// from before turns out broken (the server restarted behind our back), fn
-// runs once more on a fresh one.
+// withConnRetry is withConn for read-only work (see retryOn).
 func (p *Postgres) withConnRetry(ctx context.Context, fn func(*pgx.Conn) error) error {
 	p.connMu.Lock()
 	defer p.connMu.Unlock()
-	fresh, err := p.withConnLocked(ctx, fn)
-	if err != nil && !fresh && p.conn == nil && ctx.Err() == nil {
-		_, err = p.withConnLocked(ctx, fn)
+	return p.retryOn(ctx, &p.conn, fn)
+}
+
+// retryOn is runOn for read-only work: when a connection kept from before
+// turns out broken (the server restarted behind our back), fn runs once
+// more on a fresh one.
+func (p *Postgres) retryOn(ctx context.Context, slot **pgx.Conn, fn func(*pgx.Conn) error) error {
+	fresh, err := p.runOn(ctx, slot, fn)
+	if err != nil && !fresh && *slot == nil && ctx.Err() == nil {
+		_, err = p.runOn(ctx, slot, fn)
 	}
 	return err
 }
 
-// withConnLocked runs fn and reports whether it connected for it.
-func (p *Postgres) withConnLocked(ctx context.Context, fn func(*pgx.Conn) error) (fresh bool, err error) {
-	if p.conn != nil && p.conn.IsClosed() {
-		p.conn = nil
+// runOn runs fn on the connection in slot, connecting first when there is
+// none, and reports whether it connected for it. A connection that broke
+// is closed and cleared so the next call reconnects. The caller holds the
+// slot's lock.
+func (p *Postgres) runOn(ctx context.Context, slot **pgx.Conn, fn func(*pgx.Conn) error) (fresh bool, err error) {
+	if *slot != nil && (*slot).IsClosed() {
+		*slot = nil
 	}
-	if p.conn == nil {
+	if *slot == nil {
 		fresh = true
 		cfg, err := p.localConfig()
 		if err != nil {
@@ -86,14 +94,14 @@ func (p *Postgres) withConnLocked(ctx context.Context, fn func(*pgx.Conn) error)
 		if err != nil {
 			return true, fmt.Errorf("connecting to the local postgres: %w", err)
 		}
-		p.conn = conn
+		*slot = conn
 	}
-	err = fn(p.conn)
-	if err != nil && (p.conn.IsClosed() || !isServerError(err)) {
+	err = fn(*slot)
+	if err != nil && ((*slot).IsClosed() || !isServerError(err)) {
 		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = p.conn.Close(closeCtx)
+		_ = (*slot).Close(closeCtx)
 		cancel()
-		p.conn = nil
+		*slot = nil
 	}
 	return fresh, err
 }
@@ -105,15 +113,36 @@ func isServerError(err error) bool {
 	return errors.As(err, &pgErr)
 }
 
+// closeConn closes the agent's connections (before a stop, so that none
+// keeps the server's shutdown waiting).
 func (p *Postgres) closeConn() {
 	p.connMu.Lock()
-	defer p.connMu.Unlock()
-	if p.conn != nil {
+	closeSlot(&p.conn)
+	p.connMu.Unlock()
+	p.apiSem <- struct{}{}
+	closeSlot(&p.apiConn)
+	<-p.apiSem
+}
+
+func closeSlot(slot **pgx.Conn) {
+	if *slot != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = p.conn.Close(ctx)
+		_ = (*slot).Close(ctx)
 		cancel()
-		p.conn = nil
+		*slot = nil
 	}
+}
+
+// withAPIConn runs fn on the REST API's own connection (see Positions),
+// waiting for it no longer than ctx allows.
+func (p *Postgres) withAPIConn(ctx context.Context, fn func(*pgx.Conn) error) error {
+	select {
+	case p.apiSem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the REST API's connection, busy with another request: %w", ctx.Err())
+	}
+	defer func() { <-p.apiSem }()
+	return p.retryOn(ctx, &p.apiConn, fn)
 }
 
 // Exec runs a statement on the local server as the superuser (the HA core

@@ -372,13 +372,20 @@ SELECT pg_is_in_recovery(),
 // Positions reads the WAL positions alone, in one short query: for a
 // primary its current WAL LSN, for a standby its received and replayed LSNs.
 // It is what GET /patroni reports at request time.
+//
+// It runs on a connection of its own, never the HA loop's: a request does
+// not wait behind the loop's queries (a CHECKPOINT, a slot sync) and a
+// PostgreSQL that hangs does not make the loop wait behind a request.
+// Requests take turns on that connection, and each gives up after
+// positionsTimeout, waiting included, so the caller can answer from the
+// last observation instead.
 func (p *Postgres) Positions(ctx context.Context) (inRecovery bool, wal, received, replayed LSN, err error) {
 	if !p.IsRunning() {
 		return false, 0, 0, 0, ErrNotRunning
 	}
 	ctx, cancel := context.WithTimeout(ctx, positionsTimeout)
 	defer cancel()
-	err = p.withConnRetry(ctx, func(c *pgx.Conn) error {
+	err = p.withAPIConn(ctx, func(c *pgx.Conn) error {
 		var w, r, rp *string
 		if err := c.QueryRow(ctx, positionsSQL).Scan(&inRecovery, &w, &r, &rp); err != nil {
 			return fmt.Errorf("reading WAL positions: %w", err)

@@ -40,6 +40,10 @@ type Postgres struct {
 
 	connMu sync.Mutex
 	conn   *pgx.Conn
+	// apiConn is the REST API's own connection (Positions), held by
+	// whoever holds a token of apiSem (capacity 1).
+	apiSem  chan struct{}
+	apiConn *pgx.Conn
 
 	// streamed remembers the newest timeline the walreceiver of the
 	// running postmaster streamed (see Observe).
@@ -64,6 +68,7 @@ func New(cfg Config, logger hclog.Logger) (*Postgres, error) {
 	p := &Postgres{
 		logger:    logger.Named("postgres"),
 		stopWatch: make(chan struct{}),
+		apiSem:    make(chan struct{}, 1),
 	}
 	p.st.Store(&snapshot{cfg: norm, listen: la})
 	return p, nil

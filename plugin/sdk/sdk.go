@@ -7,7 +7,34 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 )
+
+// MaxMessageSize caps one gRPC message between the host and a plugin, both
+// ways, on both sides (GRPCServer, GRPCDialOptions). gRPC's default receive
+// limit, 4 MiB, would make a cluster read fail as a whole, on every member
+// and for as long as the value stays, once one member value is that large
+// or a few members of 1 MiB add up to it. 64 MiB carries any cluster a DCS
+// with its default limits can hold at a reasonable member count (etcd
+// takes 1.5 MiB per request, ZooKeeper 1 MiB per node, Consul 512 KiB per
+// value, Kubernetes 1.5 MiB per object); past it, the DCS SDK leaves the
+// largest values out of the read and names them (dcs.MaxValueSize) rather
+// than fail it.
+const MaxMessageSize = 64 << 20
+
+// GRPCServer is the gRPC server of every plugin: go-plugin's, with the
+// message size limits of MaxMessageSize.
+func GRPCServer(opts []grpc.ServerOption) *grpc.Server {
+	opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize))
+	return grpc.NewServer(opts...)
+}
+
+// GRPCDialOptions are the host's options for its connection to a plugin
+// (go-plugin's ClientConfig.GRPCDialOptions): the message size limits of
+// MaxMessageSize.
+func GRPCDialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize))}
+}
 
 // ProtocolVersion is the newest plugin protocol major this SDK speaks. The
 // host offers every major it still serves and go-plugin picks the highest
@@ -97,7 +124,7 @@ func Serve(id Identity, plugins plugin.PluginSet, logger hclog.Logger) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: set},
-		GRPCServer:       plugin.DefaultGRPCServer,
+		GRPCServer:       GRPCServer,
 		Logger:           logger,
 	})
 }

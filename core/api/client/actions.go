@@ -106,7 +106,6 @@ func (c *Client) Reinitialize(ctx context.Context, apiURL string, req Reinitiali
 	return c.Do(ctx, http.MethodPost, apiURL, EndpointReinitialize, req)
 }
 
-// Reload makes the member re-read its configuration file.
 // FailsafeRequest is the body a primary POSTs to /failsafe while the DCS
 // is down (reference §1.3).
 type FailsafeRequest struct {
@@ -121,6 +120,7 @@ func (c *Client) Failsafe(ctx context.Context, apiURL string, req FailsafeReques
 	return c.Do(ctx, http.MethodPost, apiURL, "failsafe", req)
 }
 
+// Reload makes the member re-read its configuration file.
 func (c *Client) Reload(ctx context.Context, apiURL string) (Response, error) {
 	return c.Do(ctx, http.MethodPost, apiURL, EndpointReload, nil)
 }
@@ -152,7 +152,8 @@ func EndpointURL(apiURL, endpoint string) (string, error) {
 }
 
 // Do sends one request to an endpoint of the member at apiURL, body (if
-// not nil) as JSON, with the client's basic auth, and returns the answer
+// not nil) as JSON, with the client's basic auth on unsafe methods (see
+// Options.Username), and returns the answer
 // whatever its status. Only a failure to get an answer is an error; it
 // names the method and URL. The call is bounded by ctx alone: a switchover
 // or a restart answers once it is done.
@@ -176,7 +177,7 @@ func (c *Client) Do(ctx context.Context, method, apiURL, endpoint string, body a
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.auth != "" {
+	if c.auth != "" && unsafeMethod(method) {
 		req.Header.Set("Authorization", c.auth)
 	}
 	resp, err := c.http.Do(req)
@@ -193,4 +194,14 @@ func (c *Client) Do(ctx context.Context, method, apiURL, endpoint string, body a
 		return Response{}, fmt.Errorf("%s %s: reading the answer: %w", method, target, err)
 	}
 	return Response{StatusCode: resp.StatusCode, Body: strings.TrimRight(string(bytes.ToValidUTF8(text, nil)), " \t\r\n")}, nil
+}
+
+// unsafeMethod reports the methods the REST API guards with its access
+// checks; only those carry the client's credentials.
+func unsafeMethod(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	}
+	return true
 }

@@ -37,16 +37,22 @@ const (
 // REST APIs and checks their certificates. Patroni falls back to the
 // [restapi] authentication when [ctl] has none; the caller applies that.
 type Options struct {
-	// Username and Password are sent as basic auth when Username is set.
+	// Username and Password are sent as basic auth when Username is set,
+	// on the unsafe methods only (POST, PUT, PATCH, DELETE): GET endpoints
+	// are open on every member (reference §1.7), and a member's api_url
+	// comes from the DCS, which anyone able to write it could point at a
+	// host that collects the credentials.
 	Username string
 	Password string
 	// CACert verifies the servers' certificates; empty means the system
 	// pool.
 	CACert string
 	// CertFile and KeyFile are this client's certificate, for servers with
-	// verify_client.
-	CertFile string
-	KeyFile  string
+	// verify_client; KeyFilePassword decrypts a key with legacy PEM
+	// encryption (ctl.keyfile_password, see api.LoadKeyPair).
+	CertFile        string
+	KeyFile         string
+	KeyFilePassword string
 	// Insecure skips verifying the servers' certificates.
 	Insecure bool
 }
@@ -72,13 +78,9 @@ func New(opts Options) (*Client, error) {
 		tlsCfg.RootCAs = pool
 	}
 	if opts.CertFile != "" {
-		keyFile := opts.KeyFile
-		if keyFile == "" {
-			keyFile = opts.CertFile
-		}
-		cert, err := tls.LoadX509KeyPair(opts.CertFile, keyFile)
+		cert, err := api.LoadKeyPair("ctl", opts.CertFile, opts.KeyFile, opts.KeyFilePassword)
 		if err != nil {
-			return nil, fmt.Errorf("loading ctl.certfile %s and ctl.keyfile %s: %w", opts.CertFile, keyFile, err)
+			return nil, fmt.Errorf("loading the client certificate: %w", err)
 		}
 		tlsCfg.Certificates = []tls.Certificate{cert}
 	}
@@ -157,16 +159,14 @@ func (c *Client) GetStatus(ctx context.Context, apiURL string) (api.Status, erro
 	return st, nil
 }
 
-// get performs a GET and returns the body when the status is want.
+// get performs a GET, without credentials, and returns the body when the
+// status is want.
 func (c *Client) get(ctx context.Context, target string, want int) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Accept", "application/json")
-	if c.auth != "" {
-		req.Header.Set("Authorization", c.auth)
-	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		// *url.Error repeats the method and URL the caller already names.

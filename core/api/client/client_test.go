@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -283,20 +284,43 @@ func TestTimeouts(t *testing.T) {
 	}
 }
 
-func TestBasicAuthSent(t *testing.T) {
+// Credentials go with the unsafe methods only: GET endpoints are open, and
+// a member's api_url comes from the DCS, so a GET must not hand the
+// password to whatever host it names.
+func TestBasicAuthOnlyOnUnsafeMethods(t *testing.T) {
+	var mu sync.Mutex
+	auth := map[string]string{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if u, p, ok := r.BasicAuth(); !ok || u != "ctl" || p != "pa:ss" {
-			http.Error(w, "not authenticated", http.StatusUnauthorized)
-			return
-		}
+		mu.Lock()
+		auth[r.Method+" "+r.URL.Path] = r.Header.Get("Authorization")
+		mu.Unlock()
 		_, _ = w.Write([]byte(`{"state":"running","role":"replica","dcs_last_seen":0,"patroni":{"version":"x","scope":"s"}}`))
 	}))
 	defer srv.Close()
-	if _, err := newClient(t, Options{Username: "ctl", Password: "pa:ss"}).GetStatus(context.Background(), srv.URL); err != nil {
-		t.Errorf("with credentials: %v", err)
+	c := newClient(t, Options{Username: "ctl", Password: "pa:ss"})
+	ctx := context.Background()
+	if _, err := c.GetStatus(ctx, srv.URL+"/patroni"); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := newClient(t, Options{}).GetStatus(context.Background(), srv.URL); err == nil {
-		t.Error("without credentials: no error")
+	for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodPut, http.MethodDelete} {
+		if _, err := c.Do(ctx, method, srv.URL, "config", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]string{
+		"GET /patroni":   "",
+		"GET /config":    "",
+		"POST /config":   "Basic Y3RsOnBhOnNz",
+		"PATCH /config":  "Basic Y3RsOnBhOnNz",
+		"PUT /config":    "Basic Y3RsOnBhOnNz",
+		"DELETE /config": "Basic Y3RsOnBhOnNz",
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for req, w := range want {
+		if got, seen := auth[req]; !seen || got != w {
+			t.Errorf("%s: Authorization %q (request seen: %v), want %q", req, got, seen, w)
+		}
 	}
 }
 
@@ -368,4 +392,30 @@ func selfSigned(t *testing.T, dir, name string) (string, string) {
 		t.Fatal(err)
 	}
 	return certFile, keyFile
+}
+
+// ctl.keyfile_password decrypts the client's key (legacy PEM encryption);
+// a wrong one is an error naming it.
+func TestEncryptedClientKey(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := selfSigned(t, dir, "client")
+	data, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	enc, err := x509.EncryptPEMBlock(rand.Reader, block.Type, block.Bytes, []byte("pw"), x509.PEMCipherAES128)
+	if err != nil {
+		t.Fatal(err)
+	}
+	encFile := filepath.Join(dir, "client-enc.key")
+	if err := os.WriteFile(encFile, pem.EncodeToMemory(enc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{CertFile: certFile, KeyFile: encFile, KeyFilePassword: "pw"}); err != nil {
+		t.Errorf("with the password: %v", err)
+	}
+	if _, err := New(Options{CertFile: certFile, KeyFile: encFile, KeyFilePassword: "nope"}); err == nil || !strings.Contains(err.Error(), "ctl.keyfile_password") {
+		t.Errorf("with a wrong password: %v", err)
+	}
 }

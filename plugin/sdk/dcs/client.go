@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	dcsv1 "github.com/custos-ha/custos/plugin/sdk/proto/custos/dcs/v1"
@@ -14,6 +15,9 @@ import (
 // plugin's gRPC connection. Errors come back as the package's sentinels.
 type Client struct {
 	client dcsv1.DCSServiceClient
+	// member is the member name of the last successful Configure, for
+	// errors about this member's key.
+	member atomic.Pointer[string]
 }
 
 var _ Backend = (*Client)(nil)
@@ -37,6 +41,9 @@ func (c *Client) Configure(ctx context.Context, req ConfigureRequest) error {
 		RetryTimeoutMs: req.RetryTimeout.Milliseconds(),
 		ConfigJson:     req.Config,
 	})
+	if err == nil {
+		c.member.Store(&req.Member)
+	}
 	return fromStatus(err)
 }
 
@@ -84,6 +91,13 @@ func (c *Client) DeleteLeader(ctx context.Context) error {
 
 // TouchMember implements Backend.
 func (c *Client) TouchMember(ctx context.Context, data []byte) error {
+	name := "(not configured)"
+	if m := c.member.Load(); m != nil {
+		name = *m
+	}
+	if err := checkValueSize(MembersPath+name, data); err != nil {
+		return err
+	}
 	_, err := c.client.TouchMember(ctx, &dcsv1.TouchMemberRequest{Data: data})
 	return fromStatus(err)
 }
@@ -93,6 +107,9 @@ func (c *Client) CompareAndSet(ctx context.Context, key Key, data []byte, versio
 	pk, ok := keyToProto[key]
 	if !ok {
 		return "", fmt.Errorf("compare-and-set: unknown key %q", key)
+	}
+	if err := checkValueSize(string(key), data); err != nil {
+		return "", err
 	}
 	resp, err := c.client.CompareAndSet(ctx, &dcsv1.CompareAndSetRequest{Key: pk, Data: data, Version: version})
 	if err != nil {
@@ -116,6 +133,9 @@ func (c *Client) Set(ctx context.Context, key Key, data []byte) error {
 	pk, ok := keyToProto[key]
 	if !ok {
 		return fmt.Errorf("set: unknown key %q", key)
+	}
+	if err := checkValueSize(string(key), data); err != nil {
+		return err
 	}
 	_, err := c.client.Set(ctx, &dcsv1.SetRequest{Key: pk, Data: data})
 	return fromStatus(err)

@@ -59,6 +59,9 @@ func clusterToProto(c *Cluster) *dcsv1.Cluster {
 	for _, m := range c.Members {
 		pc.Members = append(pc.Members, &dcsv1.Member{Name: m.Name, Data: m.Data, Version: m.Version, Session: m.Session})
 	}
+	for _, o := range c.Omitted {
+		pc.Omitted = append(pc.Omitted, &dcsv1.OmittedValue{Path: o.Path, Size: int64(o.Size)})
+	}
 	return pc
 }
 
@@ -77,6 +80,9 @@ func clusterFromProto(pc *dcsv1.Cluster) *Cluster {
 	}
 	for _, m := range pc.GetMembers() {
 		c.Members = append(c.Members, Member{Name: m.GetName(), Data: m.GetData(), Version: m.GetVersion(), Session: m.GetSession()})
+	}
+	for _, o := range pc.GetOmitted() {
+		c.Omitted = append(c.Omitted, OmittedValue{Path: o.GetPath(), Size: int(o.GetSize())})
 	}
 	return c
 }

@@ -95,6 +95,23 @@ type Member struct {
 	Session string
 }
 
+// MaxValueSize is the largest value the SDK carries between a plugin and
+// the host. The host refuses to write a larger one, with an error naming
+// the key and the size; a larger one written by another client is left out
+// of GetCluster (the key reads as absent) and listed in Cluster.Omitted,
+// so that one value nobody can use does not make every read of the cluster
+// fail. It is above what any DCS stores with its default limits, and the
+// conformance kit's 1 MiB values pass.
+const MaxValueSize = 4 << 20
+
+// OmittedValue is a value left out of a read: its path relative to the
+// cluster prefix ("members/node1", "config", "leader") and its size in
+// bytes.
+type OmittedValue struct {
+	Path string
+	Size int
+}
+
 // Cluster is one consistent read of everything under the cluster prefix.
 // Absent keys are nil.
 type Cluster struct {
@@ -107,6 +124,10 @@ type Cluster struct {
 	History    *Value
 	Status     *Value
 	Failsafe   *Value
+	// Omitted lists the values left out because they are too large to
+	// carry (see MaxValueSize); the SDK fills it, a backend leaves it
+	// empty.
+	Omitted []OmittedValue
 }
 
 // Get returns the value of a cluster-wide key, nil when absent.

@@ -38,6 +38,7 @@ func (s *server) GetCluster(ctx context.Context, _ *dcsv1.GetClusterRequest) (*d
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	fitCluster(c)
 	return &dcsv1.GetClusterResponse{Cluster: clusterToProto(c)}, nil
 }
 

@@ -11,6 +11,15 @@
 // only that protocol version, crash_at_start makes it exit with status 3
 // before the handshake. It logs "test plugin starting" at start, and
 // "configured" and "ttl set" when the host calls Configure and SetTTL.
+//
+// Faults for the supervision tests:
+//
+//	{"hang_while": "/path", "flood_lines": 5000, "big_member_bytes": 5242880}
+//
+// hang_while makes GetCluster hang, deaf to its context as a stuck plugin
+// is, while that file exists; flood_lines makes it log that many lines on
+// stderr at start, as fast as it can, then "flood done"; big_member_bytes
+// puts a member "big" with a value of that size in the store at start.
 package main
 
 import (
@@ -28,9 +37,12 @@ import (
 )
 
 type knobs struct {
-	Name         string `json:"name"`
-	Protocol     int    `json:"protocol"`
-	CrashAtStart bool   `json:"crash_at_start"`
+	Name           string `json:"name"`
+	Protocol       int    `json:"protocol"`
+	CrashAtStart   bool   `json:"crash_at_start"`
+	HangWhile      string `json:"hang_while"`
+	FloodLines     int    `json:"flood_lines"`
+	BigMemberBytes int    `json:"big_member_bytes"`
 }
 
 func main() {
@@ -46,10 +58,16 @@ func main() {
 		os.Exit(3)
 	}
 	logger.Info("test plugin starting", "pid", os.Getpid(), "protocol", k.Protocol)
+	for i := range k.FloodLines {
+		logger.Info("flood", "line", i)
+	}
+	if k.FloodLines > 0 {
+		logger.Info("flood done")
+	}
 
 	store := dcstest.NewMemoryStore()
 	defer store.Stop()
-	backend := &loggingBackend{Backend: store.NewBackend(), logger: logger}
+	backend := &loggingBackend{Backend: store.NewBackend(), logger: logger, store: store, hangWhile: k.HangWhile, bigMember: k.BigMemberBytes}
 	id := sdk.Identity{
 		Name:         k.Name,
 		Version:      "0.0.1-test",
@@ -66,21 +84,50 @@ func main() {
 			sdk.IdentityPluginName: &sdk.IdentityPlugin{Identity: id},
 			dcs.PluginName:         &dcs.Plugin{Impl: backend},
 		}},
-		GRPCServer: plugin.DefaultGRPCServer,
+		GRPCServer: sdk.GRPCServer,
 		Logger:     logger,
 	})
 }
 
-// loggingBackend logs the calls whose replay the host's tests check.
+// loggingBackend logs the calls whose replay the host's tests check, and
+// injects the faults of the knobs.
 type loggingBackend struct {
 	dcs.Backend
-	logger hclog.Logger
+	logger    hclog.Logger
+	store     *dcstest.MemoryStore
+	hangWhile string
+	bigMember int
 }
 
 func (b *loggingBackend) Configure(ctx context.Context, req dcs.ConfigureRequest) error {
 	err := b.Backend.Configure(ctx, req)
 	b.logger.Info("configured", "scope", req.Scope, "member", req.Member, "ttl", req.TTL.String(), "error", err)
+	if err == nil && b.bigMember > 0 {
+		// Written the way another client of the store would: as member
+		// "big" of the same cluster.
+		big := req
+		big.Member = "big"
+		other := b.store.NewBackend()
+		if err := other.Configure(ctx, big); err != nil {
+			return err
+		}
+		if err := other.TouchMember(ctx, make([]byte, b.bigMember)); err != nil {
+			return err
+		}
+	}
 	return err
+}
+
+func (b *loggingBackend) GetCluster(ctx context.Context) (*dcs.Cluster, error) {
+	if b.hangWhile != "" {
+		for {
+			if _, err := os.Stat(b.hangWhile); err != nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return b.Backend.GetCluster(ctx)
 }
 
 func (b *loggingBackend) SetTTL(ctx context.Context, ttl time.Duration) error {

@@ -135,7 +135,7 @@ func (x WatchEvent_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WatchEvent_Type.Descriptor instead.
 func (WatchEvent_Type) EnumDescriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{31, 0}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{32, 0}
 }
 
 type ValidateRequest struct {
@@ -599,16 +599,19 @@ func (x *Member) GetSession() string {
 }
 
 type Cluster struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Initialize    *Value                 `protobuf:"bytes,1,opt,name=initialize,proto3" json:"initialize,omitempty"`
-	Config        *Value                 `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
-	Leader        *Leader                `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`
-	Members       []*Member              `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
-	Failover      *Value                 `protobuf:"bytes,5,opt,name=failover,proto3" json:"failover,omitempty"`
-	Sync          *Value                 `protobuf:"bytes,6,opt,name=sync,proto3" json:"sync,omitempty"`
-	History       *Value                 `protobuf:"bytes,7,opt,name=history,proto3" json:"history,omitempty"`
-	Status        *Value                 `protobuf:"bytes,8,opt,name=status,proto3" json:"status,omitempty"`
-	Failsafe      *Value                 `protobuf:"bytes,9,opt,name=failsafe,proto3" json:"failsafe,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Initialize *Value                 `protobuf:"bytes,1,opt,name=initialize,proto3" json:"initialize,omitempty"`
+	Config     *Value                 `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
+	Leader     *Leader                `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	Members    []*Member              `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	Failover   *Value                 `protobuf:"bytes,5,opt,name=failover,proto3" json:"failover,omitempty"`
+	Sync       *Value                 `protobuf:"bytes,6,opt,name=sync,proto3" json:"sync,omitempty"`
+	History    *Value                 `protobuf:"bytes,7,opt,name=history,proto3" json:"history,omitempty"`
+	Status     *Value                 `protobuf:"bytes,8,opt,name=status,proto3" json:"status,omitempty"`
+	Failsafe   *Value                 `protobuf:"bytes,9,opt,name=failsafe,proto3" json:"failsafe,omitempty"`
+	// Values left out of this read because they are too large to carry
+	// (see plugin/sdk/dcs.MaxValueSize); the key reads as absent.
+	Omitted       []*OmittedValue `protobuf:"bytes,10,rep,name=omitted,proto3" json:"omitted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -706,6 +709,66 @@ func (x *Cluster) GetFailsafe() *Value {
 	return nil
 }
 
+func (x *Cluster) GetOmitted() []*OmittedValue {
+	if x != nil {
+		return x.Omitted
+	}
+	return nil
+}
+
+type OmittedValue struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// path is relative to the cluster prefix: "members/node1", "config".
+	Path          string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Size          int64  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OmittedValue) Reset() {
+	*x = OmittedValue{}
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OmittedValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OmittedValue) ProtoMessage() {}
+
+func (x *OmittedValue) ProtoReflect() protoreflect.Message {
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OmittedValue.ProtoReflect.Descriptor instead.
+func (*OmittedValue) Descriptor() ([]byte, []int) {
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *OmittedValue) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *OmittedValue) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 type GetClusterRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -714,7 +777,7 @@ type GetClusterRequest struct {
 
 func (x *GetClusterRequest) Reset() {
 	*x = GetClusterRequest{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[10]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -726,7 +789,7 @@ func (x *GetClusterRequest) String() string {
 func (*GetClusterRequest) ProtoMessage() {}
 
 func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[10]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -739,7 +802,7 @@ func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterRequest) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{10}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{11}
 }
 
 type GetClusterResponse struct {
@@ -751,7 +814,7 @@ type GetClusterResponse struct {
 
 func (x *GetClusterResponse) Reset() {
 	*x = GetClusterResponse{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[11]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +826,7 @@ func (x *GetClusterResponse) String() string {
 func (*GetClusterResponse) ProtoMessage() {}
 
 func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[11]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +839,7 @@ func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterResponse) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{11}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetClusterResponse) GetCluster() *Cluster {
@@ -794,7 +857,7 @@ type AcquireLeaderRequest struct {
 
 func (x *AcquireLeaderRequest) Reset() {
 	*x = AcquireLeaderRequest{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[12]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +869,7 @@ func (x *AcquireLeaderRequest) String() string {
 func (*AcquireLeaderRequest) ProtoMessage() {}
 
 func (x *AcquireLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[12]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +882,7 @@ func (x *AcquireLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireLeaderRequest.ProtoReflect.Descriptor instead.
 func (*AcquireLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{12}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{13}
 }
 
 type AcquireLeaderResponse struct {
@@ -831,7 +894,7 @@ type AcquireLeaderResponse struct {
 
 func (x *AcquireLeaderResponse) Reset() {
 	*x = AcquireLeaderResponse{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[13]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +906,7 @@ func (x *AcquireLeaderResponse) String() string {
 func (*AcquireLeaderResponse) ProtoMessage() {}
 
 func (x *AcquireLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[13]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +919,7 @@ func (x *AcquireLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireLeaderResponse.ProtoReflect.Descriptor instead.
 func (*AcquireLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{13}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AcquireLeaderResponse) GetVersion() string {
@@ -874,7 +937,7 @@ type RenewLeaderRequest struct {
 
 func (x *RenewLeaderRequest) Reset() {
 	*x = RenewLeaderRequest{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[14]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +949,7 @@ func (x *RenewLeaderRequest) String() string {
 func (*RenewLeaderRequest) ProtoMessage() {}
 
 func (x *RenewLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[14]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +962,7 @@ func (x *RenewLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLeaderRequest.ProtoReflect.Descriptor instead.
 func (*RenewLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{14}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{15}
 }
 
 type RenewLeaderResponse struct {
@@ -910,7 +973,7 @@ type RenewLeaderResponse struct {
 
 func (x *RenewLeaderResponse) Reset() {
 	*x = RenewLeaderResponse{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[15]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +985,7 @@ func (x *RenewLeaderResponse) String() string {
 func (*RenewLeaderResponse) ProtoMessage() {}
 
 func (x *RenewLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[15]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +998,7 @@ func (x *RenewLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLeaderResponse.ProtoReflect.Descriptor instead.
 func (*RenewLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{15}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{16}
 }
 
 type TakeLeaderRequest struct {
@@ -946,7 +1009,7 @@ type TakeLeaderRequest struct {
 
 func (x *TakeLeaderRequest) Reset() {
 	*x = TakeLeaderRequest{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[16]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1021,7 @@ func (x *TakeLeaderRequest) String() string {
 func (*TakeLeaderRequest) ProtoMessage() {}
 
 func (x *TakeLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[16]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1034,7 @@ func (x *TakeLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TakeLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{16}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{17}
 }
 
 type TakeLeaderResponse struct {
@@ -982,7 +1045,7 @@ type TakeLeaderResponse struct {
 
 func (x *TakeLeaderResponse) Reset() {
 	*x = TakeLeaderResponse{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[17]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1057,7 @@ func (x *TakeLeaderResponse) String() string {
 func (*TakeLeaderResponse) ProtoMessage() {}
 
 func (x *TakeLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[17]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1070,7 @@ func (x *TakeLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TakeLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{17}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{18}
 }
 
 type DeleteLeaderRequest struct {
@@ -1018,7 +1081,7 @@ type DeleteLeaderRequest struct {
 
 func (x *DeleteLeaderRequest) Reset() {
 	*x = DeleteLeaderRequest{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[18]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1093,7 @@ func (x *DeleteLeaderRequest) String() string {
 func (*DeleteLeaderRequest) ProtoMessage() {}
 
 func (x *DeleteLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[18]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1106,7 @@ func (x *DeleteLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLeaderRequest.ProtoReflect.Descriptor instead.
 func (*DeleteLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{18}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{19}
 }
 
 type DeleteLeaderResponse struct {
@@ -1054,7 +1117,7 @@ type DeleteLeaderResponse struct {
 
 func (x *DeleteLeaderResponse) Reset() {
 	*x = DeleteLeaderResponse{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[19]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1066,7 +1129,7 @@ func (x *DeleteLeaderResponse) String() string {
 func (*DeleteLeaderResponse) ProtoMessage() {}
 
 func (x *DeleteLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[19]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1079,7 +1142,7 @@ func (x *DeleteLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLeaderResponse.ProtoReflect.Descriptor instead.
 func (*DeleteLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{19}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{20}
 }
 
 type TouchMemberRequest struct {
@@ -1091,7 +1154,7 @@ type TouchMemberRequest struct {
 
 func (x *TouchMemberRequest) Reset() {
 	*x = TouchMemberRequest{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[20]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1103,7 +1166,7 @@ func (x *TouchMemberRequest) String() string {
 func (*TouchMemberRequest) ProtoMessage() {}
 
 func (x *TouchMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[20]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1116,7 +1179,7 @@ func (x *TouchMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TouchMemberRequest.ProtoReflect.Descriptor instead.
 func (*TouchMemberRequest) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{20}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TouchMemberRequest) GetData() []byte {
@@ -1134,7 +1197,7 @@ type TouchMemberResponse struct {
 
 func (x *TouchMemberResponse) Reset() {
 	*x = TouchMemberResponse{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[21]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1209,7 @@ func (x *TouchMemberResponse) String() string {
 func (*TouchMemberResponse) ProtoMessage() {}
 
 func (x *TouchMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[21]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1222,7 @@ func (x *TouchMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TouchMemberResponse.ProtoReflect.Descriptor instead.
 func (*TouchMemberResponse) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{21}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{22}
 }
 
 type CompareAndSetRequest struct {
@@ -1174,7 +1237,7 @@ type CompareAndSetRequest struct {
 
 func (x *CompareAndSetRequest) Reset() {
 	*x = CompareAndSetRequest{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[22]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1249,7 @@ func (x *CompareAndSetRequest) String() string {
 func (*CompareAndSetRequest) ProtoMessage() {}
 
 func (x *CompareAndSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[22]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1262,7 @@ func (x *CompareAndSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSetRequest.ProtoReflect.Descriptor instead.
 func (*CompareAndSetRequest) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{22}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CompareAndSetRequest) GetKey() Key {
@@ -1232,7 +1295,7 @@ type CompareAndSetResponse struct {
 
 func (x *CompareAndSetResponse) Reset() {
 	*x = CompareAndSetResponse{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[23]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1244,7 +1307,7 @@ func (x *CompareAndSetResponse) String() string {
 func (*CompareAndSetResponse) ProtoMessage() {}
 
 func (x *CompareAndSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[23]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1257,7 +1320,7 @@ func (x *CompareAndSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSetResponse.ProtoReflect.Descriptor instead.
 func (*CompareAndSetResponse) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{23}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CompareAndSetResponse) GetVersion() string {
@@ -1278,7 +1341,7 @@ type CompareAndDeleteRequest struct {
 
 func (x *CompareAndDeleteRequest) Reset() {
 	*x = CompareAndDeleteRequest{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[24]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1290,7 +1353,7 @@ func (x *CompareAndDeleteRequest) String() string {
 func (*CompareAndDeleteRequest) ProtoMessage() {}
 
 func (x *CompareAndDeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[24]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1303,7 +1366,7 @@ func (x *CompareAndDeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndDeleteRequest.ProtoReflect.Descriptor instead.
 func (*CompareAndDeleteRequest) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{24}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CompareAndDeleteRequest) GetKey() Key {
@@ -1328,7 +1391,7 @@ type CompareAndDeleteResponse struct {
 
 func (x *CompareAndDeleteResponse) Reset() {
 	*x = CompareAndDeleteResponse{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[25]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1340,7 +1403,7 @@ func (x *CompareAndDeleteResponse) String() string {
 func (*CompareAndDeleteResponse) ProtoMessage() {}
 
 func (x *CompareAndDeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[25]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1353,7 +1416,7 @@ func (x *CompareAndDeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndDeleteResponse.ProtoReflect.Descriptor instead.
 func (*CompareAndDeleteResponse) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{25}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{26}
 }
 
 type SetRequest struct {
@@ -1366,7 +1429,7 @@ type SetRequest struct {
 
 func (x *SetRequest) Reset() {
 	*x = SetRequest{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[26]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1441,7 @@ func (x *SetRequest) String() string {
 func (*SetRequest) ProtoMessage() {}
 
 func (x *SetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[26]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1454,7 @@ func (x *SetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRequest.ProtoReflect.Descriptor instead.
 func (*SetRequest) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{26}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SetRequest) GetKey() Key {
@@ -1416,7 +1479,7 @@ type SetResponse struct {
 
 func (x *SetResponse) Reset() {
 	*x = SetResponse{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[27]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +1491,7 @@ func (x *SetResponse) String() string {
 func (*SetResponse) ProtoMessage() {}
 
 func (x *SetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[27]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +1504,7 @@ func (x *SetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetResponse.ProtoReflect.Descriptor instead.
 func (*SetResponse) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{27}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{28}
 }
 
 type DeleteClusterRequest struct {
@@ -1452,7 +1515,7 @@ type DeleteClusterRequest struct {
 
 func (x *DeleteClusterRequest) Reset() {
 	*x = DeleteClusterRequest{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[28]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1527,7 @@ func (x *DeleteClusterRequest) String() string {
 func (*DeleteClusterRequest) ProtoMessage() {}
 
 func (x *DeleteClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[28]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1540,7 @@ func (x *DeleteClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClusterRequest.ProtoReflect.Descriptor instead.
 func (*DeleteClusterRequest) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{28}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{29}
 }
 
 type DeleteClusterResponse struct {
@@ -1488,7 +1551,7 @@ type DeleteClusterResponse struct {
 
 func (x *DeleteClusterResponse) Reset() {
 	*x = DeleteClusterResponse{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[29]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +1563,7 @@ func (x *DeleteClusterResponse) String() string {
 func (*DeleteClusterResponse) ProtoMessage() {}
 
 func (x *DeleteClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[29]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +1576,7 @@ func (x *DeleteClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClusterResponse.ProtoReflect.Descriptor instead.
 func (*DeleteClusterResponse) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{29}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{30}
 }
 
 type WatchRequest struct {
@@ -1524,7 +1587,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[30]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1536,7 +1599,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[30]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1549,7 +1612,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{30}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{31}
 }
 
 type WatchEvent struct {
@@ -1564,7 +1627,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[31]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1576,7 +1639,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[31]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1589,7 +1652,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{31}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *WatchEvent) GetType() WatchEvent_Type {
@@ -1621,7 +1684,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[32]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1696,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[32]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1709,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{32}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{33}
 }
 
 type CloseResponse struct {
@@ -1657,7 +1720,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[33]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1669,7 +1732,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[33]
+	mi := &file_custos_dcs_v1_dcs_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1682,7 +1745,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{33}
+	return file_custos_dcs_v1_dcs_proto_rawDescGZIP(), []int{34}
 }
 
 var File_custos_dcs_v1_dcs_proto protoreflect.FileDescriptor
@@ -1717,7 +1780,7 @@ const file_custos_dcs_v1_dcs_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12\x18\n" +
-	"\asession\x18\x04 \x01(\tR\asession\"\xb9\x03\n" +
+	"\asession\x18\x04 \x01(\tR\asession\"\xf0\x03\n" +
 	"\aCluster\x124\n" +
 	"\n" +
 	"initialize\x18\x01 \x01(\v2\x14.custos.dcs.v1.ValueR\n" +
@@ -1729,7 +1792,12 @@ const file_custos_dcs_v1_dcs_proto_rawDesc = "" +
 	"\x04sync\x18\x06 \x01(\v2\x14.custos.dcs.v1.ValueR\x04sync\x12.\n" +
 	"\ahistory\x18\a \x01(\v2\x14.custos.dcs.v1.ValueR\ahistory\x12,\n" +
 	"\x06status\x18\b \x01(\v2\x14.custos.dcs.v1.ValueR\x06status\x120\n" +
-	"\bfailsafe\x18\t \x01(\v2\x14.custos.dcs.v1.ValueR\bfailsafe\"\x13\n" +
+	"\bfailsafe\x18\t \x01(\v2\x14.custos.dcs.v1.ValueR\bfailsafe\x125\n" +
+	"\aomitted\x18\n" +
+	" \x03(\v2\x1b.custos.dcs.v1.OmittedValueR\aomitted\"6\n" +
+	"\fOmittedValue\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\"\x13\n" +
 	"\x11GetClusterRequest\"F\n" +
 	"\x12GetClusterResponse\x120\n" +
 	"\acluster\x18\x01 \x01(\v2\x16.custos.dcs.v1.ClusterR\acluster\"\x16\n" +
@@ -1818,7 +1886,7 @@ func file_custos_dcs_v1_dcs_proto_rawDescGZIP() []byte {
 }
 
 var file_custos_dcs_v1_dcs_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_custos_dcs_v1_dcs_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_custos_dcs_v1_dcs_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_custos_dcs_v1_dcs_proto_goTypes = []any{
 	(Key)(0),                         // 0: custos.dcs.v1.Key
 	(WatchEvent_Type)(0),             // 1: custos.dcs.v1.WatchEvent.Type
@@ -1832,30 +1900,31 @@ var file_custos_dcs_v1_dcs_proto_goTypes = []any{
 	(*Leader)(nil),                   // 9: custos.dcs.v1.Leader
 	(*Member)(nil),                   // 10: custos.dcs.v1.Member
 	(*Cluster)(nil),                  // 11: custos.dcs.v1.Cluster
-	(*GetClusterRequest)(nil),        // 12: custos.dcs.v1.GetClusterRequest
-	(*GetClusterResponse)(nil),       // 13: custos.dcs.v1.GetClusterResponse
-	(*AcquireLeaderRequest)(nil),     // 14: custos.dcs.v1.AcquireLeaderRequest
-	(*AcquireLeaderResponse)(nil),    // 15: custos.dcs.v1.AcquireLeaderResponse
-	(*RenewLeaderRequest)(nil),       // 16: custos.dcs.v1.RenewLeaderRequest
-	(*RenewLeaderResponse)(nil),      // 17: custos.dcs.v1.RenewLeaderResponse
-	(*TakeLeaderRequest)(nil),        // 18: custos.dcs.v1.TakeLeaderRequest
-	(*TakeLeaderResponse)(nil),       // 19: custos.dcs.v1.TakeLeaderResponse
-	(*DeleteLeaderRequest)(nil),      // 20: custos.dcs.v1.DeleteLeaderRequest
-	(*DeleteLeaderResponse)(nil),     // 21: custos.dcs.v1.DeleteLeaderResponse
-	(*TouchMemberRequest)(nil),       // 22: custos.dcs.v1.TouchMemberRequest
-	(*TouchMemberResponse)(nil),      // 23: custos.dcs.v1.TouchMemberResponse
-	(*CompareAndSetRequest)(nil),     // 24: custos.dcs.v1.CompareAndSetRequest
-	(*CompareAndSetResponse)(nil),    // 25: custos.dcs.v1.CompareAndSetResponse
-	(*CompareAndDeleteRequest)(nil),  // 26: custos.dcs.v1.CompareAndDeleteRequest
-	(*CompareAndDeleteResponse)(nil), // 27: custos.dcs.v1.CompareAndDeleteResponse
-	(*SetRequest)(nil),               // 28: custos.dcs.v1.SetRequest
-	(*SetResponse)(nil),              // 29: custos.dcs.v1.SetResponse
-	(*DeleteClusterRequest)(nil),     // 30: custos.dcs.v1.DeleteClusterRequest
-	(*DeleteClusterResponse)(nil),    // 31: custos.dcs.v1.DeleteClusterResponse
-	(*WatchRequest)(nil),             // 32: custos.dcs.v1.WatchRequest
-	(*WatchEvent)(nil),               // 33: custos.dcs.v1.WatchEvent
-	(*CloseRequest)(nil),             // 34: custos.dcs.v1.CloseRequest
-	(*CloseResponse)(nil),            // 35: custos.dcs.v1.CloseResponse
+	(*OmittedValue)(nil),             // 12: custos.dcs.v1.OmittedValue
+	(*GetClusterRequest)(nil),        // 13: custos.dcs.v1.GetClusterRequest
+	(*GetClusterResponse)(nil),       // 14: custos.dcs.v1.GetClusterResponse
+	(*AcquireLeaderRequest)(nil),     // 15: custos.dcs.v1.AcquireLeaderRequest
+	(*AcquireLeaderResponse)(nil),    // 16: custos.dcs.v1.AcquireLeaderResponse
+	(*RenewLeaderRequest)(nil),       // 17: custos.dcs.v1.RenewLeaderRequest
+	(*RenewLeaderResponse)(nil),      // 18: custos.dcs.v1.RenewLeaderResponse
+	(*TakeLeaderRequest)(nil),        // 19: custos.dcs.v1.TakeLeaderRequest
+	(*TakeLeaderResponse)(nil),       // 20: custos.dcs.v1.TakeLeaderResponse
+	(*DeleteLeaderRequest)(nil),      // 21: custos.dcs.v1.DeleteLeaderRequest
+	(*DeleteLeaderResponse)(nil),     // 22: custos.dcs.v1.DeleteLeaderResponse
+	(*TouchMemberRequest)(nil),       // 23: custos.dcs.v1.TouchMemberRequest
+	(*TouchMemberResponse)(nil),      // 24: custos.dcs.v1.TouchMemberResponse
+	(*CompareAndSetRequest)(nil),     // 25: custos.dcs.v1.CompareAndSetRequest
+	(*CompareAndSetResponse)(nil),    // 26: custos.dcs.v1.CompareAndSetResponse
+	(*CompareAndDeleteRequest)(nil),  // 27: custos.dcs.v1.CompareAndDeleteRequest
+	(*CompareAndDeleteResponse)(nil), // 28: custos.dcs.v1.CompareAndDeleteResponse
+	(*SetRequest)(nil),               // 29: custos.dcs.v1.SetRequest
+	(*SetResponse)(nil),              // 30: custos.dcs.v1.SetResponse
+	(*DeleteClusterRequest)(nil),     // 31: custos.dcs.v1.DeleteClusterRequest
+	(*DeleteClusterResponse)(nil),    // 32: custos.dcs.v1.DeleteClusterResponse
+	(*WatchRequest)(nil),             // 33: custos.dcs.v1.WatchRequest
+	(*WatchEvent)(nil),               // 34: custos.dcs.v1.WatchEvent
+	(*CloseRequest)(nil),             // 35: custos.dcs.v1.CloseRequest
+	(*CloseResponse)(nil),            // 36: custos.dcs.v1.CloseResponse
 }
 var file_custos_dcs_v1_dcs_proto_depIdxs = []int32{
 	8,  // 0: custos.dcs.v1.Cluster.initialize:type_name -> custos.dcs.v1.Value
@@ -1867,46 +1936,47 @@ var file_custos_dcs_v1_dcs_proto_depIdxs = []int32{
 	8,  // 6: custos.dcs.v1.Cluster.history:type_name -> custos.dcs.v1.Value
 	8,  // 7: custos.dcs.v1.Cluster.status:type_name -> custos.dcs.v1.Value
 	8,  // 8: custos.dcs.v1.Cluster.failsafe:type_name -> custos.dcs.v1.Value
-	11, // 9: custos.dcs.v1.GetClusterResponse.cluster:type_name -> custos.dcs.v1.Cluster
-	0,  // 10: custos.dcs.v1.CompareAndSetRequest.key:type_name -> custos.dcs.v1.Key
-	0,  // 11: custos.dcs.v1.CompareAndDeleteRequest.key:type_name -> custos.dcs.v1.Key
-	0,  // 12: custos.dcs.v1.SetRequest.key:type_name -> custos.dcs.v1.Key
-	1,  // 13: custos.dcs.v1.WatchEvent.type:type_name -> custos.dcs.v1.WatchEvent.Type
-	2,  // 14: custos.dcs.v1.DCSService.Validate:input_type -> custos.dcs.v1.ValidateRequest
-	4,  // 15: custos.dcs.v1.DCSService.Configure:input_type -> custos.dcs.v1.ConfigureRequest
-	6,  // 16: custos.dcs.v1.DCSService.SetTTL:input_type -> custos.dcs.v1.SetTTLRequest
-	12, // 17: custos.dcs.v1.DCSService.GetCluster:input_type -> custos.dcs.v1.GetClusterRequest
-	14, // 18: custos.dcs.v1.DCSService.AcquireLeader:input_type -> custos.dcs.v1.AcquireLeaderRequest
-	16, // 19: custos.dcs.v1.DCSService.RenewLeader:input_type -> custos.dcs.v1.RenewLeaderRequest
-	18, // 20: custos.dcs.v1.DCSService.TakeLeader:input_type -> custos.dcs.v1.TakeLeaderRequest
-	20, // 21: custos.dcs.v1.DCSService.DeleteLeader:input_type -> custos.dcs.v1.DeleteLeaderRequest
-	22, // 22: custos.dcs.v1.DCSService.TouchMember:input_type -> custos.dcs.v1.TouchMemberRequest
-	24, // 23: custos.dcs.v1.DCSService.CompareAndSet:input_type -> custos.dcs.v1.CompareAndSetRequest
-	26, // 24: custos.dcs.v1.DCSService.CompareAndDelete:input_type -> custos.dcs.v1.CompareAndDeleteRequest
-	28, // 25: custos.dcs.v1.DCSService.Set:input_type -> custos.dcs.v1.SetRequest
-	30, // 26: custos.dcs.v1.DCSService.DeleteCluster:input_type -> custos.dcs.v1.DeleteClusterRequest
-	32, // 27: custos.dcs.v1.DCSService.Watch:input_type -> custos.dcs.v1.WatchRequest
-	34, // 28: custos.dcs.v1.DCSService.Close:input_type -> custos.dcs.v1.CloseRequest
-	3,  // 29: custos.dcs.v1.DCSService.Validate:output_type -> custos.dcs.v1.ValidateResponse
-	5,  // 30: custos.dcs.v1.DCSService.Configure:output_type -> custos.dcs.v1.ConfigureResponse
-	7,  // 31: custos.dcs.v1.DCSService.SetTTL:output_type -> custos.dcs.v1.SetTTLResponse
-	13, // 32: custos.dcs.v1.DCSService.GetCluster:output_type -> custos.dcs.v1.GetClusterResponse
-	15, // 33: custos.dcs.v1.DCSService.AcquireLeader:output_type -> custos.dcs.v1.AcquireLeaderResponse
-	17, // 34: custos.dcs.v1.DCSService.RenewLeader:output_type -> custos.dcs.v1.RenewLeaderResponse
-	19, // 35: custos.dcs.v1.DCSService.TakeLeader:output_type -> custos.dcs.v1.TakeLeaderResponse
-	21, // 36: custos.dcs.v1.DCSService.DeleteLeader:output_type -> custos.dcs.v1.DeleteLeaderResponse
-	23, // 37: custos.dcs.v1.DCSService.TouchMember:output_type -> custos.dcs.v1.TouchMemberResponse
-	25, // 38: custos.dcs.v1.DCSService.CompareAndSet:output_type -> custos.dcs.v1.CompareAndSetResponse
-	27, // 39: custos.dcs.v1.DCSService.CompareAndDelete:output_type -> custos.dcs.v1.CompareAndDeleteResponse
-	29, // 40: custos.dcs.v1.DCSService.Set:output_type -> custos.dcs.v1.SetResponse
-	31, // 41: custos.dcs.v1.DCSService.DeleteCluster:output_type -> custos.dcs.v1.DeleteClusterResponse
-	33, // 42: custos.dcs.v1.DCSService.Watch:output_type -> custos.dcs.v1.WatchEvent
-	35, // 43: custos.dcs.v1.DCSService.Close:output_type -> custos.dcs.v1.CloseResponse
-	29, // [29:44] is the sub-list for method output_type
-	14, // [14:29] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	12, // 9: custos.dcs.v1.Cluster.omitted:type_name -> custos.dcs.v1.OmittedValue
+	11, // 10: custos.dcs.v1.GetClusterResponse.cluster:type_name -> custos.dcs.v1.Cluster
+	0,  // 11: custos.dcs.v1.CompareAndSetRequest.key:type_name -> custos.dcs.v1.Key
+	0,  // 12: custos.dcs.v1.CompareAndDeleteRequest.key:type_name -> custos.dcs.v1.Key
+	0,  // 13: custos.dcs.v1.SetRequest.key:type_name -> custos.dcs.v1.Key
+	1,  // 14: custos.dcs.v1.WatchEvent.type:type_name -> custos.dcs.v1.WatchEvent.Type
+	2,  // 15: custos.dcs.v1.DCSService.Validate:input_type -> custos.dcs.v1.ValidateRequest
+	4,  // 16: custos.dcs.v1.DCSService.Configure:input_type -> custos.dcs.v1.ConfigureRequest
+	6,  // 17: custos.dcs.v1.DCSService.SetTTL:input_type -> custos.dcs.v1.SetTTLRequest
+	13, // 18: custos.dcs.v1.DCSService.GetCluster:input_type -> custos.dcs.v1.GetClusterRequest
+	15, // 19: custos.dcs.v1.DCSService.AcquireLeader:input_type -> custos.dcs.v1.AcquireLeaderRequest
+	17, // 20: custos.dcs.v1.DCSService.RenewLeader:input_type -> custos.dcs.v1.RenewLeaderRequest
+	19, // 21: custos.dcs.v1.DCSService.TakeLeader:input_type -> custos.dcs.v1.TakeLeaderRequest
+	21, // 22: custos.dcs.v1.DCSService.DeleteLeader:input_type -> custos.dcs.v1.DeleteLeaderRequest
+	23, // 23: custos.dcs.v1.DCSService.TouchMember:input_type -> custos.dcs.v1.TouchMemberRequest
+	25, // 24: custos.dcs.v1.DCSService.CompareAndSet:input_type -> custos.dcs.v1.CompareAndSetRequest
+	27, // 25: custos.dcs.v1.DCSService.CompareAndDelete:input_type -> custos.dcs.v1.CompareAndDeleteRequest
+	29, // 26: custos.dcs.v1.DCSService.Set:input_type -> custos.dcs.v1.SetRequest
+	31, // 27: custos.dcs.v1.DCSService.DeleteCluster:input_type -> custos.dcs.v1.DeleteClusterRequest
+	33, // 28: custos.dcs.v1.DCSService.Watch:input_type -> custos.dcs.v1.WatchRequest
+	35, // 29: custos.dcs.v1.DCSService.Close:input_type -> custos.dcs.v1.CloseRequest
+	3,  // 30: custos.dcs.v1.DCSService.Validate:output_type -> custos.dcs.v1.ValidateResponse
+	5,  // 31: custos.dcs.v1.DCSService.Configure:output_type -> custos.dcs.v1.ConfigureResponse
+	7,  // 32: custos.dcs.v1.DCSService.SetTTL:output_type -> custos.dcs.v1.SetTTLResponse
+	14, // 33: custos.dcs.v1.DCSService.GetCluster:output_type -> custos.dcs.v1.GetClusterResponse
+	16, // 34: custos.dcs.v1.DCSService.AcquireLeader:output_type -> custos.dcs.v1.AcquireLeaderResponse
+	18, // 35: custos.dcs.v1.DCSService.RenewLeader:output_type -> custos.dcs.v1.RenewLeaderResponse
+	20, // 36: custos.dcs.v1.DCSService.TakeLeader:output_type -> custos.dcs.v1.TakeLeaderResponse
+	22, // 37: custos.dcs.v1.DCSService.DeleteLeader:output_type -> custos.dcs.v1.DeleteLeaderResponse
+	24, // 38: custos.dcs.v1.DCSService.TouchMember:output_type -> custos.dcs.v1.TouchMemberResponse
+	26, // 39: custos.dcs.v1.DCSService.CompareAndSet:output_type -> custos.dcs.v1.CompareAndSetResponse
+	28, // 40: custos.dcs.v1.DCSService.CompareAndDelete:output_type -> custos.dcs.v1.CompareAndDeleteResponse
+	30, // 41: custos.dcs.v1.DCSService.Set:output_type -> custos.dcs.v1.SetResponse
+	32, // 42: custos.dcs.v1.DCSService.DeleteCluster:output_type -> custos.dcs.v1.DeleteClusterResponse
+	34, // 43: custos.dcs.v1.DCSService.Watch:output_type -> custos.dcs.v1.WatchEvent
+	36, // 44: custos.dcs.v1.DCSService.Close:output_type -> custos.dcs.v1.CloseResponse
+	30, // [30:45] is the sub-list for method output_type
+	15, // [15:30] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_custos_dcs_v1_dcs_proto_init() }
@@ -1920,7 +1990,7 @@ func file_custos_dcs_v1_dcs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_custos_dcs_v1_dcs_proto_rawDesc), len(file_custos_dcs_v1_dcs_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   34,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
 )
@@ -150,7 +151,52 @@ func FromDCS(raw *dcs.Cluster) (*Cluster, []error) {
 			c.Failsafe = f
 		}
 	}
+	for _, o := range raw.Omitted {
+		c.omitted(o, bad)
+	}
 	return c, problems
+}
+
+// omitted reads a value the plugin left out of the read for its size as a
+// present value that does not parse: an absent leader key would start a
+// leader race, an absent /sync would turn synchronous mode off.
+func (c *Cluster) omitted(o dcs.OmittedValue, bad func(key, reading string, err error)) {
+	err := fmt.Errorf("%s: %d bytes, too large to be read", o.Path, o.Size)
+	switch name, member := strings.CutPrefix(o.Path, dcs.MembersPath); {
+	case member:
+		if c.Member(name) == nil {
+			c.Members = append(c.Members, Member{Name: name})
+			sort.Slice(c.Members, func(i, j int) bool { return c.Members[i].Name < c.Members[j].Name })
+		}
+		bad(MemberKey(name), "a member with no data", err)
+	case o.Path == KeyLeader:
+		c.Leader = &Leader{}
+		bad(KeyLeader, "held by an unknown member", err)
+	case o.Path == KeyInitialize:
+		unknown := ""
+		c.Initialize = &unknown
+		bad(KeyInitialize, "no system identifier known", err)
+	case o.Path == string(dcs.KeyConfig):
+		// Not JSON: the controller keeps the configuration in effect.
+		c.Config = &Raw{Data: []byte("(too large to be read)")}
+		bad(string(dcs.KeyConfig), "the configuration in effect kept", err)
+	case o.Path == KeySync:
+		c.Sync = &SyncState{}
+		bad(KeySync, "no synchronous standby known", err)
+	case o.Path == KeyFailover:
+		bad(KeyFailover, "no switchover or failover requested", err)
+	case o.Path == KeyHistory:
+		c.History, c.HasHistory = nil, false
+		bad(KeyHistory, "timeline history unknown", err)
+	case o.Path == KeyStatus:
+		c.Status = Status{}
+		bad(KeyStatus, "leader position unknown", err)
+	case o.Path == KeyFailsafe:
+		c.Failsafe = nil
+		bad(KeyFailsafe, "no member listed", err)
+	default:
+		bad(o.Path, "left out", err)
+	}
 }
 
 // Member returns the member with the name, or nil.

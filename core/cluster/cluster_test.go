@@ -236,3 +236,33 @@ func TestFromDCSMalformed(t *testing.T) {
 		}
 	}
 }
+
+// A value the plugin left out of the read for its size reads as present
+// and malformed, never as absent.
+func TestFromDCSOmittedValuesFailClosed(t *testing.T) {
+	raw := &dcs.Cluster{Omitted: []dcs.OmittedValue{
+		{Path: dcs.LeaderPath, Size: 5 << 20}, {Path: string(dcs.KeySync), Size: 5 << 20},
+		{Path: dcs.MembersPath + "pg2", Size: 5 << 20}, {Path: string(dcs.KeyConfig), Size: 5 << 20},
+	}}
+	c, problems := FromDCS(raw)
+	if !c.IsLocked() || c.LeaderName() != "" || !c.IsMalformed(KeyLeader) {
+		t.Errorf("omitted leader key read as %+v (malformed %v): want held by an unknown member", c.Leader, c.Malformed)
+	}
+	if c.Sync == nil || !c.IsMalformed(KeySync) {
+		t.Errorf("omitted /sync read as %+v: want present and malformed", c.Sync)
+	}
+	if c.Member("pg2") == nil || !c.IsMalformed(MemberKey("pg2")) {
+		t.Errorf("omitted members/pg2 not read as a member with no data: %+v", c.Members)
+	}
+	if c.Config == nil {
+		t.Error("omitted /config read as absent: the bootstrap configuration would replace the one in effect")
+	}
+	if len(problems) != 4 {
+		t.Fatalf("%d problems, want 4: %v", len(problems), problems)
+	}
+	for _, p := range problems {
+		if !strings.Contains(p.Error(), "too large to be read") {
+			t.Errorf("problem %q does not say the value was too large", p)
+		}
+	}
+}

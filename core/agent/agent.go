@@ -118,17 +118,26 @@ func Run(ctx context.Context, path string, cfg *config.Config, exe string, logge
 	op := &operator{ctrl: ctrl, store: store, peers: peers{peerClient}, logger: logger.Named("api"), reload: reloadLikeSIGHUP(logger)}
 	server := api.New(serverConfig(cfg), latest, logger.Named("api"), api.WithOperator(op), api.WithLivePositions(livePositions(pg)))
 	apiCtx, stopAPI := context.WithCancel(context.Background())
+	// The REST API failing for good stops the agent too (non-zero exit):
+	// the other members ask it in leader races and in failsafe mode, and
+	// health checks would go on timing out against a running agent.
+	ctrlCtx, stopCtrl := context.WithCancel(ctx)
+	defer stopCtrl()
 	var wg sync.WaitGroup
 	var apiErr error
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		apiErr = server.Serve(apiCtx, ln)
+		if apiErr != nil && apiCtx.Err() == nil {
+			logger.Error("the REST API stopped: shutting down", "error", apiErr)
+			stopCtrl()
+		}
 	}()
 	logger.Info("custos agent started", "version", Version, "scope", cfg.Scope, "restapi", ln.Addr().String(),
 		"dcs", cfg.DCSName(), "data_dir", cfg.PostgreSQL.DataDir)
 
-	err = ctrl.Run(ctx)
+	err = ctrl.Run(ctrlCtx)
 	stopAPI()
 	wg.Wait()
 	logger.Info("custos agent stopped")

@@ -213,6 +213,14 @@ func newControllerWithPeers(t *testing.T, mem *dcstest.MemoryStore, name string,
 		store, pg, peers, hclog.NewNullLogger())
 }
 
+// run runs the controller until the returned stop is called.
+func run(c *Controller) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	return func() { cancel(); <-done }
+}
+
 // eventually polls cond in virtual time.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -242,27 +250,15 @@ func TestBootstrapCloneAndFailover(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mem := dcstest.NewMemoryStore()
 		defer mem.Stop()
-		type runningController struct {
-			cancel context.CancelFunc
-			done   chan struct{}
-		}
-		start := func(c *Controller) runningController {
-			ctx, cancel := context.WithCancel(context.Background())
-			r := runningController{cancel: cancel, done: make(chan struct{})}
-			go func() { defer close(r.done); _ = c.Run(ctx) }()
-			return r
-		}
-		stop := func(r runningController) { r.cancel(); <-r.done }
 		pg1, pg2 := newFakePG(), newFakePG()
 		c1 := newController(t, mem, "pg1", pg1)
-		r1 := start(c1)
+		stop1 := run(c1)
 		eventually(t, "pg1 bootstraps and leads", func() bool {
 			c := read(t, mem)
 			return c.LeaderName() == "pg1" && c.SysID() == "7001" && c.Config != nil && c.Member("pg1") != nil && c.Member("pg1").State == "running"
 		})
 		c2 := newController(t, mem, "pg2", pg2)
-		r2 := start(c2)
-		defer stop(r2)
+		defer run(c2)()
 		eventually(t, "pg2 clones and follows pg1", func() bool {
 			m := read(t, mem).Member("pg2")
 			return m != nil && m.State == "running" && m.Role == cluster.RoleReplica && c2.State().Observation.HA.Upstream == "pg1"
@@ -281,7 +277,7 @@ func TestBootstrapCloneAndFailover(t *testing.T) {
 		}
 
 		// pg1's agent stops: PostgreSQL stopped, key released, pg2 promoted.
-		stop(r1)
+		stop1()
 		eventually(t, "pg2 promoted after pg1's shutdown", func() bool {
 			c := read(t, mem)
 			pg2.mu.Lock()
@@ -299,11 +295,8 @@ func TestMalformedValuesPublished(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		mem := dcstest.NewMemoryStore()
 		defer mem.Stop()
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
 		c := newController(t, mem, "pg1", newFakePG())
-		go func() { defer close(done); _ = c.Run(ctx) }()
-		defer func() { cancel(); <-done }()
+		defer run(c)()
 		eventually(t, "pg1 leads", func() bool { return read(t, mem).LeaderName() == "pg1" })
 
 		bogus := mem.NewBackend()
@@ -351,12 +344,9 @@ func TestStopPublishedBeforeRelease(t *testing.T) {
 					mu.Unlock()
 				}
 			}}, dcs.New(b, hclog.NewNullLogger(), 5*time.Second), newFakePG(), noPeers{}, hclog.NewNullLogger())
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); _ = c.Run(ctx) }()
+		stop := run(c)
 		eventually(t, "pg1 leads", func() bool { return read(t, mem).LeaderName() == "pg1" })
-		cancel()
-		<-done
+		stop()
 		if l := read(t, mem).LeaderName(); l != "" {
 			t.Fatalf("leader after shutdown: %q", l)
 		}
@@ -374,12 +364,6 @@ func TestSwitchover(t *testing.T) {
 		defer mem.Stop()
 		pg1, pg2 := newFakePG(), newFakePG()
 		peers := fakePeers{"pg1": pg1, "pg2": pg2}
-		run := func(c *Controller) func() {
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { defer close(done); _ = c.Run(ctx) }()
-			return func() { cancel(); <-done }
-		}
 		c1 := newControllerWithPeers(t, mem, "pg1", pg1, peers)
 		c2 := newControllerWithPeers(t, mem, "pg2", pg2, peers)
 		defer run(c1)()
@@ -426,10 +410,7 @@ func TestStatusPublishesOwnSlot(t *testing.T) {
 		defer mem.Stop()
 		pg1 := newFakePG()
 		c1 := newController(t, mem, "pg-1", pg1)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); _ = c1.Run(ctx) }()
-		defer func() { cancel(); <-done }()
+		defer run(c1)()
 		eventually(t, "pg-1 leads and publishes its own slot in /status", func() bool {
 			c := read(t, mem)
 			return c.LeaderName() == "pg-1" && c.Status.Optime == 100 && c.Status.Slots["pg_1"] == 100
@@ -516,10 +497,7 @@ func TestFailsafeKnowsWhatItWrote(t *testing.T) {
 		pg := newFakePG()
 		c := New(Options{Name: "pg1", Scope: "demo", APIURL: "http://127.0.0.1:8008/patroni", Version: "test", Bootstrap: dyn},
 			dcs.New(b, hclog.NewNullLogger(), 2*time.Second), pg, noPeers{}, hclog.NewNullLogger())
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); _ = c.Run(ctx) }()
-		defer func() { cancel(); <-done }()
+		defer run(c)()
 		eventually(t, "the DCS to go down after /failsafe was written", b.isDown)
 		// Well past retry_timeout and the ttl: still the primary.
 		time.Sleep(40 * time.Second)
@@ -585,10 +563,7 @@ func TestLeaderExpiryNotBeyondTheKey(t *testing.T) {
 		pg := newFakePG()
 		c := New(Options{Name: "pg1", Scope: "demo", APIURL: "http://127.0.0.1:8008/patroni", Version: "test", Bootstrap: dyn},
 			dcs.New(b, hclog.NewNullLogger(), 5*time.Second), pg, noPeers{}, hclog.NewNullLogger())
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); _ = c.Run(ctx) }()
-		defer func() { cancel(); <-done }()
+		defer run(c)()
 		for i := 0; i < 20; i++ {
 			time.Sleep(time.Second)
 			st := c.State()
@@ -698,15 +673,13 @@ func startLeaseLeader(t *testing.T, mem *dcstest.MemoryStore, pg *fakePG, loopWa
 	dyn.LoopWait = config.Seconds(loopWait)
 	c := New(Options{Name: "pg1", Scope: "demo", APIURL: "http://127.0.0.1:8008/patroni", Version: "test", Bootstrap: dyn},
 		dcs.New(b, hclog.NewNullLogger(), 10*time.Second), pg, noPeers{}, hclog.NewNullLogger())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
+	stop := run(c)
 	eventually(t, "pg1 leads and renews its key", func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return b.renewDone && read(t, mem).LeaderName() == "pg1"
 	})
-	return c, b, func() { cancel(); <-done }
+	return c, b, stop
 }
 
 // assertStoppedInTime checks that the primary went down before the DCS
@@ -847,10 +820,7 @@ func TestMalformedConfigKeepsTiming(t *testing.T) {
 		defer mem.Stop()
 		pg := newFakePG()
 		c := newController(t, mem, "pg1", pg)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); _ = c.Run(ctx) }()
-		defer func() { cancel(); <-done }()
+		defer run(c)()
 		eventually(t, "pg1 leads with /config written", func() bool {
 			cl := read(t, mem)
 			return cl.LeaderName() == "pg1" && cl.Config != nil

@@ -497,7 +497,7 @@ func TestIntegrationCluster(t *testing.T) {
 
 	t.Run("sigkill_seen_at_once", func(t *testing.T) {
 		pm := a.p.Postmaster()
-		kids := childPids(pm.Pid())
+		kids := reaper.Children(pm.Pid())
 		if len(kids) == 0 {
 			t.Fatal("the postmaster has no children")
 		}

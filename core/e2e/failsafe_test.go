@@ -164,7 +164,7 @@ func (c *testCluster) waitFailsafe(t testing.TB) {
 func TestFailsafeEtcdFrozen(t *testing.T) {
 	t.Parallel()
 	d := newEtcdDCS(t)
-	c := startCluster(t, clusterOpts{dcs: d, timings: shortTimings, bootstrapDCS: []string{"failsafe_mode = true"}})
+	c := startCluster(t, clusterOpts{dcs: d, timings: shortTimings, bootstrapDCS: []string{"failsafe_mode = true"}, pgParameters: fencingParameters})
 	// The agents stop against a running etcd (this clean-up runs before
 	// startCluster's).
 	t.Cleanup(func() { _ = d.srv.Thaw() })

@@ -136,7 +136,7 @@ func TestFencingFrozenAgent(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c := startCluster(t, clusterOpts{timings: shortTimings, edit: func(m *member) {
+			c := startCluster(t, clusterOpts{timings: shortTimings, pgParameters: fencingParameters, edit: func(m *member) {
 				m.extra = append([]string{"[watchdog]"}, tc.watchdog...)
 			}})
 			old := c.waitFormed(t)
@@ -205,7 +205,7 @@ func TestPrimaryCutFromDCS(t *testing.T) {
 			for i := range members {
 				proxies[fmt.Sprintf("node%d", i+1)] = testenv.StartProxy(t, "127.0.0.1:0", env.etcd.Endpoint)
 			}
-			c := startCluster(t, clusterOpts{members: members, timings: &tm, edit: func(m *member) {
+			c := startCluster(t, clusterOpts{members: members, timings: &tm, pgParameters: fencingParameters, edit: func(m *member) {
 				p := proxies[m.name]
 				if p == nil {
 					t.Fatalf("no proxy for %s", m.name)

@@ -29,7 +29,7 @@ const (
 	// scheduleAhead is how far ahead the scheduled switchover and restart
 	// are set: room for the two patronictl calls that schedule them and
 	// for the checks made before their time.
-	scheduleAhead = 15 * time.Second
+	scheduleAhead = 30 * time.Second
 	// scheduleSlack bounds, past the one loop_wait the agent may sleep
 	// before it notices the time has come, how long after a scheduled
 	// action's time its first step may be logged (one cycle's work).

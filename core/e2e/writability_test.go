@@ -26,6 +26,16 @@ const (
 	probeTimeout = 500 * time.Millisecond
 	// writeEvery is how often the fencing tests' writer commits.
 	writeEvery = 10 * time.Millisecond
+)
+
+// fencingParameters are the PostgreSQL settings of the fencing tests'
+// clusters. Their commits need not wait for the WAL to reach the disk: the
+// tests ask when a server accepts a write, not whether it survives a
+// crash, and a flush per commit (a hundred a second in each of several
+// clusters) slows every other test running beside them.
+var fencingParameters = []string{`synchronous_commit = "off"`}
+
+const (
 	// leaseSweep is how often etcd looks for expired leases: it deletes a
 	// leader key up to this long after its lease ran out, so a write is
 	// only proven to come before the expiry when it comes this much before

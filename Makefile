@@ -57,7 +57,7 @@ BENCH_MARKDOWN ?= bench-results.md
 .PHONY: bench
 bench: build ## Run custos and Patroni 3.0.2 side by side (docs/benchmarks.md); installs what is missing when root
 	@if [ "$$(id -u)" = 0 ]; then ./.ci/install-deps --bench; fi
-	cd bench && $(GO) run . -bin ../bin -markdown ../$(BENCH_MARKDOWN) $(BENCH_ARGS)
+	cd bench && $(GO) run . -bin ../bin -markdown $(abspath $(BENCH_MARKDOWN)) $(BENCH_ARGS)
 
 .PHONY: test-deps
 test-deps: ## Install what the tests need (Debian packages; needs root)

@@ -231,7 +231,11 @@ func TestPrimaryCutFromDCS(t *testing.T) {
 				l.log(t, fmt.Sprintf("primary cut from the DCS at ttl %d, loop_wait %d, retry_timeout %d", tm.ttl, tm.loopWait, tm.retryTimeout))
 				l.assertFenced(t, false)
 			}()
-			c.waitWritableLeader(t, old)
+			next := c.waitWritableLeader(t, old)
+			// The instruments see the new primary take writes too, so
+			// that a write the old one took meanwhile would show as an
+			// overlap.
+			waitWrites(t, in.w, in.s, next, 20)
 			waitFor(t, old.name+" to stop taking writes", failoverTimeout, func() error {
 				if ok, err := old.writableWithin(probeTimeout); err == nil && ok {
 					return fmt.Errorf("%s takes writes", old.name)

@@ -101,10 +101,13 @@ func (s *settings) reload(ctx context.Context) error {
 	} else {
 		s.logger.Info("configuration reloaded", "file", s.path)
 	}
-	if ctrl != nil {
-		ctrl.SetLocal(localSettings(cfg))
+	if ctrl == nil {
+		return s.applyPostgres(ctx, pgConfig(cfg, dyn))
 	}
-	return s.applyPostgres(ctx, pgConfig(cfg, dyn))
+	// The loop applies it to PostgreSQL (ApplyDynamic, which reads the
+	// configuration just stored), never while it promotes or starts it.
+	ctrl.SetLocal(localSettings(cfg))
+	return nil
 }
 
 // localSettings are the controller's reloadable member settings.

@@ -128,6 +128,10 @@ type Controller struct {
 
 	settingsMu sync.Mutex
 	settings   LocalSettings
+	// localGen counts the reloads of the local configuration (guarded by
+	// settingsMu); appliedGen is the count last applied to PostgreSQL.
+	localGen   uint64
+	appliedGen uint64
 
 	kick      chan struct{}
 	requests  chan *pending
@@ -171,11 +175,15 @@ func New(opts Options, store *dcs.Store, local Local, peers Peers, logger hclog.
 // modified after publication.
 func (c *Controller) State() *State { return c.state.Load() }
 
-// SetLocal replaces the member's own settings (after a configuration
-// reload); the next cycle uses them.
+// SetLocal replaces the member's own settings after a configuration
+// reload; the next cycle uses them and applies the PostgreSQL
+// configuration again through Options.ApplyDynamic. That happens in the
+// loop, never while a background action (a promotion, a start) runs: a
+// reload must not rewrite PostgreSQL's files under it.
 func (c *Controller) SetLocal(l LocalSettings) {
 	c.settingsMu.Lock()
 	c.settings = l
+	c.localGen++
 	c.settingsMu.Unlock()
 	c.Wake()
 }
@@ -327,6 +335,11 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 		if clu.LeaderName() != c.opts.Name {
 			c.leaseExpiry = time.Time{}
 		}
+	}
+	if readErr == nil || c.appliedRaw != nil {
+		// The first time only once /config was read; a reload of the
+		// local configuration also while the DCS is down.
+		c.applyToPostgres()
 	}
 	obs := c.local.Observe(ctx)
 	in := ha.Input{
@@ -519,13 +532,6 @@ func (c *Controller) applyDynamic(clu *cluster.Cluster) {
 	c.dynFromConfig = clu.Config != nil
 	c.dynRaw = raw
 	c.dyn = dyn
-	if c.opts.ApplyDynamic != nil && c.busy == nil && (c.appliedRaw == nil || *c.appliedRaw != raw) {
-		if err := c.opts.ApplyDynamic(context.Background(), dyn); err != nil {
-			c.logger.Warn("applying the dynamic configuration to postgres", "error", err)
-		} else {
-			c.appliedRaw = &raw
-		}
-	}
 	c.store.SetTimeout(dyn.RetryTimeout.Duration())
 	c.store.SetTiming(dyn.TTL.Duration(), dyn.LoopWait.Duration())
 	if ttl := dyn.TTL.Duration(); ttl != c.ttl {
@@ -851,4 +857,27 @@ func ignoreSlots(list []any) []cluster.SlotMatcher {
 		out = append(out, sm)
 	}
 	return out
+}
+
+// applyToPostgres applies the configuration in effect (the dynamic one and
+// a reloaded local one) to PostgreSQL when either changed since it was last
+// applied, and again until that succeeds. It runs in the loop and never
+// while a background action runs, so that no two changes to PostgreSQL's
+// files or process overlap.
+func (c *Controller) applyToPostgres() {
+	if c.opts.ApplyDynamic == nil || c.busy != nil {
+		return
+	}
+	c.settingsMu.Lock()
+	gen := c.localGen
+	c.settingsMu.Unlock()
+	raw := c.dynRaw
+	if c.appliedRaw != nil && *c.appliedRaw == raw && gen == c.appliedGen {
+		return
+	}
+	if err := c.opts.ApplyDynamic(context.Background(), c.dyn); err != nil {
+		c.logger.Warn("applying the configuration to postgres", "error", err)
+		return
+	}
+	c.appliedRaw, c.appliedGen = &raw, gen
 }

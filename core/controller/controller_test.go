@@ -28,18 +28,22 @@ type fakePG struct {
 	// stopMode record the stop that brought the server down.
 	hangFastStop bool
 	hangSlots    bool
-	stoppedAt    time.Time
-	stopMode     string
-	data         bool
-	running      bool
-	recovery     bool
-	timeline     int
-	lsn          int64
-	upstream     string
-	control      string
-	starts       int
-	failStart    bool
-	exited       chan struct{} // closed when the current postmaster exits
+	// promoteGate, when set, holds a promotion until it is closed;
+	// promoting says one is under way.
+	promoteGate chan struct{}
+	promoting   bool
+	stoppedAt   time.Time
+	stopMode    string
+	data        bool
+	running     bool
+	recovery    bool
+	timeline    int
+	lsn         int64
+	upstream    string
+	control     string
+	starts      int
+	failStart   bool
+	exited      chan struct{} // closed when the current postmaster exits
 }
 
 func newFakePG() *fakePG { return &fakePG{timeline: 1} }
@@ -111,9 +115,21 @@ func (f *fakePG) Stop(ctx context.Context, mode string) error {
 	f.running = false
 	return nil
 }
-func (f *fakePG) Promote(context.Context) error {
+func (f *fakePG) Promote(ctx context.Context) error {
+	f.mu.Lock()
+	gate := f.promoteGate
+	f.promoting = true
+	f.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.promoting = false
 	f.recovery = false
 	f.timeline++
 	return nil
@@ -865,5 +881,76 @@ func TestMalformedConfigKeepsTiming(t *testing.T) {
 			st := c.State()
 			return st.Dynamic.TTL == 20 && st.Dynamic.LoopWait == 2 && st.Dynamic.RetryTimeout == 5 && len(st.DCSProblems) == 0
 		})
+	})
+}
+
+// TestReloadDuringPromotion: a configuration reload (SIGHUP, POST /reload)
+// while the member promotes is applied to PostgreSQL by the loop once the
+// promotion ended, never under it: a standby setup rendered before the
+// promotion must not be written back over the promoted server's files.
+func TestReloadDuringPromotion(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := dcstest.NewMemoryStore()
+		defer mem.Stop()
+		pg1, pg2 := newFakePG(), newFakePG()
+		peers := fakePeers{"pg1": pg1, "pg2": pg2}
+		stop1 := run(newControllerWithPeers(t, mem, "pg1", pg1, peers))
+		eventually(t, "pg1 leads", func() bool { return read(t, mem).LeaderName() == "pg1" })
+
+		var (
+			mu      sync.Mutex
+			applied int
+			overlap bool
+		)
+		b := mem.NewBackend()
+		if err := b.Configure(context.Background(), sdkdcs.ConfigureRequest{Scope: "demo", Member: "pg2", TTL: 30 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+		dyn := config.DefaultDynamic()
+		dyn.LoopWait = 1
+		c2 := New(Options{Name: "pg2", Scope: "demo", ConnURL: "postgres://127.0.0.1:5433/postgres", APIURL: "http://127.0.0.1:8009/patroni", Version: "test", Bootstrap: dyn,
+			ApplyDynamic: func(context.Context, config.Dynamic) error {
+				pg2.mu.Lock()
+				promoting := pg2.promoting
+				pg2.mu.Unlock()
+				mu.Lock()
+				applied++
+				overlap = overlap || promoting
+				mu.Unlock()
+				return nil
+			}}, dcs.New(b, hclog.NewNullLogger(), 5*time.Second), pg2, peers, hclog.NewNullLogger())
+		defer run(c2)()
+		eventually(t, "pg2 streams", func() bool {
+			m := read(t, mem).Member("pg2")
+			return m != nil && m.State == "running"
+		})
+		count := func() int {
+			mu.Lock()
+			defer mu.Unlock()
+			return applied
+		}
+		gate := make(chan struct{})
+		pg2.mu.Lock()
+		pg2.promoteGate = gate
+		pg2.mu.Unlock()
+		stop1() // pg1 stops and releases the key: pg2 promotes
+		eventually(t, "pg2 promoting", func() bool {
+			pg2.mu.Lock()
+			defer pg2.mu.Unlock()
+			return pg2.promoting
+		})
+		before := count()
+		c2.SetLocal(LocalSettings{Tags: cluster.Tags{NoLoadBalance: true}})
+		time.Sleep(5 * time.Second) // several cycles while the promotion runs
+		if n := count(); n != before {
+			t.Fatalf("the reload was applied to postgres %d time(s) during the promotion", n-before)
+		}
+		close(gate)
+		eventually(t, "the reload applied after the promotion", func() bool { return count() > before })
+		mu.Lock()
+		defer mu.Unlock()
+		if overlap {
+			t.Fatal("the configuration was applied while the promotion ran")
+		}
 	})
 }

@@ -26,10 +26,10 @@ import (
 // REST API directly.
 
 const (
-	// scheduleAhead is how far ahead the scheduled switchover and restart
-	// are set: room for the two patronictl calls that schedule them and
-	// for the checks made before their time.
-	scheduleAhead = 30 * time.Second
+	// scheduleAhead is how far ahead of the command each scheduled
+	// operation is set: room for the patronictl call that schedules it and
+	// for the checks made before its time.
+	scheduleAhead = 15 * time.Second
 	// scheduleSlack bounds, past the one loop_wait the agent may sleep
 	// before it notices the time has come, how long after a scheduled
 	// action's time its first step may be logged (one cycle's work).
@@ -299,15 +299,24 @@ func TestScheduledOperations(t *testing.T) {
 	oldOffset, replicaOffset := old.logSize(), replica.logSize()
 	w := c.watchLeader(t, c.mustDCS(t).rev+1, nil)
 
-	at := time.Now().Add(scheduleAhead).Truncate(time.Second)
-	atText := at.UTC().Format(time.RFC3339)
-	out := ctlOK(t, c, "switchover", c.scope, "--candidate", cand.name, "--scheduled", atText, "--force")
-	wantOutput(t, out, "Switchover scheduled")
-	out = ctlOK(t, c, "restart", c.scope, replica.name, "--scheduled", atText, "--force")
-	wantOutput(t, out, "Success: restart scheduled on member "+replica.name)
-	if time.Now().After(at.Add(-5 * time.Second)) {
-		t.Fatalf("scheduling took until %s, too close to the scheduled time %s to tell early from on time", time.Now().Format(time.RFC3339Nano), atText)
+	// Each operation is scheduled from when the last command returned, so
+	// a slow patronictl (seconds on a loaded machine) cannot push the
+	// second one into the past.
+	schedule := func(args ...string) (time.Time, string) {
+		at := time.Now().Add(scheduleAhead).Truncate(time.Second)
+		atText := at.UTC().Format(time.RFC3339)
+		out := ctlOK(t, c, append(append([]string{}, args...), "--scheduled", atText, "--force")...)
+		if time.Now().After(at.Add(-5 * time.Second)) {
+			t.Fatalf("scheduling took until %s, too close to the scheduled time %s to tell early from on time", time.Now().Format(time.RFC3339Nano), atText)
+		}
+		return at, out
 	}
+	at, out := schedule("switchover", c.scope, "--candidate", cand.name)
+	atText := at.UTC().Format(time.RFC3339)
+	wantOutput(t, out, "Switchover scheduled")
+	restartAt, out := schedule("restart", c.scope, replica.name)
+	restartText := restartAt.UTC().Format(time.RFC3339)
+	wantOutput(t, out, "Success: restart scheduled on member "+replica.name)
 
 	// Before the time both plans are visible in the DCS.
 	waitFor(t, replica.name+"'s member key to carry the scheduled restart", time.Until(at), func() error {
@@ -326,25 +335,26 @@ func TestScheduledOperations(t *testing.T) {
 
 	// Watch both happen.
 	deadline := at.Add(2*loopWait*time.Second + scheduleMargin)
+	restartDeadline := restartAt.Add(2*loopWait*time.Second + scheduleMargin)
 	var restartedAt time.Time
-	for time.Now().Before(deadline) && restartedAt.IsZero() {
+	for time.Now().Before(restartDeadline) && restartedAt.IsZero() {
 		if starts, err := postmasterStartsErr(replica); err == nil && !starts[replica.name].Equal(start0) {
 			restartedAt = starts[replica.name]
 		}
 		time.Sleep(pollInterval)
 	}
 	if restartedAt.IsZero() {
-		t.Errorf("%s: the postmaster did not restart by %s (scheduled at %s)", replica.name, deadline.Format(time.RFC3339), atText)
+		t.Errorf("%s: the postmaster did not restart by %s (scheduled at %s)", replica.name, restartDeadline.Format(time.RFC3339), restartText)
 	} else {
-		t.Logf("%s: postmaster restarted at %s (scheduled at %s)", replica.name, restartedAt.Format("15:04:05.000"), atText)
-		if restartedAt.Before(at) {
-			t.Errorf("%s: the postmaster restarted at %s, before its scheduled time %s", replica.name, restartedAt.Format(time.RFC3339Nano), atText)
+		t.Logf("%s: postmaster restarted at %s (scheduled at %s)", replica.name, restartedAt.Format("15:04:05.000"), restartText)
+		if restartedAt.Before(restartAt) {
+			t.Errorf("%s: the postmaster restarted at %s, before its scheduled time %s", replica.name, restartedAt.Format(time.RFC3339Nano), restartText)
 		}
-		if late := at.Add(loopWait*time.Second + scheduleMargin); restartedAt.After(late) {
-			t.Errorf("%s: the postmaster restarted at %s, after %s (scheduled at %s)", replica.name, restartedAt.Format(time.RFC3339Nano), late.Format(time.RFC3339), atText)
+		if late := restartAt.Add(loopWait*time.Second + scheduleMargin); restartedAt.After(late) {
+			t.Errorf("%s: the postmaster restarted at %s, after %s (scheduled at %s)", replica.name, restartedAt.Format(time.RFC3339Nano), late.Format(time.RFC3339), restartText)
 		}
 	}
-	assertScheduledCycle(t, replica, replicaOffset, "restart", at)
+	assertScheduledCycle(t, replica, replicaOffset, "restart", restartAt)
 
 	var changedAt time.Time
 	waitFor(t, "the leader key to leave "+old.name, time.Until(deadline)+time.Second, func() error {

@@ -27,9 +27,10 @@ import (
 
 const (
 	// scheduleAhead is how far ahead of the command each scheduled
-	// operation is set: room for the patronictl call that schedules it and
-	// for the checks made before its time.
-	scheduleAhead = 15 * time.Second
+	// operation is set: room for the patronictl call that schedules it
+	// (8 s seen on a loaded CI run) and for the checks made before its
+	// time.
+	scheduleAhead = 30 * time.Second
 	// scheduleSlack bounds, past the one loop_wait the agent may sleep
 	// before it notices the time has come, how long after a scheduled
 	// action's time its first step may be logged (one cycle's work).

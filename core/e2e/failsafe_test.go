@@ -171,7 +171,7 @@ func TestFailsafeEtcdFrozen(t *testing.T) {
 	tm := c.timings()
 	primary := c.waitFormed(t)
 	c.waitFailsafe(t)
-	in := c.instrument(t, primary)
+	in := c.instrument(t, primary, coarsePace)
 	w, s := in.w, in.s
 	rp := pollREST(t, primary, "/primary", 100*time.Millisecond)
 

@@ -12,10 +12,10 @@ import (
 	"github.com/custos-ha/custos/core/internal/testenv"
 )
 
-// Fencing: a primary never outlives its leader key. A writer commits every
-// writeEvery on the primary, a sampler asks every member every sampleEvery
-// whether it takes a write, and a watch on etcd records when the leader key
-// goes and comes; each test logs what they saw.
+// Fencing: a primary never outlives its leader key. A writer commits on the
+// primary, a sampler asks every member whether it takes a write (both at a
+// pace: finePace or coarsePace), and a watch on etcd records when the
+// leader key goes and comes; each test logs what they saw.
 
 // frozenHold is how long the frozen agent stays stopped after a replica
 // took over: long enough to see whether its PostgreSQL still takes writes
@@ -140,7 +140,7 @@ func TestFencingFrozenAgent(t *testing.T) {
 				m.extra = append([]string{"[watchdog]"}, tc.watchdog...)
 			}})
 			old := c.waitFormed(t)
-			in := c.instrument(t, old)
+			in := c.instrument(t, old, finePace)
 			pid := old.postmasterPID()
 			if pid == 0 {
 				t.Fatalf("%s: no postmaster", old.name)
@@ -220,7 +220,7 @@ func TestPrimaryCutFromDCS(t *testing.T) {
 				}
 			})
 			old := c.waitFormed(t)
-			in := c.instrument(t, old)
+			in := c.instrument(t, old, coarsePace)
 
 			proxies[old.name].Stall()
 			cut := time.Now()

@@ -21,6 +21,11 @@ const (
 	// sampleEvery is how often the write sampler asks each member whether
 	// it accepts a write.
 	sampleEvery = 20 * time.Millisecond
+	// coarseSampleEvery and coarseWriteEvery are the paces of the tests
+	// whose margins are seconds (a primary cut from the DCS, a frozen
+	// DCS): half the load on a machine that runs other tests beside them.
+	coarseSampleEvery = 50 * time.Millisecond
+	coarseWriteEvery  = 25 * time.Millisecond
 	// probeTimeout bounds one probe (connection, statement): a server that
 	// does not take the write at once is not counted as accepting it.
 	probeTimeout = 500 * time.Millisecond
@@ -47,7 +52,7 @@ const (
 // like any other to the server, without WAL for the rows.
 const probeTable = "e2e_probe"
 
-// writeSampler asks every member, every sampleEvery, whether it accepts a
+// writeSampler asks every member, at its pace, whether it accepts a
 // write right now: a real insert on a connection of the sampler's own,
 // with a short statement timeout. Only a committed insert counts.
 type writeSampler struct {
@@ -69,12 +74,12 @@ type interval struct{ from, to time.Time }
 
 func (iv interval) length() time.Duration { return iv.to.Sub(iv.from) }
 
-func startSampler(t testing.TB, c *testCluster) *writeSampler {
+func startSampler(t testing.TB, c *testCluster, every time.Duration) *writeSampler {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &writeSampler{cancel: cancel, probes: map[string][]probe{}}
 	for _, m := range c.m {
 		s.wg.Add(1)
-		go s.run(ctx, m)
+		go s.run(ctx, m, every)
 	}
 	t.Cleanup(s.stop)
 	return s
@@ -86,7 +91,7 @@ func (s *writeSampler) stop() {
 	s.wg.Wait()
 }
 
-func (s *writeSampler) run(ctx context.Context, m *member) {
+func (s *writeSampler) run(ctx context.Context, m *member, every time.Duration) {
 	defer s.wg.Done()
 	var conn *pgx.Conn
 	defer func() {
@@ -94,7 +99,7 @@ func (s *writeSampler) run(ctx context.Context, m *member) {
 			_ = conn.Close(context.Background())
 		}
 	}()
-	tick := time.NewTicker(sampleEvery)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		start := time.Now()
@@ -417,13 +422,23 @@ type instruments struct {
 
 // instrument creates the writer's and the sampler's tables on the primary,
 // starts the instruments and waits until they see the primary take writes.
-func (c *testCluster) instrument(t *testing.T, primary *member) instruments {
+// pace is how often the instruments write and sample.
+type pace struct{ write, sample time.Duration }
+
+// finePace is the pace for the frozen agent: a commit every 10 ms,
+// every member asked every 20 ms; coarsePace serves margins of seconds.
+var (
+	finePace   = pace{write: writeEvery, sample: sampleEvery}
+	coarsePace = pace{write: coarseWriteEvery, sample: coarseSampleEvery}
+)
+
+func (c *testCluster) instrument(t *testing.T, primary *member, p pace) instruments {
 	t.Helper()
 	primary.exec(t, "create table acks (id bigint primary key)")
 	primary.exec(t, "create unlogged table "+probeTable+" (at timestamptz not null default clock_timestamp())")
-	w := startWriter(c, writeEvery)
+	w := startWriter(c, p.write)
 	t.Cleanup(w.stop)
-	s := startSampler(t, c)
+	s := startSampler(t, c, p.sample)
 	waitWrites(t, w, s, primary, 100)
 	return instruments{w: w, s: s, lw: c.watchLeader(t, c.mustDCS(t).rev+1, nil)}
 }

@@ -10,7 +10,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
-MODULES := . core plugin/sdk bench $(sort $(wildcard plugins/*))
+MODULES := . core plugin/sdk bench testkit $(sort $(wildcard plugins/*))
 PLUGINS := $(notdir $(sort $(wildcard plugins/*)))
 PROTOS := $(shell find plugin/sdk/proto -name '*.proto')
 TEST_TIMEOUT ?= 20m

@@ -1,0 +1,3 @@
+module github.com/custos-ha/custos/testkit
+
+go 1.26.0

@@ -79,9 +79,13 @@ type Controller struct {
 	peers  Peers
 	logger hclog.Logger
 	now    func() time.Time
+	// decide is ha.Decide; tests count its calls.
+	decide func(ha.Input) ha.Decision
 
 	// Loop state, owned by Run's goroutine.
-	mem         ha.Memory
+	mem ha.Memory
+	// gather is what the last decision asked to have before the next one.
+	gather      ha.Gather
 	busy        *running
 	outcome     *ha.Outcome
 	dcsLastSeen time.Time
@@ -156,6 +160,7 @@ func New(opts Options, store *dcs.Store, local Local, peers Peers, logger hclog.
 	c := &Controller{
 		opts: opts, store: store, local: local, peers: peers, logger: logger,
 		now:       time.Now,
+		decide:    ha.Decide,
 		dyn:       opts.Bootstrap,
 		kick:      make(chan struct{}, 1),
 		requests:  make(chan *pending),
@@ -380,17 +385,10 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 	}
 	c.outcome = nil
 
-	dec := ha.Decide(in)
-	if dec.NeedPeers {
-		in.Peers, in.PeersFetched = c.fetchPeers(lctx, clu), true
-		dec = ha.Decide(in)
-	}
-	if dec.NeedFailsafe {
-		// Not bound by the lease: failsafe mode may keep a primary past it.
-		in.FailsafeAcks, in.FailsafeChecked = c.askFailsafe(ctx, obs), true
-		in.Now = c.now()
-		dec = ha.Decide(in)
-	}
+	c.gatherFor(ctx, lctx, &in, obs)
+
+	dec := c.decide(in)
+	c.gather = dec.Gather
 	if err := ha.CheckInvariants(in, dec); err != nil {
 		// A bug in Decide must not become a second primary.
 		c.logger.Error("refusing a decision that breaks a safety invariant", "reason", dec.Reason, "error", err)
@@ -436,7 +434,26 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 	} else {
 		c.logger.Info("ha cycle", line...)
 	}
+	if dec.Waiting {
+		// The next cycle gathers what this one lacked, and decides.
+		return 0
+	}
 	return c.nextWait(readErr != nil || failed != nil, stops(dec))
+}
+
+// gatherFor asks the other members what the last decision asked to have
+// before this one: their GET /patroni (bound by the lease like every call
+// of a leader's cycle), and, when the DCS read failed again, their answer
+// to POST /failsafe (not bound by the lease: failsafe mode may keep a
+// primary past it).
+func (c *Controller) gatherFor(ctx, lctx context.Context, in *ha.Input, obs Observation) {
+	if c.gather.Peers && in.Cluster != nil {
+		in.Peers, in.PeersFetched = c.fetchPeers(lctx, in.Cluster), true
+	}
+	if c.gather.Failsafe && in.Cluster == nil {
+		in.FailsafeAcks, in.FailsafeChecked = c.askFailsafe(ctx, obs), true
+		in.Now = c.now()
+	}
 }
 
 // watchdogState is the watchdog as the decision sees it (mode off without

@@ -14,10 +14,10 @@ import (
 func Decide(in Input) Decision {
 	d := &decider{in: in, c: in.Cluster, pg: in.Postgres, mem: in.Memory}
 	d.decide()
-	if !d.needPeers && !d.needFailsafe {
+	if !d.waiting {
 		d.disarm()
 	}
-	if in.Cluster != nil && !d.needPeers {
+	if in.Cluster != nil && !d.waiting {
 		d.add(Action{Kind: ActTouchMember})
 	}
 	if d.note != "" {
@@ -26,7 +26,7 @@ func Decide(in Input) Decision {
 	if m := d.malformedNote(); m != "" {
 		d.reason += " (" + m + ")"
 	}
-	return Decision{Actions: d.actions, Reason: d.reason, NeedPeers: d.needPeers, NeedFailsafe: d.needFailsafe, Memory: d.mem, Reply: d.replyTo}
+	return Decision{Actions: d.actions, Reason: d.reason, Gather: d.gather, Waiting: d.waiting, Memory: d.mem, Reply: d.replyTo}
 }
 
 type decider struct {
@@ -35,10 +35,11 @@ type decider struct {
 	pg  Postgres
 	mem Memory
 
-	actions      []Action
-	reason       string
-	needPeers    bool
-	needFailsafe bool
+	actions []Action
+	reason  string
+	gather  Gather
+	// waiting: the decision lacks what gather names.
+	waiting bool
 	// note is added to the reason (something worth saying beside it).
 	note    string
 	replyTo *Reply
@@ -418,7 +419,7 @@ func (d *decider) race() {
 		return
 	}
 	if !d.in.PeersFetched {
-		d.needPeers = true
+		d.gather.Peers, d.waiting = true, true
 		d.say("no leader: asking the peers before the leader race")
 		return
 	}

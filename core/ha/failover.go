@@ -96,7 +96,7 @@ func (d *decider) manualFailover(f *cluster.Failover) bool {
 		return false
 	}
 	if !d.in.PeersFetched {
-		d.needPeers = true
+		d.gather.Peers, d.waiting = true, true
 		d.say("switchover requested: asking the peers")
 		return true
 	}

@@ -13,7 +13,7 @@ import (
 // says what is wrong with the DCS, err is the error it gave.
 func (d *decider) failsafe(trouble, err string) {
 	if !d.in.FailsafeChecked {
-		d.needFailsafe = true
+		d.gather.Failsafe, d.waiting = true, true
 		d.say("DCS is not accessible (%s): asking the /failsafe members", err)
 		return
 	}
@@ -30,6 +30,8 @@ func (d *decider) failsafe(trouble, err string) {
 		d.say("demoting self: %s and %s did not acknowledge failsafe mode", trouble, strings.Join(missing, ", "))
 		return
 	}
+	// Ask again before the next decision, should the DCS stay away.
+	d.gather.Failsafe = true
 	d.say("DCS is not accessible (%s): failsafe mode active, every /failsafe member acknowledged me as the primary", err)
 }
 

@@ -122,25 +122,30 @@ func FuzzDCSValues(f *testing.F) {
 	})
 }
 
-// decideAndCheck runs Decide as the controller does (peers and failsafe
-// acknowledgements fetched when asked for) and checks the invariants.
+// decideAndCheck runs Decide as the controller's cycles do (what a decision
+// waits for gathered for the next one) and checks the invariants of each.
 func decideAndCheck(t *testing.T, in Input, peers []Peer) {
 	t.Helper()
-	dec := Decide(in)
-	if dec.NeedPeers {
-		in.Peers, in.PeersFetched = peers, true
-		dec = Decide(in)
+	for range 2 {
+		dec := Decide(in)
+		if err := CheckInvariants(in, dec); err != nil {
+			t.Fatalf("%s: %v\ncluster: %+v\ndecision: %+v", in.Name, err, in.Cluster, dec)
+		}
+		if dec.Reason == "" {
+			t.Fatalf("%s: a decision without a reason: %+v", in.Name, dec)
+		}
+		if !dec.Waiting {
+			return
+		}
+		if dec.Gather.Peers {
+			in.Peers, in.PeersFetched = peers, true
+		}
+		if dec.Gather.Failsafe {
+			in.FailsafeChecked = true
+		}
+		in.Memory = dec.Memory
 	}
-	if dec.NeedFailsafe {
-		in.FailsafeChecked = true
-		dec = Decide(in)
-	}
-	if err := CheckInvariants(in, dec); err != nil {
-		t.Fatalf("%s: %v\ncluster: %+v\ndecision: %+v", in.Name, err, in.Cluster, dec)
-	}
-	if dec.Reason == "" {
-		t.Fatalf("%s: a decision without a reason: %+v", in.Name, dec)
-	}
+	t.Fatalf("%s: a decision still waits after its gathering: %+v", in.Name, in)
 }
 
 // fuzzConfig maps the dynamic configuration onto Decide's, as the

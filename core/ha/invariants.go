@@ -109,7 +109,7 @@ func CheckInvariants(in Input, d Decision) error {
 		fail("%d promotes in one decision", promotes)
 	}
 	if lapsed := !ActBy(in.LeaderExpiry, in.Config.TTL).IsZero() && !in.Now.Before(ActBy(in.LeaderExpiry, in.Config.TTL)); (lapsed || in.RenewFailed != "") &&
-		in.Postgres.MayBePrimary() && !in.Config.Paused && !stops && !d.NeedFailsafe && !failsafeAcknowledged(in) {
+		in.Postgres.MayBePrimary() && !in.Config.Paused && !stops && !(d.Waiting && d.Gather.Failsafe) && !failsafeAcknowledged(in) {
 		fail("postgres may run as a primary while the leader key may be gone (lease run out: %v, renewal failed: %q), and no stop", lapsed, in.RenewFailed)
 	}
 	if lockSecured && wd.Required && !wd.Available && !armed && in.Postgres.Primary() && !stops && !releases(d.Actions) && !in.Config.Paused {

@@ -584,11 +584,14 @@ func render(d Decision) string {
 		}
 		b.WriteByte('\n')
 	}
-	if d.NeedPeers {
-		b.WriteString("need_peers\n")
+	if d.Gather.Peers {
+		b.WriteString("gather: peers\n")
 	}
-	if d.NeedFailsafe {
-		b.WriteString("need_failsafe\n")
+	if d.Gather.Failsafe {
+		b.WriteString("gather: failsafe\n")
+	}
+	if d.Waiting {
+		b.WriteString("waiting\n")
 	}
 	if r := d.Reply; r != nil {
 		fmt.Fprintf(&b, "reply: %s %q\n", replyNames[r.Status], r.Message)

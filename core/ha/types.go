@@ -252,7 +252,8 @@ type Input struct {
 	// Outcome is the background action that finished since the last cycle.
 	Outcome *Outcome
 
-	// Peers are the other members' answers, when PeersFetched.
+	// Peers are the other members' answers, when PeersFetched: gathered in
+	// this cycle, after the DCS read, because the last decision asked.
 	Peers        []Peer
 	PeersFetched bool
 
@@ -265,7 +266,8 @@ type Input struct {
 	// LastFailsafe is /failsafe as last read (kept while the DCS is down).
 	LastFailsafe cluster.Failsafe
 	// FailsafeAcks are the members' answers to this primary's POST
-	// /failsafe, when FailsafeChecked.
+	// /failsafe, when FailsafeChecked: asked in this cycle, after a DCS
+	// read that failed, because the last decision asked.
 	FailsafeAcks    map[string]bool
 	FailsafeChecked bool
 	// FailsafeHeartbeat is when a primary last reached this replica with
@@ -461,18 +463,30 @@ type Action struct {
 	Failsafe cluster.Failsafe
 }
 
+// Gather names what the controller asks the other members before the next
+// decision.
+type Gather struct {
+	// Peers: every other member's GET /patroni answer (Input.Peers), for
+	// the leader race or a switchover.
+	Peers bool
+	// Failsafe: POST /failsafe to every other member /failsafe lists
+	// (Input.FailsafeAcks), when the next DCS read fails too; a primary
+	// kept by failsafe mode asks again before each decision.
+	Failsafe bool
+}
+
 // Decision is what Decide returns.
 type Decision struct {
 	Actions []Action
 	// Reason says in one line what this cycle does and why.
 	Reason string
-	// NeedPeers: Decide wants the peers' /patroni answers before deciding
-	// the leader race; the controller fetches them and calls again.
-	NeedPeers bool
-	// NeedFailsafe: Decide wants the /failsafe members' answers to POST
-	// /failsafe (DCS down, failsafe mode); the controller asks and calls
-	// again.
-	NeedFailsafe bool
+	// Gather is what the controller fetches from the other members before
+	// the next decision (Decide is called once a cycle; what it lacks is
+	// gathered for the next one).
+	Gather Gather
+	// Waiting: this decision waits for what Gather names (it lacked it):
+	// the next cycle runs at once.
+	Waiting bool
 	// Memory is what to remember for the next cycle.
 	Memory Memory
 	// Reply answers Input.Request, when there was one.

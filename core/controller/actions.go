@@ -141,7 +141,6 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 		return c.startAsync(a.Kind, func(ctx context.Context) error { return c.local.CreateReplica(ctx, *src) })
 	case ha.ActStart:
 		upstream := memberOf(clu, a.Member)
-		c.crashed = false
 		return c.startAsync(a.Kind, func(ctx context.Context) error { return c.local.Start(ctx, a.AsPrimary, upstream) })
 	case ha.ActPromote:
 		return c.startAsync(a.Kind, c.local.Promote)

@@ -95,11 +95,10 @@ type Controller struct {
 	// bootstrap settings.
 	dynFromConfig bool
 	// appliedRaw is the dynamic configuration last applied to PostgreSQL.
-	appliedRaw  *string
-	ttl         time.Duration
-	crashed     bool
-	startFailed bool
-	role        string
+	appliedRaw *string
+	ttl        time.Duration
+	// exited: the postmaster exited since the last cycle, unasked.
+	exited bool
 	// seenExit is the Exited channel already handled (it stays closed).
 	seenExit <-chan struct{}
 	// leaseExpiry is when the leader key this member holds expires unless
@@ -121,9 +120,6 @@ type Controller struct {
 	// heartbeat is when a primary last reached this member with POST
 	// /failsafe (guarded by settingsMu: the REST API sets it).
 	heartbeat time.Time
-	// failsafeKept is when this primary last stayed primary in failsafe
-	// mode with the DCS down; zero once the DCS answers again.
-	failsafeKept time.Time
 	// dcsProblems are the malformed values of the last DCS read.
 	dcsProblems []string
 	// configProblems are the values of /config rejected in favour of the
@@ -247,7 +243,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-exited:
 			trigger = TriggerPostmasterExit
 			c.seenExit = exited
-			c.crashed = true
+			c.exited = true
 			c.logger.Warn("postmaster exited")
 		case o := <-c.asyncDone:
 			trigger = TriggerActionDone
@@ -269,13 +265,7 @@ func (c *Controller) finishAsync(o ha.Outcome) {
 	}
 	if o.Kind == ha.ActDemote || o.Kind == ha.ActRestart || o.Kind == ha.ActReinitialize {
 		// The exit of a postmaster we stopped is no crash.
-		c.seenExit, c.crashed = c.local.Exited(), false
-	}
-	if o.Kind == ha.ActStart {
-		c.startFailed = o.Err != ""
-		if o.Err == "" {
-			c.crashed = false
-		}
+		c.seenExit, c.exited = c.local.Exited(), false
 	}
 	if o.Err != "" {
 		c.logger.Error("background action failed", "action", o.Kind, "error", o.Err)
@@ -361,10 +351,12 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 		Postgres:     obs.HA,
 		Outcome:      c.outcome,
 		ShuttingDown: shuttingDown,
-		Memory:       c.mem,
-		LastFailsafe: c.lastFailsafe,
+		// What happened since the last cycle.
+		PostmasterExited: c.exited,
+		Memory:           c.mem,
+		LastFailsafe:     c.lastFailsafe,
 	}
-	c.renewFailed, c.keyLost, c.urgent = "", false, false
+	c.renewFailed, c.keyLost, c.urgent, c.exited = "", false, false, false
 	c.settingsMu.Lock()
 	in.FailsafeHeartbeat = c.heartbeat
 	c.settingsMu.Unlock()
@@ -377,9 +369,7 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 			in.DCSLastSeen = start
 		}
 	}
-	if c.busy != nil {
-		in.Busy = &ha.Busy{Kind: c.busy.kind, Since: c.busy.since}
-	}
+	in.Busy = c.busyNow()
 	if req != nil {
 		in.Request = &req.req
 	}
@@ -395,11 +385,7 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 		dec.Actions = nil
 	}
 	c.mem = dec.Memory
-	switch {
-	case readErr == nil && !in.FailsafeChecked:
-		c.failsafeKept = time.Time{}
-	case in.FailsafeChecked && !stops(dec):
-		c.failsafeKept = in.Now
+	if kept := dec.Memory.FailsafeKept; !kept.IsZero() && kept.Equal(in.Now) {
 		// The members, not the lease, keep this primary now: the lease is
 		// no longer counted, so the cycles go on reading the DCS. The
 		// watchdog is fed on their acknowledgement as on a renewal.
@@ -443,14 +429,13 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 
 // gatherFor asks the other members what the last decision asked to have
 // before this one: their GET /patroni (bound by the lease like every call
-// of a leader's cycle), and, when the DCS read failed again, their answer
-// to POST /failsafe (not bound by the lease: failsafe mode may keep a
-// primary past it).
+// of a leader's cycle), and their answer to POST /failsafe (not bound by
+// the lease: failsafe mode may keep a primary past it).
 func (c *Controller) gatherFor(ctx, lctx context.Context, in *ha.Input, obs Observation) {
 	if c.gather.Peers && in.Cluster != nil {
 		in.Peers, in.PeersFetched = c.fetchPeers(lctx, in.Cluster), true
 	}
-	if c.gather.Failsafe && in.Cluster == nil {
+	if c.gather.Failsafe {
 		in.FailsafeAcks, in.FailsafeChecked = c.askFailsafe(ctx, obs), true
 		in.Now = c.now()
 	}
@@ -681,17 +666,12 @@ func stops(dec ha.Decision) bool {
 	return false
 }
 
-// failsafeActive is Patroni's failsafe_mode_is_active: this primary stays
-// primary in failsafe mode, or a primary reached this replica with POST
-// /failsafe, within the last ttl.
+// failsafeActive is Patroni's failsafe_mode_is_active (ha.FailsafeActive).
 func (c *Controller) failsafeActive(now time.Time) bool {
 	c.settingsMu.Lock()
-	last := c.heartbeat
+	hb := c.heartbeat
 	c.settingsMu.Unlock()
-	if c.failsafeKept.After(last) {
-		last = c.failsafeKept
-	}
-	return !last.IsZero() && now.Sub(last) < c.dyn.TTL.Duration()
+	return ha.FailsafeActive(now, hb, c.mem, c.dyn.TTL.Duration())
 }
 
 // FailsafeHeartbeat records that the primary reached this member with POST
@@ -739,8 +719,8 @@ func (c *Controller) member(in ha.Input, obs Observation) cluster.Member {
 		AgentVersion: c.opts.Version,
 		Tags:         c.localSettings().Tags,
 		Pause:        c.dyn.Pause,
-		State:        c.stateName(obs),
-		Role:         c.roleName(obs),
+		State:        ha.StateName(c.busyNow(), obs.HA, c.mem),
+		Role:         ha.RoleName(obs.HA, c.mem),
 	}
 	if obs.HA.Timeline > 0 {
 		m.Timeline = obs.HA.Timeline
@@ -772,53 +752,12 @@ func (c *Controller) member(in ha.Input, obs Observation) cluster.Member {
 	return m
 }
 
-// stateName is Patroni's "state" of the member.
-func (c *Controller) stateName(obs Observation) string {
-	if c.busy != nil {
-		switch c.busy.kind {
-		case ha.ActBootstrap:
-			return "initializing new cluster"
-		case ha.ActCreateReplica:
-			return "creating replica"
-		case ha.ActStart:
-			return "starting"
-		case ha.ActRewind:
-			return "stopped"
-		case ha.ActRestart:
-			return "restarting"
-		case ha.ActReinitialize:
-			return "creating replica"
-		}
+// busyNow is the background action in progress as the decision sees it.
+func (c *Controller) busyNow() *ha.Busy {
+	if c.busy == nil {
+		return nil
 	}
-	switch {
-	case obs.HA.Running && obs.HA.Ready:
-		return "running"
-	case obs.HA.Running:
-		return "starting"
-	case c.startFailed:
-		return "start failed"
-	case c.crashed:
-		return "crashed"
-	}
-	return "stopped"
-}
-
-// roleName is Patroni's "role" of the member; a stopped member keeps its
-// last role.
-func (c *Controller) roleName(obs Observation) string {
-	switch {
-	case obs.HA.DataDir == ha.DataDirEmpty:
-		c.role = cluster.RoleUninitialized
-	case obs.HA.Running && obs.HA.Ready && obs.HA.InRecovery:
-		c.role = cluster.RoleReplica
-	case obs.HA.Running && obs.HA.Ready:
-		c.role = cluster.RolePrimary
-	case c.mem.Demoted:
-		c.role = cluster.RoleDemoted
-	case c.role == "":
-		c.role = cluster.RoleReplica
-	}
-	return c.role
+	return &ha.Busy{Kind: c.busy.kind, Since: c.busy.since}
 }
 
 // syncMode maps the configured synchronous_mode onto the decision's.

@@ -69,7 +69,7 @@ func (c *Controller) publish(in ha.Input, dec ha.Decision, obs Observation, m cl
 		s.Busy = c.busy.kind
 	}
 	s.LeaderExpiry = c.leaseExpiry
-	if kept := c.failsafeKept; !kept.IsZero() && obs.HA.Primary() {
+	if kept := c.mem.FailsafeKept; !kept.IsZero() && obs.HA.Primary() {
 		// A primary kept by failsafe mode is the leader (Patroni answers
 		// 200 on /primary then): for a ttl after the members last
 		// acknowledged it.

@@ -13,6 +13,7 @@ import (
 // the same Decision.
 func Decide(in Input) Decision {
 	d := &decider{in: in, c: in.Cluster, pg: in.Postgres, mem: in.Memory}
+	d.history()
 	d.decide()
 	if !d.waiting {
 		d.disarm()
@@ -20,6 +21,7 @@ func Decide(in Input) Decision {
 	if in.Cluster != nil && !d.waiting {
 		d.add(Action{Kind: ActTouchMember})
 	}
+	d.settle()
 	if d.note != "" {
 		d.reason += " (" + d.note + ")"
 	}
@@ -40,6 +42,8 @@ type decider struct {
 	gather  Gather
 	// waiting: the decision lacks what gather names.
 	waiting bool
+	// failsafeKept: the members' acknowledgement keeps this primary.
+	failsafeKept bool
 	// note is added to the reason (something worth saying beside it).
 	note    string
 	replyTo *Reply

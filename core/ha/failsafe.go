@@ -30,7 +30,9 @@ func (d *decider) failsafe(trouble, err string) {
 		d.say("demoting self: %s and %s did not acknowledge failsafe mode", trouble, strings.Join(missing, ", "))
 		return
 	}
-	// Ask again before the next decision, should the DCS stay away.
+	d.mem.FailsafeKept, d.failsafeKept = d.in.Now, true
+	// Ask again before the next decision, should the DCS stay away (once
+	// more when it is back: cheap, and the members answer at once).
 	d.gather.Failsafe = true
 	d.say("DCS is not accessible (%s): failsafe mode active, every /failsafe member acknowledged me as the primary", err)
 }

@@ -37,11 +37,13 @@ import (
 //	             lease: expiry=N renew_failed="why" key_lost   (this member's leader key by its own count)
 //	             watchdog: required available armed problem="why"  (no line: mode off)
 //	             memory: bootstrapping crashed_at=N rewind_failed demoted bootstrap_failed
+//	                     crashed start_failed failsafe_kept=N
 //	             shutting_down
 //	set        like world, but only changes the lines given
 //	decide     runs Decide; the input block may give this cycle's extras:
 //	             peer: NAME reachable primary lsn=N priority=N nofailover
 //	             outcome: KIND [err=...]
+//	             postmaster_exited
 //	           The returned Memory is kept for the next decide, as the
 //	           controller does.
 func TestScenarios(t *testing.T) {
@@ -340,6 +342,8 @@ func (w *world) input(t *testing.T, extra string) Input {
 				r.Schedule = &at
 			}
 			in.Request = r
+		case "postmaster_exited":
+			in.PostmasterExited = true
 		case "outcome":
 			k, kv := fields(t, rest)
 			in.Outcome = &Outcome{Kind: Kind(k), Err: kv["err"], At: in.Now}
@@ -527,6 +531,10 @@ func parseMemory(t *testing.T, s string) Memory {
 	if has(kv, "bootstrap_failed") {
 		m.BootstrapFailed = "an earlier failure"
 	}
+	m.Crashed, m.StartFailed = has(kv, "crashed"), has(kv, "start_failed")
+	if has(kv, "failsafe_kept") {
+		m.FailsafeKept = epoch(float64(num(t, kv, "failsafe_kept")))
+	}
 	return m
 }
 
@@ -630,6 +638,15 @@ func render(d Decision) string {
 	}
 	if d.Memory.BootstrapFailed != "" {
 		mem = append(mem, "bootstrap_failed")
+	}
+	if d.Memory.Crashed {
+		mem = append(mem, "crashed")
+	}
+	if d.Memory.StartFailed {
+		mem = append(mem, "start_failed")
+	}
+	if !d.Memory.FailsafeKept.IsZero() {
+		mem = append(mem, fmt.Sprintf("failsafe_kept=%d", d.Memory.FailsafeKept.Sub(epoch(0))/time.Second))
 	}
 	if len(mem) > 0 {
 		sort.Strings(mem)

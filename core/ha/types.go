@@ -207,6 +207,17 @@ type Memory struct {
 	// QuorumAddedAt is the primary's WAL position when each standby
 	// (lower-cased name) joined synchronous_standby_names in quorum mode.
 	QuorumAddedAt map[string]int64
+	// Crashed: the postmaster exited without this member stopping it, and
+	// has not been started since. StartFailed: the last start failed.
+	Crashed     bool
+	StartFailed bool
+	// Role is the role this member last had ("primary", "replica",
+	// "demoted", ...): a stopped member keeps publishing it.
+	Role string
+	// FailsafeKept is when this primary last stayed primary on its
+	// members' acknowledgement with the DCS down (failsafe mode); zero
+	// once the DCS answers.
+	FailsafeKept time.Time
 	// BootstrapFailed is the error of a bootstrap of this process that
 	// failed. Such a member does not race for /initialize again: the
 	// same failure (initdb missing, a bad option) would repeat at once,
@@ -256,6 +267,10 @@ type Input struct {
 	// this cycle, after the DCS read, because the last decision asked.
 	Peers        []Peer
 	PeersFetched bool
+
+	// PostmasterExited: the postmaster exited since the last cycle, and
+	// not because this member stopped it.
+	PostmasterExited bool
 
 	// ShuttingDown: the agent was asked to stop.
 	ShuttingDown bool

@@ -1,0 +1,108 @@
+package ha
+
+import (
+	"time"
+
+	"github.com/custos-ha/custos/core/cluster"
+)
+
+// history takes in what happened to PostgreSQL since the last cycle for
+// the member's published state: a postmaster that exited unasked is a
+// crash until the next start; a failed start is published as such until
+// one succeeds. A postmaster this member stopped (a demote, a restart, a
+// re-initialization) did not crash.
+func (d *decider) history() {
+	if d.in.PostmasterExited {
+		d.mem.Crashed = true
+	}
+	o := d.in.Outcome
+	if o == nil {
+		return
+	}
+	switch o.Kind {
+	case ActDemote, ActRestart, ActReinitialize:
+		d.mem.Crashed = false
+	case ActStart:
+		d.mem.StartFailed = o.Err != ""
+		if o.Err == "" {
+			d.mem.Crashed = false
+		}
+	}
+}
+
+// settle updates the memory the decision's actions imply once they are
+// chosen: a start ends the crash; a DCS that answered ends failsafe mode
+// unless this decision kept the primary on its members' acknowledgement
+// (the renewal failed); the role seen in this cycle.
+func (d *decider) settle() {
+	for _, a := range d.actions {
+		if a.Kind == ActStart {
+			d.mem.Crashed = false
+		}
+	}
+	if d.c != nil && !d.failsafeKept {
+		d.mem.FailsafeKept = timeZero
+	}
+	d.mem.Role = RoleName(d.pg, d.mem)
+}
+
+// StateName is the member's "state" as Patroni publishes it (member key,
+// GET /patroni): what runs in the background, else what PostgreSQL does,
+// else what became of it.
+func StateName(busy *Busy, pg Postgres, mem Memory) string {
+	if busy != nil {
+		switch busy.Kind {
+		case ActBootstrap:
+			return "initializing new cluster"
+		case ActCreateReplica, ActReinitialize:
+			return "creating replica"
+		case ActStart:
+			return "starting"
+		case ActRewind:
+			return "stopped"
+		case ActRestart:
+			return "restarting"
+		}
+	}
+	switch {
+	case pg.Running && pg.Ready:
+		return "running"
+	case pg.Running:
+		return "starting"
+	case mem.StartFailed:
+		return "start failed"
+	case mem.Crashed:
+		return "crashed"
+	}
+	return "stopped"
+}
+
+// RoleName is the member's "role" as Patroni publishes it; a stopped
+// member keeps the role it last had (mem.Role), or is "demoted" after
+// this member stopped its primary.
+func RoleName(pg Postgres, mem Memory) string {
+	switch {
+	case pg.DataDir == DataDirEmpty:
+		return cluster.RoleUninitialized
+	case pg.Running && pg.Ready && pg.InRecovery:
+		return cluster.RoleReplica
+	case pg.Running && pg.Ready:
+		return cluster.RolePrimary
+	case mem.Demoted:
+		return cluster.RoleDemoted
+	case mem.Role == "":
+		return cluster.RoleReplica
+	}
+	return mem.Role
+}
+
+// FailsafeActive is Patroni's failsafe_mode_is_active: this primary stays
+// primary in failsafe mode, or a primary reached this replica with POST
+// /failsafe (heartbeat), within the last ttl.
+func FailsafeActive(now, heartbeat time.Time, mem Memory, ttl time.Duration) bool {
+	last := heartbeat
+	if mem.FailsafeKept.After(last) {
+		last = mem.FailsafeKept
+	}
+	return !last.IsZero() && now.Sub(last) < ttl
+}

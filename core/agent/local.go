@@ -139,14 +139,14 @@ func (l *local) Observe(ctx context.Context) controller.Observation {
 		if sl.Temporary {
 			continue
 		}
-		if o.Slots == nil {
-			o.Slots = map[string]int64{}
+		if o.HA.Slots == nil {
+			o.HA.Slots = map[string]int64{}
 		}
 		pos := sl.RestartLSN
 		if sl.Type == postgres.SlotLogical {
 			pos = sl.ConfirmedFlushLSN
 		}
-		o.Slots[sl.Name] = int64(pos)
+		o.HA.Slots[sl.Name] = int64(pos)
 	}
 	for _, r := range obs.Replication {
 		o.HA.Replication = append(o.HA.Replication, ha.Replication{

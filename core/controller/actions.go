@@ -28,26 +28,6 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 		c.feedWatchdog()
 		return nil
 	case ha.ActRenewLeader:
-		status := cluster.Status{}
-		if clu != nil {
-			status = clu.Status
-		}
-		if obs.HA.Primary() {
-			status = cluster.Status{Optime: obs.HA.LSN}
-			if len(obs.Slots) > 0 {
-				status.Slots = maps.Clone(obs.Slots)
-			}
-			if in.Config.UseSlots && in.Config.KeepMemberSlots {
-				// The replicas keep a slot for this member too and advance
-				// it to the position published here, as Patroni publishes
-				// the leader's own slot; without it that slot would hold
-				// WAL back on every replica until the next failover.
-				if status.Slots == nil {
-					status.Slots = map[string]int64{}
-				}
-				status.Slots[cluster.SlotName(in.Name)] = obs.HA.LSN
-			}
-		}
 		at := c.now() // as for ActAcquireLeader
 		if err := c.store.RenewLeader(ctx); err != nil {
 			// The next cycle, at once, decides on it (ha: fence).
@@ -56,7 +36,10 @@ func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Obse
 		}
 		c.leaseExpiry = at.Add(c.ttl)
 		c.feedWatchdog()
-		return c.store.WriteStatus(ctx, status)
+		if a.Status == nil {
+			return nil
+		}
+		return c.store.WriteStatus(ctx, *a.Status)
 	case ha.ActReleaseLeader:
 		if err := c.store.ReleaseLeader(ctx); err != nil {
 			return err

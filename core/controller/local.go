@@ -62,9 +62,6 @@ type Observation struct {
 	ReplayPaused     bool
 	ReplayedAt       *time.Time
 	ReplicationState string
-	// Slots are the positions of the replication slots: restart_lsn of a
-	// physical slot, confirmed_flush_lsn of a logical one.
-	Slots map[string]int64
 	// LatestEndLSN is the walreceiver's latest_end_lsn: the primary's
 	// position as last reported to this replica.
 	LatestEndLSN    int64

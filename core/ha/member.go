@@ -1,6 +1,7 @@
 package ha
 
 import (
+	"maps"
 	"time"
 
 	"github.com/custos-ha/custos/core/cluster"
@@ -40,10 +41,42 @@ func (d *decider) settle() {
 			d.mem.Crashed = false
 		}
 	}
+	for i := range d.actions {
+		if d.actions[i].Kind == ActRenewLeader {
+			st := d.status()
+			d.actions[i].Status = &st
+		}
+	}
 	if d.c != nil && !d.failsafeKept {
 		d.mem.FailsafeKept = timeZero
 	}
 	d.mem.Role = RoleName(d.pg, d.mem)
+}
+
+// status is the /status a leader publishes with its renewal: a running
+// primary its WAL position and the positions of its slots (and, when every
+// replica keeps a slot for every member, one for itself at its own
+// position, as Patroni publishes the leader's own slot: the replicas
+// advance theirs to it, else that slot would hold WAL back on every replica
+// until the next failover); otherwise /status as read, unchanged.
+func (d *decider) status() cluster.Status {
+	if !d.pg.Primary() {
+		if d.c != nil {
+			return d.c.Status
+		}
+		return cluster.Status{}
+	}
+	st := cluster.Status{Optime: d.pg.LSN}
+	if len(d.pg.Slots) > 0 {
+		st.Slots = maps.Clone(d.pg.Slots)
+	}
+	if cfg := d.in.Config; cfg.UseSlots && cfg.KeepMemberSlots {
+		if st.Slots == nil {
+			st.Slots = map[string]int64{}
+		}
+		st.Slots[cluster.SlotName(d.in.Name)] = d.pg.LSN
+	}
+	return st
 }
 
 // StateName is the member's "state" as Patroni publishes it (member key,

@@ -140,6 +140,9 @@ type Postgres struct {
 	Replication []Replication
 	// SyncStandbyNames is the running synchronous_standby_names.
 	SyncStandbyNames string
+	// Slots are the positions of the replication slots: restart_lsn of a
+	// physical slot, confirmed_flush_lsn of a logical one.
+	Slots map[string]int64
 }
 
 // Primary reports whether PostgreSQL runs as a primary.
@@ -476,6 +479,9 @@ type Action struct {
 	Quorum  int
 	// Failsafe is the /failsafe content (ActSetFailsafe).
 	Failsafe cluster.Failsafe
+	// Status is the /status content written after a renewal
+	// (ActRenewLeader).
+	Status *cluster.Status
 }
 
 // Gather names what the controller asks the other members before the next

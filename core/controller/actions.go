@@ -12,170 +12,279 @@ import (
 	"github.com/custos-ha/custos/core/ha"
 )
 
+// step is one action of a decision with what it was decided on.
+type step struct {
+	in  ha.Input
+	a   ha.Action
+	obs Observation
+}
+
+// clu is the DCS view the action was decided on (nil: DCS unreadable).
+func (s step) clu() *cluster.Cluster { return s.in.Cluster }
+
+// executors maps each action onto the method that executes it.
+var executors = map[ha.Kind]func(*Controller, context.Context, step) error{
+	ha.ActAcquireLeader:       (*Controller).acquireLeader,
+	ha.ActRenewLeader:         (*Controller).renewLeader,
+	ha.ActReleaseLeader:       (*Controller).releaseLeader,
+	ha.ActRaceInitialize:      (*Controller).raceInitialize,
+	ha.ActWriteInitialize:     (*Controller).writeInitialize,
+	ha.ActCancelInitialize:    (*Controller).cancelInitialize,
+	ha.ActWriteConfig:         (*Controller).writeConfig,
+	ha.ActWriteHistory:        (*Controller).writeHistory,
+	ha.ActStop:                (*Controller).stop,
+	ha.ActFollow:              (*Controller).follow,
+	ha.ActRemoveDataDir:       (*Controller).removeDataDir,
+	ha.ActSyncSlots:           (*Controller).syncSlots,
+	ha.ActTouchMember:         (*Controller).touchMember,
+	ha.ActCancel:              (*Controller).cancelBusy,
+	ha.ActRestart:             (*Controller).restart,
+	ha.ActReinitialize:        (*Controller).reinitialize,
+	ha.ActBootstrap:           (*Controller).bootstrap,
+	ha.ActCreateReplica:       (*Controller).createReplica,
+	ha.ActStart:               (*Controller).start,
+	ha.ActPromote:             (*Controller).promote,
+	ha.ActSetSyncStandbyNames: (*Controller).setSyncStandbyNames,
+	ha.ActWriteSync:           (*Controller).writeSync,
+	ha.ActDeleteSync:          (*Controller).deleteSync,
+	ha.ActSetFailsafe:         (*Controller).setFailsafe,
+	ha.ActArmWatchdog:         (*Controller).armWatchdog,
+	ha.ActDisarmWatchdog:      (*Controller).disarmWatchdog,
+	ha.ActClearFailover:       (*Controller).clearFailover,
+	ha.ActDemote:              (*Controller).demote,
+	ha.ActRewind:              (*Controller).rewind,
+}
+
 // run executes one action.
 func (c *Controller) run(ctx context.Context, in ha.Input, a ha.Action, obs Observation) error {
-	clu := in.Cluster
-	switch a.Kind {
-	case ha.ActAcquireLeader:
-		// The key's lifetime counts from before the request: etcd may
-		// refresh the lease anywhere in the round trip, and the key must
-		// never be believed to live longer than it does.
-		at := c.now()
-		if err := c.store.AcquireLeader(ctx); err != nil {
-			return err
-		}
-		c.leaseExpiry = at.Add(c.ttl)
-		c.feedWatchdog()
-		return nil
-	case ha.ActRenewLeader:
-		at := c.now() // as for ActAcquireLeader
-		if err := c.store.RenewLeader(ctx); err != nil {
-			// The next cycle, at once, decides on it (ha: fence).
-			c.renewFailed, c.keyLost, c.urgent = err.Error(), dcs.KeyLost(err), true
-			return err
-		}
-		c.leaseExpiry = at.Add(c.ttl)
-		c.feedWatchdog()
-		if a.Status == nil {
-			return nil
-		}
-		return c.store.WriteStatus(ctx, *a.Status)
-	case ha.ActReleaseLeader:
-		if err := c.store.ReleaseLeader(ctx); err != nil {
-			return err
-		}
-		c.leaseExpiry = time.Time{}
-		return nil
-	case ha.ActRaceInitialize:
-		return c.store.RaceInitialize(ctx)
-	case ha.ActWriteInitialize:
-		version := ""
-		if clu != nil && clu.Initialize != nil {
-			version = clu.InitializeVersion
-		}
-		return c.store.WriteInitialize(ctx, obs.HA.SysID, version)
-	case ha.ActCancelInitialize:
-		return c.store.CancelInitialize(ctx)
-	case ha.ActWriteConfig:
-		data, err := c.opts.Bootstrap.MarshalJSON()
-		if err != nil {
-			return fmt.Errorf("encoding bootstrap.dcs: %w", err)
-		}
-		return c.store.WriteConfig(ctx, data)
-	case ha.ActWriteHistory:
-		return c.writeHistory(ctx, clu, obs)
-	case ha.ActStop:
-		err := c.stopPostgres(ctx, a.Mode)
-		// The exit of a postmaster we stopped is no crash.
-		c.seenExit = c.local.Exited()
-		return err
-	case ha.ActFollow:
-		return c.local.Follow(ctx, memberOf(clu, a.Member))
-	case ha.ActRemoveDataDir:
-		return c.local.RemoveDataDir(ctx)
-	case ha.ActSyncSlots:
-		if a.Slots == nil {
-			return nil
-		}
-		return c.local.SyncSlots(ctx, *a.Slots)
-	case ha.ActTouchMember:
-		return c.store.TouchMember(ctx, c.member(in, obs))
-	case ha.ActCancel:
-		if b := c.busy; b != nil {
-			b.cancel()
-			<-b.done
-			c.finishAsync(<-c.asyncDone)
-		}
-		return nil
-	case ha.ActRestart:
-		upstream := memberOf(clu, a.Member)
-		return c.startAsync(a.Kind, func(ctx context.Context) error {
-			if err := c.local.Stop(ctx, ha.StopFast); err != nil {
-				return err
-			}
-			if a.Timeout > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, a.Timeout)
-				defer cancel()
-			}
-			return c.local.Start(ctx, a.AsPrimary, upstream)
-		})
-	case ha.ActReinitialize:
-		src := memberOf(clu, a.Member)
-		if src == nil {
-			return fmt.Errorf("clone source %s has no member key", a.Member)
-		}
-		return c.startAsync(a.Kind, func(ctx context.Context) error {
-			if err := c.local.Stop(ctx, ha.StopImmediate); err != nil {
-				return err
-			}
-			if err := c.local.RemoveDataDir(ctx); err != nil {
-				return err
-			}
-			return c.local.CreateReplica(ctx, *src)
-		})
-	case ha.ActBootstrap:
-		return c.startAsync(a.Kind, c.local.Bootstrap)
-	case ha.ActCreateReplica:
-		src := memberOf(clu, a.Member)
-		if src == nil {
-			return fmt.Errorf("clone source %s has no member key", a.Member)
-		}
-		return c.startAsync(a.Kind, func(ctx context.Context) error { return c.local.CreateReplica(ctx, *src) })
-	case ha.ActStart:
-		upstream := memberOf(clu, a.Member)
-		return c.startAsync(a.Kind, func(ctx context.Context) error { return c.local.Start(ctx, a.AsPrimary, upstream) })
-	case ha.ActPromote:
-		return c.startAsync(a.Kind, c.local.Promote)
-	case ha.ActSetSyncStandbyNames:
-		return c.local.SetSyncStandbyNames(ctx, a.Value)
-	case ha.ActWriteSync:
-		version := ""
-		if clu != nil && clu.Sync != nil {
-			version = clu.Sync.Version
-		}
-		return c.store.WriteSync(ctx, a.SyncValue(c.opts.Name), version)
-	case ha.ActDeleteSync:
-		if clu == nil || clu.Sync == nil {
-			return nil
-		}
-		return c.store.DeleteSync(ctx, clu.Sync.Version)
-	case ha.ActSetFailsafe:
-		if err := c.store.SetFailsafe(ctx, a.Failsafe); err != nil {
-			return err
-		}
-		// What this leader wrote is /failsafe from now on, read back or
-		// not: the DCS may go away before the next read, and failsafe mode
-		// must then ask the members it just listed (Patroni keeps its
-		// last written value the same way).
-		c.lastFailsafe = maps.Clone(a.Failsafe)
-		return nil
-	case ha.ActArmWatchdog:
-		if c.opts.Watchdog == nil {
-			return nil
-		}
-		return c.opts.Watchdog.Arm(c.dyn.TTL.Duration(), c.dyn.LoopWait.Duration())
-	case ha.ActDisarmWatchdog:
-		if c.opts.Watchdog == nil {
-			return nil
-		}
-		return c.opts.Watchdog.Disarm()
-	case ha.ActClearFailover:
-		if clu == nil || clu.Failover == nil {
-			return nil
-		}
-		return c.store.ClearFailover(ctx, clu.Failover.Version)
-	case ha.ActDemote:
-		candidate := memberOf(clu, a.Member)
-		return c.startAsync(a.Kind, func(ctx context.Context) error { return c.demoteGraceful(ctx, candidate) })
-	case ha.ActRewind:
-		src := memberOf(clu, a.Member)
-		if src == nil {
-			return fmt.Errorf("rewind source %s has no member key", a.Member)
-		}
-		return c.startAsync(a.Kind, func(ctx context.Context) error { return c.local.Rewind(ctx, *src) })
+	exec, ok := executors[a.Kind]
+	if !ok {
+		return fmt.Errorf("unknown action %q", a.Kind)
 	}
-	return fmt.Errorf("unknown action %q", a.Kind)
+	return exec(c, ctx, step{in: in, a: a, obs: obs})
+}
+
+// acquireLeader creates the leader key. Its lifetime counts from before
+// the request: etcd may refresh the lease anywhere in the round trip, and
+// the key must never be believed to live longer than it does.
+func (c *Controller) acquireLeader(ctx context.Context, _ step) error {
+	at := c.now()
+	if err := c.store.AcquireLeader(ctx); err != nil {
+		return err
+	}
+	c.leaseExpiry = at.Add(c.ttl)
+	c.feedWatchdog()
+	return nil
+}
+
+// renewLeader renews the leader key (counted as acquireLeader) and writes
+// the decision's /status. A failed renewal is decided on by the next cycle,
+// at once (ha: fence).
+func (c *Controller) renewLeader(ctx context.Context, s step) error {
+	at := c.now()
+	if err := c.store.RenewLeader(ctx); err != nil {
+		c.renewFailed, c.keyLost, c.urgent = err.Error(), dcs.KeyLost(err), true
+		return err
+	}
+	c.leaseExpiry = at.Add(c.ttl)
+	c.feedWatchdog()
+	if s.a.Status == nil {
+		return nil
+	}
+	return c.store.WriteStatus(ctx, *s.a.Status)
+}
+
+func (c *Controller) releaseLeader(ctx context.Context, _ step) error {
+	if err := c.store.ReleaseLeader(ctx); err != nil {
+		return err
+	}
+	c.leaseExpiry = time.Time{}
+	return nil
+}
+
+func (c *Controller) raceInitialize(ctx context.Context, _ step) error {
+	return c.store.RaceInitialize(ctx)
+}
+
+func (c *Controller) writeInitialize(ctx context.Context, s step) error {
+	version := ""
+	if clu := s.clu(); clu != nil && clu.Initialize != nil {
+		version = clu.InitializeVersion
+	}
+	return c.store.WriteInitialize(ctx, s.obs.HA.SysID, version)
+}
+
+func (c *Controller) cancelInitialize(ctx context.Context, _ step) error {
+	return c.store.CancelInitialize(ctx)
+}
+
+func (c *Controller) writeConfig(ctx context.Context, _ step) error {
+	data, err := c.opts.Bootstrap.MarshalJSON()
+	if err != nil {
+		return fmt.Errorf("encoding bootstrap.dcs: %w", err)
+	}
+	return c.store.WriteConfig(ctx, data)
+}
+
+func (c *Controller) stop(ctx context.Context, s step) error {
+	err := c.stopPostgres(ctx, s.a.Mode)
+	// The exit of a postmaster we stopped is no crash.
+	c.seenExit = c.local.Exited()
+	return err
+}
+
+func (c *Controller) follow(ctx context.Context, s step) error {
+	return c.local.Follow(ctx, memberOf(s.clu(), s.a.Member))
+}
+
+func (c *Controller) removeDataDir(ctx context.Context, _ step) error {
+	return c.local.RemoveDataDir(ctx)
+}
+
+func (c *Controller) syncSlots(ctx context.Context, s step) error {
+	if s.a.Slots == nil {
+		return nil
+	}
+	return c.local.SyncSlots(ctx, *s.a.Slots)
+}
+
+func (c *Controller) touchMember(ctx context.Context, s step) error {
+	return c.store.TouchMember(ctx, c.member(s.in, s.obs))
+}
+
+// cancelBusy cancels the background action in progress and takes in its
+// outcome.
+func (c *Controller) cancelBusy(context.Context, step) error {
+	if b := c.busy; b != nil {
+		b.cancel()
+		<-b.done
+		c.finishAsync(<-c.asyncDone)
+	}
+	return nil
+}
+
+// restart stops PostgreSQL (fast) and starts it again in the same role, in
+// the background; the action's timeout bounds the start.
+func (c *Controller) restart(_ context.Context, s step) error {
+	upstream := memberOf(s.clu(), s.a.Member)
+	return c.startAsync(s.a.Kind, func(ctx context.Context) error {
+		if err := c.local.Stop(ctx, ha.StopFast); err != nil {
+			return err
+		}
+		if s.a.Timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, s.a.Timeout)
+			defer cancel()
+		}
+		return c.local.Start(ctx, s.a.AsPrimary, upstream)
+	})
+}
+
+// reinitialize stops PostgreSQL, wipes the data directory and clones it
+// again, in the background.
+func (c *Controller) reinitialize(_ context.Context, s step) error {
+	src := memberOf(s.clu(), s.a.Member)
+	if src == nil {
+		return fmt.Errorf("clone source %s has no member key", s.a.Member)
+	}
+	return c.startAsync(s.a.Kind, func(ctx context.Context) error {
+		if err := c.local.Stop(ctx, ha.StopImmediate); err != nil {
+			return err
+		}
+		if err := c.local.RemoveDataDir(ctx); err != nil {
+			return err
+		}
+		return c.local.CreateReplica(ctx, *src)
+	})
+}
+
+func (c *Controller) bootstrap(_ context.Context, s step) error {
+	return c.startAsync(s.a.Kind, c.local.Bootstrap)
+}
+
+func (c *Controller) createReplica(_ context.Context, s step) error {
+	src := memberOf(s.clu(), s.a.Member)
+	if src == nil {
+		return fmt.Errorf("clone source %s has no member key", s.a.Member)
+	}
+	return c.startAsync(s.a.Kind, func(ctx context.Context) error { return c.local.CreateReplica(ctx, *src) })
+}
+
+func (c *Controller) start(_ context.Context, s step) error {
+	upstream := memberOf(s.clu(), s.a.Member)
+	return c.startAsync(s.a.Kind, func(ctx context.Context) error { return c.local.Start(ctx, s.a.AsPrimary, upstream) })
+}
+
+func (c *Controller) promote(_ context.Context, s step) error {
+	return c.startAsync(s.a.Kind, c.local.Promote)
+}
+
+func (c *Controller) setSyncStandbyNames(ctx context.Context, s step) error {
+	return c.local.SetSyncStandbyNames(ctx, s.a.Value)
+}
+
+func (c *Controller) writeSync(ctx context.Context, s step) error {
+	version := ""
+	if clu := s.clu(); clu != nil && clu.Sync != nil {
+		version = clu.Sync.Version
+	}
+	return c.store.WriteSync(ctx, s.a.SyncValue(c.opts.Name), version)
+}
+
+func (c *Controller) deleteSync(ctx context.Context, s step) error {
+	clu := s.clu()
+	if clu == nil || clu.Sync == nil {
+		return nil
+	}
+	return c.store.DeleteSync(ctx, clu.Sync.Version)
+}
+
+// setFailsafe writes /failsafe. What this leader wrote is /failsafe from
+// then on, read back or not: the DCS may go away before the next read,
+// and failsafe mode must then ask the members it just listed (Patroni
+// keeps its last written value the same way).
+func (c *Controller) setFailsafe(ctx context.Context, s step) error {
+	if err := c.store.SetFailsafe(ctx, s.a.Failsafe); err != nil {
+		return err
+	}
+	c.lastFailsafe = maps.Clone(s.a.Failsafe)
+	return nil
+}
+
+func (c *Controller) armWatchdog(context.Context, step) error {
+	if c.opts.Watchdog == nil {
+		return nil
+	}
+	return c.opts.Watchdog.Arm(c.dyn.TTL.Duration(), c.dyn.LoopWait.Duration())
+}
+
+func (c *Controller) disarmWatchdog(context.Context, step) error {
+	if c.opts.Watchdog == nil {
+		return nil
+	}
+	return c.opts.Watchdog.Disarm()
+}
+
+func (c *Controller) clearFailover(ctx context.Context, s step) error {
+	clu := s.clu()
+	if clu == nil || clu.Failover == nil {
+		return nil
+	}
+	return c.store.ClearFailover(ctx, clu.Failover.Version)
+}
+
+// demote is a switchover's graceful demote, in the background.
+func (c *Controller) demote(_ context.Context, s step) error {
+	candidate := memberOf(s.clu(), s.a.Member)
+	return c.startAsync(s.a.Kind, func(ctx context.Context) error { return c.demoteGraceful(ctx, candidate) })
+}
+
+func (c *Controller) rewind(_ context.Context, s step) error {
+	src := memberOf(s.clu(), s.a.Member)
+	if src == nil {
+		return fmt.Errorf("rewind source %s has no member key", s.a.Member)
+	}
+	return c.startAsync(s.a.Kind, func(ctx context.Context) error { return c.local.Rewind(ctx, *src) })
 }
 
 // stopPostgres stops PostgreSQL. The stop is not bound by the cycle's
@@ -233,7 +342,8 @@ func (c *Controller) startAsync(kind ha.Kind, fn func(context.Context) error) er
 
 // writeHistory publishes /history from the local timeline history: lines
 // already in the DCS keep their timestamps; new ones get now and my name.
-func (c *Controller) writeHistory(ctx context.Context, clu *cluster.Cluster, obs Observation) error {
+func (c *Controller) writeHistory(ctx context.Context, s step) error {
+	clu, obs := s.clu(), s.obs
 	local, err := c.local.History(ctx, obs.HA.Timeline)
 	if err != nil {
 		return fmt.Errorf("reading the local timeline history: %w", err)

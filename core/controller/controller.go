@@ -312,14 +312,54 @@ const (
 // happen when it comes.
 func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger string, req *pending) time.Duration {
 	start := c.now()
-	lctx := ctx
-	if by := ha.ActBy(c.leaseExpiry, c.ttl); !by.IsZero() {
-		var cancel context.CancelFunc
-		lctx, cancel = context.WithDeadline(ctx, by)
-		defer cancel()
+	lctx, cancel := c.leaseContext(ctx)
+	defer cancel()
+	clu, readErr := c.readDCS(lctx, start)
+	obs := c.local.Observe(ctx)
+	in := c.input(start, clu, readErr, obs, shuttingDown, req)
+	c.gatherFor(ctx, lctx, &in, obs)
+
+	dec := c.decide(in)
+	c.take(in, &dec)
+
+	obs, failed := c.execute(lctx, in, dec, obs)
+	c.forgetLease(stops(dec) && failed == nil, obs)
+	if !obs.HA.MayBePrimary() {
+		// Nothing to stop at once: a renewal that keeps failing (before a
+		// start as primary) is retried at the failure pace, not in a spin.
+		c.urgent = false
 	}
-	clu, malformed, readErr := c.store.Read(lctx)
-	if readErr == nil {
+	if req != nil {
+		c.replyTo(req, dec, failed)
+	}
+	c.publish(in, dec, obs, c.member(in, obs), failed)
+	if c.doneReply != nil {
+		c.answer(&c.waiting, *c.doneReply)
+		c.doneReply = nil
+	}
+	c.logCycle(trigger, dec, failed)
+	if dec.Waiting {
+		// The next cycle gathers what this one lacked, and decides.
+		return 0
+	}
+	return c.nextWait(readErr != nil || failed != nil, stops(dec))
+}
+
+// leaseContext is ctx with the deadline of a leader's cycle: the lease's
+// expiry minus the stop margin (none when this member counts no lease).
+func (c *Controller) leaseContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if by := ha.ActBy(c.leaseExpiry, c.ttl); !by.IsZero() {
+		return context.WithDeadline(ctx, by)
+	}
+	return ctx, func() {}
+}
+
+// readDCS reads the cluster and takes in what it says: its malformed
+// values, the dynamic configuration (applied to PostgreSQL when it or the
+// local one changed), /failsafe, and whether the leader key is still ours.
+func (c *Controller) readDCS(ctx context.Context, start time.Time) (*cluster.Cluster, error) {
+	clu, malformed, err := c.store.Read(ctx)
+	if err == nil {
 		c.dcsProblems = c.dcsProblems[:0:0]
 		for _, p := range malformed {
 			c.dcsProblems = append(c.dcsProblems, p.Error())
@@ -331,12 +371,17 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 			c.leaseExpiry = time.Time{}
 		}
 	}
-	if readErr == nil || c.appliedRaw != nil {
+	if err == nil || c.appliedRaw != nil {
 		// The first time only once /config was read; a reload of the
 		// local configuration also while the DCS is down.
 		c.applyToPostgres()
 	}
-	obs := c.local.Observe(ctx)
+	return clu, err
+}
+
+// input puts together the decision's input and forgets the events it
+// takes in (they are decided on once).
+func (c *Controller) input(start time.Time, clu *cluster.Cluster, readErr error, obs Observation, shuttingDown bool, req *pending) ha.Input {
 	in := ha.Input{
 		// Decided on the time after the read: a read that hung counts.
 		Now:          c.now(),
@@ -345,18 +390,19 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 		Cluster:      clu,
 		DCSLastSeen:  c.dcsLastSeen,
 		LeaderExpiry: c.leaseExpiry,
-		RenewFailed:  c.renewFailed,
-		KeyLost:      c.keyLost,
 		Watchdog:     c.watchdogState(),
 		Postgres:     obs.HA,
-		Outcome:      c.outcome,
+		Busy:         c.busyNow(),
 		ShuttingDown: shuttingDown,
+		Memory:       c.mem,
+		LastFailsafe: c.lastFailsafe,
 		// What happened since the last cycle.
+		RenewFailed:      c.renewFailed,
+		KeyLost:          c.keyLost,
+		Outcome:          c.outcome,
 		PostmasterExited: c.exited,
-		Memory:           c.mem,
-		LastFailsafe:     c.lastFailsafe,
 	}
-	c.renewFailed, c.keyLost, c.urgent, c.exited = "", false, false, false
+	c.renewFailed, c.keyLost, c.urgent, c.exited, c.outcome = "", false, false, false, nil
 	c.settingsMu.Lock()
 	in.FailsafeHeartbeat = c.heartbeat
 	c.settingsMu.Unlock()
@@ -369,21 +415,21 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 			in.DCSLastSeen = start
 		}
 	}
-	in.Busy = c.busyNow()
 	if req != nil {
 		in.Request = &req.req
 	}
-	c.outcome = nil
+	return in
+}
 
-	c.gatherFor(ctx, lctx, &in, obs)
-
-	dec := c.decide(in)
-	c.gather = dec.Gather
-	if err := ha.CheckInvariants(in, dec); err != nil {
+// take checks the decision against the safety invariants and keeps what
+// it says for the next cycle.
+func (c *Controller) take(in ha.Input, dec *ha.Decision) {
+	if err := ha.CheckInvariants(in, *dec); err != nil {
 		// A bug in Decide must not become a second primary.
 		c.logger.Error("refusing a decision that breaks a safety invariant", "reason", dec.Reason, "error", err)
 		dec.Actions = nil
 	}
+	c.gather = dec.Gather
 	c.mem = dec.Memory
 	if kept := dec.Memory.FailsafeKept; !kept.IsZero() && kept.Equal(in.Now) {
 		// The members, not the lease, keep this primary now: the lease is
@@ -392,24 +438,10 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 		c.leaseExpiry = time.Time{}
 		c.feedWatchdog()
 	}
+}
 
-	obs, failed := c.execute(lctx, in, dec, obs)
-	c.forgetLease(stops(dec) && failed == nil, obs)
-	if !obs.HA.MayBePrimary() {
-		// Nothing to stop at once: a renewal that keeps failing (before a
-		// start as primary) is retried at the failure pace, not in a spin.
-		c.urgent = false
-	}
-	if req != nil {
-		c.replyTo(req, dec, failed)
-	}
-	member := c.member(in, obs)
-	c.publish(in, dec, obs, member, failed)
-	if c.doneReply != nil {
-		c.answer(&c.waiting, *c.doneReply)
-		c.doneReply = nil
-	}
-
+// logCycle logs the cycle in one line.
+func (c *Controller) logCycle(trigger string, dec ha.Decision, failed error) {
 	line := []any{"reason", dec.Reason, "trigger", trigger}
 	if len(dec.Actions) > 0 {
 		line = append(line, "actions", actionNames(dec.Actions))
@@ -417,14 +449,9 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 	if failed != nil {
 		line = append(line, "error", failed)
 		c.logger.Warn("ha cycle", line...)
-	} else {
-		c.logger.Info("ha cycle", line...)
+		return
 	}
-	if dec.Waiting {
-		// The next cycle gathers what this one lacked, and decides.
-		return 0
-	}
-	return c.nextWait(readErr != nil || failed != nil, stops(dec))
+	c.logger.Info("ha cycle", line...)
 }
 
 // gatherFor asks the other members what the last decision asked to have

@@ -490,13 +490,9 @@ func (c *Controller) feedWatchdog() {
 }
 
 // forgetLease stops counting the leader key's lease once there is nothing
-// left for it to protect: PostgreSQL was stopped, or the lease ran out
-// while PostgreSQL is known not to run as a primary, or paused (nothing is
-// stopped then). A running primary past its lease keeps it counted: every
-// DCS call then fails at once and the next decision stops the server.
+// left for it to protect (ha.LeaseStillCounts).
 func (c *Controller) forgetLease(stopped bool, obs Observation) {
-	by := ha.ActBy(c.leaseExpiry, c.ttl)
-	if stopped || (!by.IsZero() && !c.now().Before(by) && (!obs.HA.MayBePrimary() || c.dyn.Pause) && c.busy == nil) {
+	if !ha.LeaseStillCounts(c.leaseExpiry, c.ttl, c.now(), stopped, obs.HA, c.dyn.Pause, c.busy != nil) {
 		c.leaseExpiry = time.Time{}
 	}
 }

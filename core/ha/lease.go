@@ -32,6 +32,21 @@ func ActBy(expiry time.Time, ttl time.Duration) time.Time {
 	return expiry.Add(-StopMargin(ttl))
 }
 
+// LeaseStillCounts reports whether a leader goes on counting its key's
+// lease after a cycle: not once there is nothing left for it to protect,
+// that is PostgreSQL was stopped (stopped), or the lease ran out while no
+// background action runs and PostgreSQL is known not to run as a primary
+// or the cluster is paused (nothing is stopped then). A running primary
+// past its lease keeps it counted: every DCS call then fails at once and
+// the next decision stops the server.
+func LeaseStillCounts(expiry time.Time, ttl time.Duration, now time.Time, stopped bool, pg Postgres, paused, busy bool) bool {
+	if expiry.IsZero() || stopped {
+		return false
+	}
+	by := ActBy(expiry, ttl)
+	return now.Before(by) || (pg.MayBePrimary() && !paused) || busy
+}
+
 // leaseRunOut: this member's leader key, by its own count, expires within
 // the stop margin (or has expired) and was not renewed in time.
 func (d *decider) leaseRunOut() bool {

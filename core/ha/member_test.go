@@ -71,3 +71,33 @@ func TestRoleNameKeepsTheLastRole(t *testing.T) {
 		t.Fatalf("empty data directory: %q", r)
 	}
 }
+
+func TestLeaseStillCounts(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ttl := 30 * time.Second
+	primary := Postgres{DataDir: DataDirInitialized, Running: true, Ready: true}
+	replica := primary
+	replica.InRecovery = true
+	ranOut := now.Add(time.Second) // within the stop margin
+	for _, c := range []struct {
+		what    string
+		expiry  time.Time
+		stopped bool
+		pg      Postgres
+		paused  bool
+		busy    bool
+		want    bool
+	}{
+		{"no lease", time.Time{}, false, primary, false, false, false},
+		{"lease running", now.Add(ttl), false, primary, false, false, true},
+		{"stopped", now.Add(ttl), true, Postgres{}, false, false, false},
+		{"ran out, primary still runs", ranOut, false, primary, false, false, true},
+		{"ran out, replica", ranOut, false, replica, false, false, false},
+		{"ran out, paused", ranOut, false, primary, true, false, false},
+		{"ran out, action in progress", ranOut, false, replica, false, true, true},
+	} {
+		if got := LeaseStillCounts(c.expiry, ttl, now, c.stopped, c.pg, c.paused, c.busy); got != c.want {
+			t.Errorf("%s: %v, want %v", c.what, got, c.want)
+		}
+	}
+}

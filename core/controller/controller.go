@@ -84,8 +84,10 @@ type Controller struct {
 
 	// Loop state, owned by Run's goroutine.
 	mem ha.Memory
-	// gather is what the last decision asked to have before the next one.
+	// gather is what the last decision asked to have before the next one;
+	// waited: that decision lacked it (the next cycle comes at once).
 	gather      ha.Gather
+	waited      bool
 	busy        *running
 	outcome     *ha.Outcome
 	dcsLastSeen time.Time
@@ -234,6 +236,9 @@ func (c *Controller) Run(ctx context.Context) error {
 			return nil
 		case <-timer.C:
 			trigger = TriggerTimer
+			if c.waited {
+				trigger = TriggerGathered
+			}
 		case <-c.store.Wake():
 			trigger = TriggerWatch
 		case <-c.kick:
@@ -299,7 +304,10 @@ const (
 	TriggerRequest        = "request"
 	TriggerPostmasterExit = "postmaster_exit"
 	TriggerActionDone     = "action_done"
-	TriggerShutdown       = "shutdown"
+	// TriggerGathered: the last decision waited for the other members'
+	// answers; this cycle gathers them and decides.
+	TriggerGathered = "gathered"
+	TriggerShutdown = "shutdown"
 )
 
 // cycle runs one HA cycle and returns how long to wait for the next.
@@ -429,7 +437,7 @@ func (c *Controller) take(in ha.Input, dec *ha.Decision) {
 		c.logger.Error("refusing a decision that breaks a safety invariant", "reason", dec.Reason, "error", err)
 		dec.Actions = nil
 	}
-	c.gather = dec.Gather
+	c.gather, c.waited = dec.Gather, dec.Waiting
 	c.mem = dec.Memory
 	if kept := dec.Memory.FailsafeKept; !kept.IsZero() && kept.Equal(in.Now) {
 		// The members, not the lease, keep this primary now: the lease is
@@ -454,15 +462,17 @@ func (c *Controller) logCycle(trigger string, dec ha.Decision, failed error) {
 	c.logger.Info("ha cycle", line...)
 }
 
-// gatherFor asks the other members what the last decision asked to have
-// before this one: their GET /patroni (bound by the lease like every call
-// of a leader's cycle), and their answer to POST /failsafe (not bound by
-// the lease: failsafe mode may keep a primary past it).
+// gatherFor asks the other members what this decision will want
+// (ha.Gathering) and what the last decision asked for: their GET /patroni
+// (bound by the lease like every call of a leader's cycle), and their
+// answer to POST /failsafe (not bound by the lease: failsafe mode may keep
+// a primary past it).
 func (c *Controller) gatherFor(ctx, lctx context.Context, in *ha.Input, obs Observation) {
-	if c.gather.Peers && in.Cluster != nil {
+	want := ha.Gathering(*in)
+	if (want.Peers || c.gather.Peers) && in.Cluster != nil {
 		in.Peers, in.PeersFetched = c.fetchPeers(lctx, in.Cluster), true
 	}
-	if c.gather.Failsafe {
+	if want.Failsafe || c.gather.Failsafe {
 		in.FailsafeAcks, in.FailsafeChecked = c.askFailsafe(ctx, obs), true
 		in.Now = c.now()
 	}

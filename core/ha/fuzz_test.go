@@ -122,18 +122,24 @@ func FuzzDCSValues(f *testing.F) {
 	})
 }
 
-// decideAndCheck runs Decide as the controller's cycles do (what a decision
-// waits for gathered for the next one) and checks the invariants of each.
+// decideAndCheck runs Decide as the controller's cycles do and checks the
+// invariants of each decision: with what Gathering asks for gathered before
+// the decision (it then never waits), and without it (a decision that
+// waits gets what it asked for in the next one).
 func decideAndCheck(t *testing.T, in Input, peers []Peer) {
 	t.Helper()
+	gathered := in
+	if g := Gathering(in); true {
+		if g.Peers && in.Cluster != nil {
+			gathered.Peers, gathered.PeersFetched = peers, true
+		}
+		gathered.FailsafeChecked = g.Failsafe
+	}
+	if dec := checkedDecision(t, gathered); dec.Waiting {
+		t.Fatalf("%s: the decision waits for %+v although Gathering asked for %+v: %s", in.Name, dec.Gather, Gathering(in), dec.Reason)
+	}
 	for range 2 {
-		dec := Decide(in)
-		if err := CheckInvariants(in, dec); err != nil {
-			t.Fatalf("%s: %v\ncluster: %+v\ndecision: %+v", in.Name, err, in.Cluster, dec)
-		}
-		if dec.Reason == "" {
-			t.Fatalf("%s: a decision without a reason: %+v", in.Name, dec)
-		}
+		dec := checkedDecision(t, in)
 		if !dec.Waiting {
 			return
 		}
@@ -146,6 +152,18 @@ func decideAndCheck(t *testing.T, in Input, peers []Peer) {
 		in.Memory = dec.Memory
 	}
 	t.Fatalf("%s: a decision still waits after its gathering: %+v", in.Name, in)
+}
+
+func checkedDecision(t *testing.T, in Input) Decision {
+	t.Helper()
+	dec := Decide(in)
+	if err := CheckInvariants(in, dec); err != nil {
+		t.Fatalf("%s: %v\ncluster: %+v\ndecision: %+v", in.Name, err, in.Cluster, dec)
+	}
+	if dec.Reason == "" {
+		t.Fatalf("%s: a decision without a reason: %+v", in.Name, dec)
+	}
+	return dec
 }
 
 // fuzzConfig maps the dynamic configuration onto Decide's, as the

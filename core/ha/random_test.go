@@ -17,6 +17,15 @@ func TestRandomInputsKeepInvariants(t *testing.T) {
 	pick := func(s []string) string { return s[r.IntN(len(s))] }
 	for i := 0; i < 20000; i++ {
 		in := randomInput(r, names, pick)
+		// What Gathering asks for, gathered, leaves the decision nothing
+		// to wait for.
+		if g, gathered := Gathering(in), in; true {
+			gathered.PeersFetched = gathered.PeersFetched || (g.Peers && in.Cluster != nil)
+			gathered.FailsafeChecked = gathered.FailsafeChecked || g.Failsafe
+			if dec := Decide(gathered); dec.Waiting {
+				t.Fatalf("world %d: waits for %+v although Gathering asked for %+v: %s", i, dec.Gather, g, dec.Reason)
+			}
+		}
 		for cycle := 0; cycle < 3; cycle++ {
 			dec := Decide(in)
 			if err := CheckInvariants(in, dec); err != nil {

@@ -76,31 +76,16 @@ func snapshotOf(st *controller.State, scope, name string, problems []string) *ap
 	}
 	s.FailsafeModeIsActive = st.FailsafeActive
 	snap := &api.Snapshot{
-		Status:               s,
-		Cluster:              st.Cluster,
-		DCSReachable:         st.DCSReachable,
-		LeaderExpiry:         st.LeaderExpiry,
-		LastLoop:             st.At,
-		TTL:                  dyn.TTL.Duration(),
-		LoopWait:             dyn.LoopWait.Duration(),
-		MaximumLagOnFailover: int64(dyn.MaximumLagOnFailover),
-		StandbyCluster:       dyn.StandbyCluster != nil,
-		SynchronousMode:      syncModeOf(dyn.SynchronousMode),
-		LatestEndLSN:         obs.LatestEndLSN,
+		Status:       s,
+		Cluster:      st.Cluster,
+		DCSReachable: st.DCSReachable,
+		LeaderExpiry: st.LeaderExpiry,
+		LastLoop:     st.At,
+		Dynamic:      dyn,
+		LatestEndLSN: obs.LatestEndLSN,
 	}
 	if dyn.FailsafeMode && st.Cluster != nil {
 		snap.Failsafe = st.Cluster.Failsafe
 	}
-	snap.FailsafeMode = dyn.FailsafeMode
 	return snap
-}
-
-func syncModeOf(m config.SyncMode) string {
-	switch m {
-	case config.SyncOn:
-		return api.SyncOn
-	case config.SyncQuorum:
-		return api.SyncQuorum
-	}
-	return api.SyncOff
 }

@@ -44,22 +44,10 @@ func snapshotOf(st *controller.State, scope, name string, problems []string) *ap
 			s.XLog = &api.XLog{Location: &lsn}
 		}
 	}
-	for _, r := range obs.Replication {
-		rep := api.Replication{Usename: r.Usename, ApplicationName: r.ApplicationName, State: r.State, SyncState: r.SyncState, SyncPriority: r.SyncPriority}
-		if r.ClientAddr != "" {
-			addr := r.ClientAddr
-			rep.ClientAddr = &addr
-		}
-		s.Replication = append(s.Replication, rep)
-	}
+	s.Replication = obs.Replication
 	if obs.PendingRestart {
 		s.PendingRestart = true
-		s.PendingRestartReason = map[string]api.ParamChange{}
-		for k, v := range obs.PendingReasons {
-			if pair, ok := v.(map[string]string); ok {
-				s.PendingRestartReason[k] = api.ParamChange{OldValue: pair["old_value"], NewValue: pair["new_value"]}
-			}
-		}
+		s.PendingRestartReason = obs.PendingReasons
 	}
 	if st.Cluster != nil {
 		s.ClusterUnlocked = !st.Cluster.IsLocked()

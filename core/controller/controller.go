@@ -711,9 +711,7 @@ func (c *Controller) member(in ha.Input, obs Observation) cluster.Member {
 		}
 	}
 	m.PendingRestart = obs.PendingRestart
-	if len(obs.PendingReasons) > 0 {
-		m.PendingRestartReason = obs.PendingReasons
-	}
+	m.PendingRestartReason = cluster.PendingRestartReason(obs.PendingReasons)
 	return m
 }
 

@@ -11,7 +11,7 @@ import (
 
 // Configuration values are handled as JSON-like trees: map[string]any,
 // []any, string, int64, float64, bool and nil, whether they come from
-// /config (JSON) or from the operator (YAML).
+// /config (JSON, read by config.DecodeJSON) or from the operator (YAML).
 
 // yaml11Bool are the plain scalars PyYAML (YAML 1.1) reads as booleans and
 // yaml.v3 (YAML 1.2) as strings: `-p wal_log_hints=on` means true, as it

@@ -182,6 +182,16 @@ var errTrailingData = errors.New("trailing data after the JSON value")
 // numbers as int64 when integral, else float64. Data after the value is an
 // error.
 func DecodeJSON(data []byte) (any, error) {
+	v, err := DecodeJSONNumbers(data)
+	if err != nil {
+		return nil, err
+	}
+	return fromJSON(v), nil
+}
+
+// DecodeJSONNumbers is DecodeJSON with numbers kept as json.Number, for a
+// value written back as it was sent.
+func DecodeJSONNumbers(data []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var v any
@@ -191,7 +201,7 @@ func DecodeJSON(data []byte) (any, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errTrailingData
 	}
-	return fromJSON(v), nil
+	return v, nil
 }
 
 // fromJSON turns json.Number values into int64 or float64, the tree's

@@ -26,7 +26,7 @@ import (
 // (for the default plugin_dir).
 func Run(ctx context.Context, path string, cfg *config.Config, exe string, logger hclog.Logger) error {
 	logger = logger.With("member", cfg.Name)
-	if err := checkPrograms(pgConfig(cfg, cfg.Dynamic())); err != nil {
+	if err := checkPrograms(pgConfig(config.Merge(cfg.Dynamic(), cfg))); err != nil {
 		return config.Problems{{Path: "postgresql.bin_dir", Message: err.Error()}}
 	}
 	ln, err := listenRESTAPI(ctx, cfg)
@@ -55,13 +55,13 @@ func Run(ctx context.Context, path string, cfg *config.Config, exe string, logge
 		_ = store.Close(cctx)
 	}()
 
-	pgc := pgConfig(cfg, dyn)
+	pgc := pgConfig(config.Merge(dyn, cfg))
 	pg, err := postgres.New(pgc, logger.Named("postgres"))
 	if err != nil {
 		return fmt.Errorf("postgresql configuration: %w", err)
 	}
 	defer pg.Close()
-	settings := &settings{path: path, pg: pg, logger: logger, cfg: cfg, dyn: dyn, applied: pgc}
+	settings := &settings{path: path, pg: pg, logger: logger, cfg: cfg, applied: pgc}
 	if err := pg.WritePgpass(); err != nil {
 		return fmt.Errorf("writing the pgpass file: %w", err)
 	}
@@ -80,23 +80,21 @@ func Run(ctx context.Context, path string, cfg *config.Config, exe string, logge
 		defer fence.Close()
 	}
 	ctrl := controller.New(controller.Options{
-		Name:                                   cfg.Name,
-		Scope:                                  cfg.Scope,
-		ConnURL:                                pg.ConnURL(),
-		APIURL:                                 apiURL(cfg),
-		Version:                                WireVersion,
-		Tags:                                   tags(cfg.Tags),
-		Bootstrap:                              dyn,
-		UsePgRewind:                            cfg.PostgreSQL.UsePgRewind,
-		RemoveDataDirectoryOnRewindFailure:     cfg.PostgreSQL.RemoveDataDirectoryOnRewindFailure,
-		RemoveDataDirectoryOnDivergedTimelines: cfg.PostgreSQL.RemoveDataDirectoryOnDivergedTimelines,
+		Name:      cfg.Name,
+		Scope:     cfg.Scope,
+		ConnURL:   pg.ConnURL(),
+		APIURL:    apiURL(cfg),
+		Version:   WireVersion,
+		Tags:      tags(cfg.Tags),
+		Bootstrap: dyn,
+		Local:     cfg,
 		Publish: func(st *controller.State) {
 			snap := snapshotOf(st, cfg.Scope, cfg.Name, problemsOf(st))
 			snap.Status.WatchdogFailed = fence.failed()
 			snap.Status.Custos.Watchdog = fence.status()
 			latest.Publish(snap)
 		},
-		ApplyDynamic: settings.applyDynamic,
+		ApplyDynamic: settings.applyPostgres,
 		Watchdog:     wd,
 	}, store, &local{
 		pg:           pg,

@@ -152,16 +152,21 @@ func (l *local) Observe(ctx context.Context) controller.Observation {
 		o.HA.Replication = append(o.HA.Replication, ha.Replication{
 			ApplicationName: r.ApplicationName, State: r.State, SyncState: r.SyncState, FlushLSN: int64(r.FlushLSN),
 		})
-		o.Replication = append(o.Replication, controller.Replication{
-			Usename: r.Usename, ApplicationName: r.ApplicationName, ClientAddr: r.ClientAddr,
+		rep := cluster.Replication{
+			Usename: r.Usename, ApplicationName: r.ApplicationName,
 			State: r.State, SyncState: r.SyncState, SyncPriority: r.SyncPriority,
-		})
+		}
+		if r.ClientAddr != "" {
+			addr := r.ClientAddr
+			rep.ClientAddr = &addr
+		}
+		o.Replication = append(o.Replication, rep)
 	}
 	if len(obs.PendingRestart) > 0 {
 		o.PendingRestart = true
-		o.PendingReasons = map[string]any{}
+		o.PendingReasons = map[string]cluster.ParamChange{}
 		for _, s := range obs.PendingRestart {
-			o.PendingReasons[s.Name] = map[string]string{"old_value": s.Old, "new_value": s.New}
+			o.PendingReasons[s.Name] = cluster.ParamChange{OldValue: s.Old, NewValue: s.New}
 		}
 	}
 	return o

@@ -26,8 +26,6 @@ type settings struct {
 	mu sync.Mutex
 	// cfg is the local configuration in effect.
 	cfg *config.Config
-	// dyn is the dynamic configuration last applied.
-	dyn config.Dynamic
 	// applied is the PostgreSQL configuration last handed to pg.
 	applied postgres.Config
 	ctrl    *controller.Controller
@@ -40,18 +38,11 @@ func (s *settings) current() *config.Config {
 	return s.cfg
 }
 
-// applyDynamic is controller.Options.ApplyDynamic: it renders the new
+// applyPostgres is controller.Options.ApplyDynamic: it renders the new
 // PostgreSQL configuration and reloads the server when it changed.
 // Settings that need a restart show up as pending_restart.
-func (s *settings) applyDynamic(ctx context.Context, dyn config.Dynamic) error {
-	s.mu.Lock()
-	s.dyn = dyn
-	cfg := s.cfg
-	s.mu.Unlock()
-	return s.applyPostgres(ctx, pgConfig(cfg, dyn))
-}
-
-func (s *settings) applyPostgres(ctx context.Context, pc postgres.Config) error {
+func (s *settings) applyPostgres(ctx context.Context, eff config.Effective) error {
+	pc := pgConfig(eff)
 	s.mu.Lock()
 	same := reflect.DeepEqual(pc, s.applied)
 	s.mu.Unlock()
@@ -93,7 +84,6 @@ func (s *settings) reload(ctx context.Context) error {
 	s.mu.Lock()
 	old := s.cfg
 	s.cfg = cfg
-	dyn := s.dyn
 	ctrl := s.ctrl
 	s.mu.Unlock()
 	if fixed := restartOnly(old, cfg); len(fixed) > 0 {
@@ -102,22 +92,14 @@ func (s *settings) reload(ctx context.Context) error {
 		s.logger.Info("configuration reloaded", "file", s.path)
 	}
 	if ctrl == nil {
-		return s.applyPostgres(ctx, pgConfig(cfg, dyn))
+		// Run sets it before SIGHUP and POST /reload can call here.
+		return fmt.Errorf("reloading %s: the HA loop has not started", s.path)
 	}
-	// The loop applies it to PostgreSQL (ApplyDynamic, which reads the
-	// configuration just stored), never while it promotes or starts it.
-	ctrl.SetLocal(localSettings(cfg))
+	// The loop merges it with the dynamic configuration and applies the
+	// result to PostgreSQL (ApplyDynamic), never while it promotes or
+	// starts it.
+	ctrl.SetLocal(controller.LocalSettings{Tags: tags(cfg.Tags), Config: cfg})
 	return nil
-}
-
-// localSettings are the controller's reloadable member settings.
-func localSettings(cfg *config.Config) controller.LocalSettings {
-	return controller.LocalSettings{
-		Tags:                                   tags(cfg.Tags),
-		UsePgRewind:                            cfg.PostgreSQL.UsePgRewind,
-		RemoveDataDirectoryOnRewindFailure:     cfg.PostgreSQL.RemoveDataDirectoryOnRewindFailure,
-		RemoveDataDirectoryOnDivergedTimelines: cfg.PostgreSQL.RemoveDataDirectoryOnDivergedTimelines,
-	}
 }
 
 // restartOnly lists the changed keys a reload cannot apply.

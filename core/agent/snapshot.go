@@ -44,22 +44,10 @@ func snapshotOf(st *controller.State, scope, name string, problems []string) *ap
 			s.XLog = &api.XLog{Location: &lsn}
 		}
 	}
-	for _, r := range obs.Replication {
-		rep := api.Replication{Usename: r.Usename, ApplicationName: r.ApplicationName, State: r.State, SyncState: r.SyncState, SyncPriority: r.SyncPriority}
-		if r.ClientAddr != "" {
-			addr := r.ClientAddr
-			rep.ClientAddr = &addr
-		}
-		s.Replication = append(s.Replication, rep)
-	}
+	s.Replication = obs.Replication
 	if obs.PendingRestart {
 		s.PendingRestart = true
-		s.PendingRestartReason = map[string]api.ParamChange{}
-		for k, v := range obs.PendingReasons {
-			if pair, ok := v.(map[string]string); ok {
-				s.PendingRestartReason[k] = api.ParamChange{OldValue: pair["old_value"], NewValue: pair["new_value"]}
-			}
-		}
+		s.PendingRestartReason = obs.PendingReasons
 	}
 	if st.Cluster != nil {
 		s.ClusterUnlocked = !st.Cluster.IsLocked()
@@ -76,31 +64,16 @@ func snapshotOf(st *controller.State, scope, name string, problems []string) *ap
 	}
 	s.FailsafeModeIsActive = st.FailsafeActive
 	snap := &api.Snapshot{
-		Status:               s,
-		Cluster:              st.Cluster,
-		DCSReachable:         st.DCSReachable,
-		LeaderExpiry:         st.LeaderExpiry,
-		LastLoop:             st.At,
-		TTL:                  dyn.TTL.Duration(),
-		LoopWait:             dyn.LoopWait.Duration(),
-		MaximumLagOnFailover: int64(dyn.MaximumLagOnFailover),
-		StandbyCluster:       dyn.StandbyCluster != nil,
-		SynchronousMode:      syncModeOf(dyn.SynchronousMode),
-		LatestEndLSN:         obs.LatestEndLSN,
+		Status:       s,
+		Cluster:      st.Cluster,
+		DCSReachable: st.DCSReachable,
+		LeaderExpiry: st.LeaderExpiry,
+		LastLoop:     st.At,
+		Dynamic:      dyn,
+		LatestEndLSN: obs.LatestEndLSN,
 	}
 	if dyn.FailsafeMode && st.Cluster != nil {
 		snap.Failsafe = st.Cluster.Failsafe
 	}
-	snap.FailsafeMode = dyn.FailsafeMode
 	return snap
-}
-
-func syncModeOf(m config.SyncMode) string {
-	switch m {
-	case config.SyncOn:
-		return api.SyncOn
-	case config.SyncQuorum:
-		return api.SyncQuorum
-	}
-	return api.SyncOff
 }

@@ -18,47 +18,10 @@ import (
 	"github.com/custos-ha/custos/core/postgres"
 )
 
-// pgConfig maps the agent configuration onto core/postgres.
-func pgConfig(cfg *config.Config, dyn config.Dynamic) postgres.Config {
+// pgConfig maps the configuration in effect onto core/postgres.
+func pgConfig(eff config.Effective) postgres.Config {
+	cfg := eff.Local
 	p := cfg.PostgreSQL
-	params := map[string]string{}
-	for k, v := range dyn.PostgreSQL.Parameters {
-		params[k] = v.String()
-	}
-	for k, v := range p.Parameters {
-		if postgres.DynamicOnly(k) {
-			// Patroni: these come from the dynamic configuration only.
-			continue
-		}
-		params[k] = v.String()
-	}
-	for _, v := range dyn.Slots {
-		if m, ok := v.(map[string]any); ok && m["type"] == "logical" {
-			// Logical slots kept on replicas need the primary to keep the
-			// catalog rows they decode (Patroni forces it too).
-			params["hot_standby_feedback"] = "on"
-			break
-		}
-	}
-	hba := p.PgHBA
-	if len(hba) == 0 {
-		hba = dyn.PostgreSQL.PgHBA
-	}
-	ident := p.PgIdent
-	if len(ident) == 0 {
-		ident = dyn.PostgreSQL.PgIdent
-	}
-	recovery := map[string]string{}
-	for k, v := range dyn.PostgreSQL.RecoveryConf {
-		recovery[k] = v.String()
-	}
-	for k, v := range p.RecoveryConf {
-		recovery[k] = fmt.Sprint(v)
-	}
-	usePgRewind := dyn.PostgreSQL.UsePgRewind
-	if p.UsePgRewind != nil {
-		usePgRewind = *p.UsePgRewind
-	}
 	binNames := map[string]string{}
 	for name, v := range map[string]string{
 		postgres.BinPgCtl: p.BinName.PGCtl, postgres.BinInitdb: p.BinName.Initdb, postgres.BinPgControlData: p.BinName.PGControlData,
@@ -80,16 +43,16 @@ func pgConfig(cfg *config.Config, dyn config.Dynamic) postgres.Config {
 		Superuser:                          credentials(p.Authentication.Superuser),
 		Replication:                        credentials(p.Authentication.Replication),
 		Rewind:                             credentials(p.Authentication.Rewind),
-		Parameters:                         params,
-		RecoveryConf:                       recovery,
-		PgHBA:                              hba,
-		PgIdent:                            ident,
+		Parameters:                         eff.PostgreSQL.Parameters,
+		RecoveryConf:                       eff.PostgreSQL.RecoveryConf,
+		PgHBA:                              eff.PostgreSQL.PgHBA,
+		PgIdent:                            eff.PostgreSQL.PgIdent,
 		Pgpass:                             p.PGPass,
 		PgCtlTimeout:                       p.PGCtlTimeout,
-		UsePgRewind:                        usePgRewind,
+		UsePgRewind:                        eff.PostgreSQL.UsePgRewind,
 		RemoveDataDirectoryOnRewindFailure: p.RemoveDataDirectoryOnRewindFailure,
 		InitdbOptions:                      cfg.Bootstrap.Initdb.Args(),
-		UseSlots:                           dyn.PostgreSQL.UseSlots,
+		UseSlots:                           eff.PostgreSQL.UseSlots,
 	}
 }
 

@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/custos-ha/custos/core/cluster"
+	"github.com/custos-ha/custos/core/config"
 )
 
 // maxBodyBytes caps a request body. The largest body is a whole dynamic
@@ -42,7 +42,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, optional bool)
 	if len(bytes.TrimSpace(raw)) == 0 && optional {
 		return map[string]any{}, true
 	}
-	v, err := decodeJSON(raw)
+	v, err := config.DecodeJSONNumbers(raw)
 	if err != nil {
 		s.writeText(w, http.StatusBadRequest, "the request body is not JSON: "+err.Error())
 		return nil, false
@@ -57,20 +57,6 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, optional bool)
 		return nil, false
 	}
 	return obj, true
-}
-
-// decodeJSON decodes one JSON value with numbers as json.Number.
-func decodeJSON(raw []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("data after the JSON value")
-	}
-	return v, nil
 }
 
 // stringField is body[key] as a string: "" when absent or null, an error

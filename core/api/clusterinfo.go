@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/custos-ha/custos/core/cluster"
+	"github.com/custos-ha/custos/core/config"
 )
 
 // Member roles in the cluster document.
@@ -141,30 +142,22 @@ func ParseLSN(s string) (int64, error) {
 	return int64(hi<<32 | lo), nil
 }
 
-// ClusterOptions are the cluster-wide settings the cluster document
-// depends on, from the dynamic configuration.
-type ClusterOptions struct {
-	Scope string
-	// StandbyCluster: the leader is a standby leader and nobody is
-	// synchronous.
-	StandbyCluster bool
-	// SynchronousMode is SyncOff, SyncOn or SyncQuorum.
-	SynchronousMode string
-	Paused          bool
-}
-
 // NewClusterInfo builds the cluster document from a DCS view the way
 // Patroni's cluster_as_json does: members sorted by name, host and port
 // from conn_kwargs or conn_url, lags against /status optime (never below
-// 0). custosctl builds the same document from its own DCS read.
-func NewClusterInfo(c *cluster.Cluster, opts ClusterOptions) ClusterInfo {
-	info := ClusterInfo{Members: []MemberInfo{}, Pause: opts.Paused, Scope: opts.Scope}
+// 0). custosctl builds the same document from its own DCS read. dyn is the
+// dynamic configuration (pause, synchronous_mode, standby_cluster: in a
+// standby cluster the leader is a standby leader and nobody is
+// synchronous).
+func NewClusterInfo(c *cluster.Cluster, scope string, dyn config.Dynamic) ClusterInfo {
+	info := ClusterInfo{Members: []MemberInfo{}, Pause: dyn.Pause, Scope: scope}
 	leader := c.LeaderName()
 	syncRole := MemberSyncStandby
-	if opts.SynchronousMode == SyncQuorum {
+	if dyn.SynchronousMode == config.SyncQuorum {
 		syncRole = MemberQuorumStandby
 	}
-	synchronous := (opts.SynchronousMode == SyncOn || opts.SynchronousMode == SyncQuorum) && !opts.StandbyCluster
+	standby := dyn.StandbyCluster != nil
+	synchronous := (dyn.SynchronousMode == config.SyncOn || dyn.SynchronousMode == config.SyncQuorum) && !standby
 	optime := c.Status.Optime
 
 	for _, m := range c.Members {
@@ -180,7 +173,7 @@ func NewClusterInfo(c *cluster.Cluster, opts ClusterOptions) ClusterInfo {
 			Tags:                 m.Tags,
 		}
 		switch {
-		case m.Name == leader && opts.StandbyCluster:
+		case m.Name == leader && standby:
 			mi.Role = MemberStandbyLeader
 		case m.Name == leader:
 			mi.Role = MemberLeader

@@ -29,7 +29,7 @@ func (s *Server) patchConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	var current map[string]any
 	if c.Config != nil {
-		if v, err := decodeJSON(c.Config.Data); err == nil {
+		if v, err := config.DecodeJSONNumbers(c.Config.Data); err == nil {
 			current, _ = v.(map[string]any)
 		}
 	}
@@ -77,7 +77,7 @@ func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	unchanged := false
 	if c, err := s.readCluster(ctx); err == nil && c.Config != nil {
-		if v, err := decodeJSON(c.Config.Data); err == nil {
+		if v, err := config.DecodeJSONNumbers(c.Config.Data); err == nil {
 			unchanged = reflect.DeepEqual(v, any(body))
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/custos-ha/custos/core/cluster"
+	"github.com/custos-ha/custos/core/config"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
 )
 
@@ -86,7 +87,7 @@ func replicaOf302Cluster(t *testing.T) *Snapshot {
 		t.Fatal(problems)
 	}
 	snap.Cluster = c
-	snap.Status.Pause = true
+	snap.Status.Pause, snap.Dynamic.Pause = true, true
 	snap.Status.SyncStandby = false
 	return snap
 }
@@ -207,17 +208,17 @@ func TestClusterDocument(t *testing.T) {
 
 	// Quorum mode names the role quorum_standby; sync mode off names none.
 	snap := primarySnapshot(t)
-	snap.SynchronousMode = SyncQuorum
+	snap.Dynamic.SynchronousMode = config.SyncQuorum
 	if body := get(t, newTestServer(snap, ServerConfig{}), "/cluster").Body.String(); !strings.Contains(body, `"name":"node2","role":"quorum_standby"`) {
 		t.Errorf("quorum mode: %s", body)
 	}
-	snap.SynchronousMode = SyncOff
+	snap.Dynamic.SynchronousMode = config.SyncOff
 	if body := get(t, newTestServer(snap, ServerConfig{}), "/cluster").Body.String(); strings.Contains(body, "_standby") {
 		t.Errorf("sync off: %s", body)
 	}
 	// In a standby cluster the leader is the standby leader.
-	snap.StandbyCluster = true
-	snap.Status.Pause = true
+	snap.Dynamic.StandbyCluster = &config.StandbyCluster{Host: "10.0.0.5"}
+	snap.Dynamic.Pause = true
 	body = get(t, newTestServer(snap, ServerConfig{}), "/cluster").Body.Bytes()
 	if !bytes.Contains(body, []byte(`"name":"node1","role":"standby_leader"`)) || !bytes.Contains(body, []byte(`"pause":true`)) {
 		t.Errorf("standby cluster, paused: %s", body)

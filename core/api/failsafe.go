@@ -20,7 +20,7 @@ func (s *Server) postFailsafe(w http.ResponseWriter, r *http.Request) {
 	if snap == nil {
 		return
 	}
-	if !snap.FailsafeMode {
+	if !snap.Dynamic.FailsafeMode {
 		s.writeText(w, http.StatusBadGateway, "failsafe mode is not enabled")
 		return
 	}

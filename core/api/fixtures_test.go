@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/custos-ha/custos/core/cluster"
+	"github.com/custos-ha/custos/core/config"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
 )
 
@@ -76,14 +77,11 @@ func primarySnapshot(t testing.TB) *Snapshot {
 			Patroni:                  Agent{Version: "0.1.0", Scope: "demo", Name: "node1"},
 			Custos:                   &Extension{Reason: "no action. I am (node1), the leader with the lock"},
 		},
-		Cluster:              c,
-		DCSReachable:         true,
-		LeaderExpiry:         testNow.Add(testTTL - 2*time.Second),
-		LastLoop:             testNow.Add(-2 * time.Second),
-		TTL:                  testTTL,
-		LoopWait:             testLoopWait,
-		MaximumLagOnFailover: 1 << 20,
-		SynchronousMode:      SyncOn,
+		Cluster:      c,
+		DCSReachable: true,
+		LeaderExpiry: testNow.Add(testTTL - 2*time.Second),
+		LastLoop:     testNow.Add(-2 * time.Second),
+		Dynamic:      testDynamic(),
 	}
 }
 
@@ -110,15 +108,21 @@ func replicaSnapshot(t testing.TB) *Snapshot {
 			DatabaseSystemIdentifier: "7268616322854375442",
 			Patroni:                  Agent{Version: "0.1.0", Scope: "demo", Name: "node2"},
 		},
-		Cluster:              c,
-		DCSReachable:         true,
-		LastLoop:             testNow.Add(-1 * time.Second),
-		TTL:                  testTTL,
-		LoopWait:             testLoopWait,
-		MaximumLagOnFailover: 1 << 20,
-		SynchronousMode:      SyncOn,
-		LatestEndLSN:         primaryLSN,
+		Cluster:      c,
+		DCSReachable: true,
+		LastLoop:     testNow.Add(-1 * time.Second),
+		Dynamic:      testDynamic(),
+		LatestEndLSN: primaryLSN,
 	}
+}
+
+// testDynamic is the dynamic configuration of the test snapshots:
+// synchronous mode, testTTL and testLoopWait.
+func testDynamic() config.Dynamic {
+	dyn := config.DefaultDynamic()
+	dyn.TTL, dyn.LoopWait = config.Seconds(testTTL/time.Second), config.Seconds(testLoopWait/time.Second)
+	dyn.SynchronousMode = config.SyncOn
+	return dyn
 }
 
 // fixedSource always returns the same snapshot.

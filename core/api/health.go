@@ -82,7 +82,7 @@ func healthCheck(s *Snapshot, path string, q query, now time.Time) int {
 		leaderOK = primaryOK || standbyLeaderOK
 	case s.leaderOK(now):
 		leaderOK = true
-		if s.StandbyCluster {
+		if s.Dynamic.StandbyCluster != nil {
 			replicaOK = false
 			standbyLeaderOK = st.Role == cluster.RoleReplica || st.Role == cluster.RoleStandbyLeader
 		} else {
@@ -195,11 +195,11 @@ func livenessCheck(s *Snapshot, now time.Time) int {
 	if s.Status.Pause {
 		return healthy
 	}
-	threshold := s.TTL
+	threshold := s.Dynamic.TTL.Duration()
 	if !(cluster.IsPrimaryRole(s.Status.Role) && s.Status.IsRunning()) {
 		threshold *= 2
 	}
-	return code(now.Before(s.LastLoop.Add(s.LoopWait + threshold)))
+	return code(now.Before(s.LastLoop.Add(s.Dynamic.LoopWait.Duration() + threshold)))
 }
 
 // readinessCheck is GET /readiness with Patroni 4.1's rules: the leader is
@@ -221,7 +221,7 @@ func readinessCheck(s *Snapshot, q query, now time.Time) int {
 	if q.get("mode") == "write" {
 		position = st.XLog.Received()
 	}
-	maxLag := s.MaximumLagOnFailover
+	maxLag := int64(s.Dynamic.MaximumLagOnFailover)
 	if n, ok := parseLag(q.get("lag")); ok {
 		maxLag = n
 	}

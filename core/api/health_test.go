@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/custos-ha/custos/core/cluster"
+	"github.com/custos-ha/custos/core/config"
 )
 
 // get performs a GET on the server's handler and returns the code.
@@ -259,7 +260,7 @@ func TestHealthReplicaNotRunning(t *testing.T) {
 
 func TestHealthStandbyCluster(t *testing.T) {
 	leader := primarySnapshot(t)
-	leader.StandbyCluster = true
+	leader.Dynamic.StandbyCluster = &config.StandbyCluster{Host: "10.0.0.5"}
 	leader.Status.Role = cluster.RoleStandbyLeader
 	leader.Status.XLog = &XLog{ReceivedLocation: ptr(primaryLSN), ReplayedLocation: ptr(primaryLSN)}
 	expect(t, leader,
@@ -277,7 +278,7 @@ func TestHealthStandbyCluster(t *testing.T) {
 	expect(t, leader, healthCase{"/standby-leader", ok}, healthCase{"/replica", bad})
 
 	follower := replicaSnapshot(t)
-	follower.StandbyCluster = true
+	follower.Dynamic.StandbyCluster = &config.StandbyCluster{Host: "10.0.0.5"}
 	expect(t, follower,
 		healthCase{"/standby-leader", bad},
 		healthCase{"/leader", bad},
@@ -362,7 +363,7 @@ func TestReadiness(t *testing.T) {
 		{"streaming replica within maximum_lag_on_failover", replicaSnapshot(t), "/readiness", ok},
 		{"lag above ?lag", replicaSnapshot(t), "/readiness?lag=100", bad},
 		{"lag at ?lag", replicaSnapshot(t), "/readiness?lag=256", ok},
-		{"lag above maximum_lag_on_failover", mod(func(s *Snapshot) { s.MaximumLagOnFailover = 10 }), "/readiness", bad},
+		{"lag above maximum_lag_on_failover", mod(func(s *Snapshot) { s.Dynamic.MaximumLagOnFailover = 10 }), "/readiness", bad},
 		{"write mode uses the received position", mod(func(s *Snapshot) { s.Status.XLog.ReceivedLocation = ptr(primaryLSN) }), "/readiness?lag=0&mode=write", ok},
 		{"apply mode uses the replayed position", mod(func(s *Snapshot) { s.Status.XLog.ReceivedLocation = ptr(primaryLSN) }), "/readiness?lag=0", bad},
 		{"not streaming", mod(func(s *Snapshot) { s.Status.ReplicationState = ReplicationInArchiveRecovery }), "/readiness", bad},

@@ -132,7 +132,7 @@ func (s *Server) postRestart(w http.ResponseWriter, r *http.Request) {
 // when the DCS cannot be read, from the last snapshot.
 func (s *Server) paused(r *http.Request) bool {
 	if c, err := s.readCluster(r.Context()); err == nil {
-		return dynamicOf(c).Pause
+		return s.dynamicOf(c).Pause
 	}
 	snap := s.src.Snapshot()
 	return snap != nil && snap.Status.Pause

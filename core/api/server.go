@@ -425,12 +425,7 @@ func (s *Server) getCluster(w http.ResponseWriter, _ *http.Request) {
 		s.writeText(w, http.StatusServiceUnavailable, "the DCS has not been read yet")
 		return
 	}
-	s.writeJSON(w, http.StatusOK, NewClusterInfo(snap.Cluster, ClusterOptions{
-		Scope:           snap.Status.Patroni.Scope,
-		StandbyCluster:  snap.StandbyCluster,
-		SynchronousMode: snap.SynchronousMode,
-		Paused:          snap.Status.Pause,
-	}))
+	s.writeJSON(w, http.StatusOK, NewClusterInfo(snap.Cluster, snap.Status.Patroni.Scope, snap.Dynamic))
 }
 
 // getHistory is GET /history: the /history lines, [] when absent.

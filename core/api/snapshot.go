@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/custos-ha/custos/core/cluster"
+	"github.com/custos-ha/custos/core/config"
 )
 
 // Source gives the server the agent's current state.
@@ -14,14 +15,6 @@ type Source interface {
 	// request.
 	Snapshot() *Snapshot
 }
-
-// Synchronous replication modes (Snapshot.SynchronousMode), the values of
-// Patroni's synchronous_mode.
-const (
-	SyncOff    = "off"
-	SyncOn     = "on"
-	SyncQuorum = "quorum"
-)
 
 // Snapshot is what the API knows of the agent: an immutable value published
 // by the controller after each HA cycle. Once published it must not be
@@ -46,14 +39,10 @@ type Snapshot struct {
 	LeaderExpiry time.Time
 	// LastLoop is when the last HA cycle ended (for /liveness).
 	LastLoop time.Time
-	// TTL and LoopWait are the dynamic settings in effect.
-	TTL, LoopWait time.Duration
-	// MaximumLagOnFailover is the default lag bound of /readiness, bytes.
-	MaximumLagOnFailover int64
-	// StandbyCluster: the dynamic config has a standby_cluster section.
-	StandbyCluster bool
-	// SynchronousMode is SyncOff, SyncOn or SyncQuorum.
-	SynchronousMode string
+	// Dynamic is the dynamic configuration the agent runs with (ttl,
+	// loop_wait, maximum_lag_on_failover, standby_cluster,
+	// synchronous_mode, failsafe_mode...): /config as the HA loop read it.
+	Dynamic config.Dynamic
 	// LatestEndLSN is the walreceiver's latest_end_lsn on a replica (the
 	// last position the primary reported), 0 when unknown. Health checks
 	// take the leader's position as the larger of it and /status optime.
@@ -62,9 +51,6 @@ type Snapshot struct {
 	// unreachable; nil when failsafe mode is off. GET /failsafe answers 502
 	// when it is nil.
 	Failsafe cluster.Failsafe
-	// FailsafeMode: failsafe_mode is on (POST /failsafe answers 502
-	// otherwise).
-	FailsafeMode bool
 }
 
 // Latest is a Source holding the newest Snapshot behind an atomic pointer:

@@ -120,22 +120,13 @@ type WatchdogStatus struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// ParamChange is one entry of pending_restart_reason.
-type ParamChange struct {
-	OldValue string `json:"old_value"`
-	NewValue string `json:"new_value"`
-}
+// ParamChange is one entry of pending_restart_reason. The agent's
+// observation carries it as it is served.
+type ParamChange = cluster.ParamChange
 
-// Replication is one walsender of pg_stat_replication as Patroni reports it.
-type Replication struct {
-	Usename         string `json:"usename"`
-	ApplicationName string `json:"application_name"`
-	// ClientAddr is nil for a Unix-socket connection (JSON null).
-	ClientAddr   *string `json:"client_addr"`
-	State        string  `json:"state"`
-	SyncState    string  `json:"sync_state"`
-	SyncPriority int     `json:"sync_priority"`
-}
+// Replication is one walsender of pg_stat_replication as Patroni reports
+// it. The agent's observation carries it as it is served.
+type Replication = cluster.Replication
 
 // XLog is the "xlog" object: {"location"} on a primary; on a replica
 // {"received_location", "replayed_location", "replayed_timestamp",

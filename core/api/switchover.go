@@ -108,7 +108,7 @@ func (s *Server) manualFailover(w http.ResponseWriter, r *http.Request, action f
 		s.writeText(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	dyn := dynamicOf(c)
+	dyn := s.dynamicOf(c)
 
 	status, msg := http.StatusBadRequest, ""
 	switch {
@@ -337,13 +337,18 @@ func isConflict(err error) bool {
 	return errors.Is(err, sdkdcs.ErrVersionMismatch) || errors.Is(err, sdkdcs.ErrNotFound) || errors.Is(err, sdkdcs.ErrExists)
 }
 
-// dynamicOf is the cluster's dynamic configuration, Patroni's defaults
-// where /config is absent or a value is wrong.
-func dynamicOf(c *cluster.Cluster) config.Dynamic {
-	if c == nil || c.Config == nil {
-		return config.DefaultDynamic()
+// dynamicOf is the dynamic configuration of a fresh DCS view, read as the
+// HA loop reads it: a value /config gets wrong keeps the one the agent runs
+// with (config.ParseDynamicOver), and so does an absent /config.
+func (s *Server) dynamicOf(c *cluster.Cluster) config.Dynamic {
+	inEffect := config.DefaultDynamic()
+	if snap := s.src.Snapshot(); snap != nil {
+		inEffect = snap.Dynamic
 	}
-	dyn, _ := config.ParseDynamic(c.Config.Data)
+	if c == nil || c.Config == nil {
+		return inEffect
+	}
+	dyn, _ := config.ParseDynamicOver(c.Config.Data, inEffect)
 	return dyn
 }
 

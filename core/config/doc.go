@@ -14,7 +14,11 @@
 //
 // The package also owns the dynamic configuration ([Dynamic]): the value
 // stored in the DCS "config" key, with Patroni's JSON key names, defaults
-// and limits. Unknown keys in it are kept, as Patroni keeps them.
+// and limits. Unknown keys in it are kept, as Patroni keeps them. Every
+// reader decodes /config with [ParseDynamicOver], which keeps the value in
+// effect for a key it refuses. [Merge] is the one place where the dynamic
+// configuration and the local one meet: it returns the [Effective]
+// settings, local over dynamic except where every member must agree.
 //
 // Secrets (passwords, key file passphrases) are held in [Secret], which
 // redacts itself whenever it is printed or marshalled for a log.

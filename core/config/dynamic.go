@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"reflect"
@@ -75,8 +76,8 @@ type Dynamic struct {
 	CheckTimeline        bool              `json:"check_timeline"`
 	Pause                bool              `json:"pause"`
 	MemberSlotsTTL       Seconds           `json:"member_slots_ttl"`
-	Slots                map[string]any    `json:"slots"`
-	IgnoreSlots          []any             `json:"ignore_slots"`
+	Slots                map[string]Slot   `json:"slots"`
+	IgnoreSlots          []IgnoreSlot      `json:"ignore_slots"`
 	StandbyCluster       *StandbyCluster   `json:"standby_cluster"`
 	PostgreSQL           DynamicPostgreSQL `json:"postgresql"`
 
@@ -141,7 +142,14 @@ func DefaultDynamic() Dynamic {
 func ParseDynamic(data []byte) (Dynamic, Problems) {
 	dyn, probs := decodeDynamic(data)
 	if len(probs) == 0 || probs[0].Path != "" {
-		probs = append(probs, dyn.Validate()...)
+		// A value that did not decode is not checked again against its
+		// limits: one problem per key.
+		decodeProbs := probs
+		for _, p := range dyn.Validate() {
+			if !decodeProbs.at(p.Path) {
+				probs = append(probs, p)
+			}
+		}
 	}
 	probs.sort()
 	return dyn, probs
@@ -151,22 +159,49 @@ func ParseDynamic(data []byte) (Dynamic, Problems) {
 // problems only.
 func decodeDynamic(data []byte) (Dynamic, Problems) {
 	dyn := DefaultDynamic()
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+	v, err := DecodeJSON(data)
+	switch {
+	case errors.Is(err, errTrailingData):
+		return dyn, Problems{{Message: "dynamic configuration has trailing data after the JSON object"}}
+	case err != nil:
 		return dyn, Problems{{Message: fmt.Sprintf("dynamic configuration is not valid JSON: %v", err)}}
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return dyn, Problems{{Message: "dynamic configuration has trailing data after the JSON object"}}
-	}
-	m, ok := fromJSON(v).(map[string]any)
+	m, ok := v.(map[string]any)
 	if !ok {
-		return dyn, Problems{{Message: fmt.Sprintf("dynamic configuration must be a JSON object, got %s", typeName(fromJSON(v)))}}
+		return dyn, Problems{{Message: fmt.Sprintf("dynamic configuration must be a JSON object, got %s", typeName(v))}}
 	}
 	d := &decoder{}
 	d.decode(nil, m, reflect.ValueOf(&dyn).Elem())
 	return dyn, d.probs
+}
+
+var errTrailingData = errors.New("trailing data after the JSON value")
+
+// DecodeJSON decodes one JSON value into the tree form configuration
+// values take everywhere: map[string]any, []any, string, bool, nil, and
+// numbers as int64 when integral, else float64. Data after the value is an
+// error.
+func DecodeJSON(data []byte) (any, error) {
+	v, err := DecodeJSONNumbers(data)
+	if err != nil {
+		return nil, err
+	}
+	return fromJSON(v), nil
+}
+
+// DecodeJSONNumbers is DecodeJSON with numbers kept as json.Number, for a
+// value written back as it was sent.
+func DecodeJSONNumbers(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errTrailingData
+	}
+	return v, nil
 }
 
 // fromJSON turns json.Number values into int64 or float64, the tree's
@@ -227,38 +262,15 @@ func (dyn Dynamic) Validate() Problems {
 
 	for _, name := range sortedKeys(dyn.Slots) {
 		key := "slots." + quoteKey(name)
-		slot, ok := dyn.Slots[name].(map[string]any)
-		if !ok {
-			add(key, "wrong type: expected a table, got %s", typeName(dyn.Slots[name]))
-			continue
-		}
-		switch t, _ := slot["type"].(string); t {
-		case "physical":
-		case "logical":
-			for _, need := range []string{"database", "plugin"} {
-				if s, _ := slot[need].(string); s == "" {
-					add(key+"."+need, "missing required value (a logical slot needs database and plugin)")
-				}
+		switch slot := dyn.Slots[name]; slot.Type {
+		case "":
+			add(key+".type", "missing required value: want physical or logical")
+		case SlotLogical:
+			if slot.Database == "" {
+				add(key+".database", "missing required value (a logical slot needs database and plugin)")
 			}
-		default:
-			add(key+".type", "invalid value %v: want physical or logical", slot["type"])
-		}
-	}
-	for i, item := range dyn.IgnoreSlots {
-		key := fmt.Sprintf("ignore_slots[%d]", i)
-		m, ok := item.(map[string]any)
-		if !ok {
-			add(key, "wrong type: expected a table, got %s", typeName(item))
-			continue
-		}
-		for _, k := range sortedKeys(m) {
-			switch k {
-			case "name", "type", "database", "plugin":
-				if _, isString := m[k].(string); !isString {
-					add(key+"."+k, "wrong type: expected a string, got %s", typeName(m[k]))
-				}
-			default:
-				add(key+"."+quoteKey(k), "unknown key (want name, type, database, plugin)")
+			if slot.Plugin == "" {
+				add(key+".plugin", "missing required value (a logical slot needs database and plugin)")
 			}
 		}
 	}
@@ -277,6 +289,7 @@ func (dyn Dynamic) Validate() Problems {
 func (dyn *Dynamic) keepRaw(raw map[string]any)          { dyn.raw = raw }
 func (pg *DynamicPostgreSQL) keepRaw(raw map[string]any) { pg.raw = raw }
 func (sc *StandbyCluster) keepRaw(raw map[string]any)    { sc.raw = raw }
+func (s *Slot) keepRaw(raw map[string]any)               { s.raw = raw }
 
 // MarshalJSON writes Patroni's JSON: every key that was read (unknown ones
 // as they were), plus known keys that differ from their defaults.
@@ -303,6 +316,11 @@ func (pg DynamicPostgreSQL) MarshalJSON() ([]byte, error) {
 // MarshalJSON writes the "standby_cluster" object, keeping unknown keys.
 func (sc StandbyCluster) MarshalJSON() ([]byte, error) {
 	return marshalKept(sc, sc.raw, StandbyCluster{})
+}
+
+// MarshalJSON writes a "slots" entry, keeping unknown keys.
+func (s Slot) MarshalJSON() ([]byte, error) {
+	return marshalKept(s, s.raw, Slot{})
 }
 
 // marshalKept marshals struct v: each field is written if its key (or its

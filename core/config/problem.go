@@ -95,3 +95,14 @@ func (c *Config) ProblemAt(keyPath, message string) Problem {
 	d.addAt(keyPath, "%s", message)
 	return d.probs[0]
 }
+
+// at reports whether a problem is recorded at key or at a key that holds
+// it ("slots.s" holds "slots.s.type").
+func (ps Problems) at(key string) bool {
+	for _, p := range ps {
+		if p.Path == key || strings.HasPrefix(key, p.Path+".") || strings.HasPrefix(key, p.Path+"[") {
+			return true
+		}
+	}
+	return false
+}

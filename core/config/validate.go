@@ -69,7 +69,9 @@ func validate(d *decoder, c *Config) {
 	// [bootstrap]
 	b := &c.Bootstrap
 	for _, p := range b.DCS.Validate() {
-		d.addAt("bootstrap.dcs."+p.Path, "%s", p.Message)
+		if key := "bootstrap.dcs." + p.Path; !d.probs.at(key) {
+			d.addAt(key, "%s", p.Message)
+		}
 	}
 	v.required("bootstrap.method", b.Method)
 	if b.Method != "" && b.Method != DefaultBootstrapMethod {

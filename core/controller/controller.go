@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,27 +47,26 @@ type Options struct {
 	// Bootstrap is the dynamic configuration from [bootstrap.dcs]: what
 	// seeds /config and what applies while /config is absent.
 	Bootstrap config.Dynamic
-	// UsePgRewind overrides the dynamic use_pg_rewind when set locally.
-	UsePgRewind                            *bool
-	RemoveDataDirectoryOnRewindFailure     bool
-	RemoveDataDirectoryOnDivergedTimelines bool
+	// Local is the member's configuration (file and environment); the
+	// loop merges it with the dynamic one (config.Merge).
+	Local *config.Config
 	// Publish, when set, receives the state after each cycle.
 	Publish func(*State)
 	// Watchdog fences this member's primary; nil for mode off.
 	Watchdog Watchdog
-	// ApplyDynamic, when set, applies a changed dynamic configuration to
-	// PostgreSQL (parameters, pg_hba...); it is called from the loop,
-	// never while a background action runs, and again until it succeeds.
-	ApplyDynamic func(context.Context, config.Dynamic) error
+	// ApplyDynamic, when set, applies a changed configuration (dynamic or
+	// local) to PostgreSQL (parameters, pg_hba...); it is called from the
+	// loop, never while a background action runs, and again until it
+	// succeeds.
+	ApplyDynamic func(context.Context, config.Effective) error
 }
 
 // LocalSettings are the member's own settings a configuration reload may
 // change without restarting the agent.
 type LocalSettings struct {
-	Tags                                   cluster.Tags
-	UsePgRewind                            *bool
-	RemoveDataDirectoryOnRewindFailure     bool
-	RemoveDataDirectoryOnDivergedTimelines bool
+	Tags cluster.Tags
+	// Config is the reloaded configuration (file and environment).
+	Config *config.Config
 }
 
 // Controller runs the HA loop of one member.
@@ -163,12 +161,7 @@ func New(opts Options, store *dcs.Store, local Local, peers Peers, logger hclog.
 		kick:      make(chan struct{}, 1),
 		requests:  make(chan *pending),
 		asyncDone: make(chan ha.Outcome, 1),
-		settings: LocalSettings{
-			Tags:                                   opts.Tags,
-			UsePgRewind:                            opts.UsePgRewind,
-			RemoveDataDirectoryOnRewindFailure:     opts.RemoveDataDirectoryOnRewindFailure,
-			RemoveDataDirectoryOnDivergedTimelines: opts.RemoveDataDirectoryOnDivergedTimelines,
-		},
+		settings:  LocalSettings{Tags: opts.Tags, Config: opts.Local},
 	}
 	c.state.Store(&State{Member: cluster.Member{Name: opts.Name}})
 	return c
@@ -585,37 +578,6 @@ func (c *Controller) applyDynamic(clu *cluster.Cluster) {
 	}
 }
 
-func (c *Controller) haConfig() ha.Config {
-	d := c.dyn
-	l := c.localSettings()
-	usePgRewind := d.PostgreSQL.UsePgRewind
-	if l.UsePgRewind != nil {
-		usePgRewind = *l.UsePgRewind
-	}
-	return ha.Config{
-		TTL:                                    d.TTL.Duration(),
-		LoopWait:                               d.LoopWait.Duration(),
-		RetryTimeout:                           d.RetryTimeout.Duration(),
-		MaximumLagOnFailover:                   int64(d.MaximumLagOnFailover),
-		PrimaryStartTimeout:                    d.PrimaryStartTimeout.Duration(),
-		CheckTimeline:                          d.CheckTimeline,
-		Paused:                                 d.Pause,
-		UseSlots:                               d.PostgreSQL.UseSlots,
-		UsePgRewind:                            usePgRewind,
-		RemoveDataDirectoryOnRewindFailure:     l.RemoveDataDirectoryOnRewindFailure,
-		RemoveDataDirectoryOnDivergedTimelines: l.RemoveDataDirectoryOnDivergedTimelines,
-		Tags:                                   l.Tags,
-		FailsafeMode:                           d.FailsafeMode,
-		PermanentSlots:                         permanentSlots(d.Slots),
-		IgnoreSlots:                            ignoreSlots(d.IgnoreSlots),
-		KeepMemberSlots:                        d.MemberSlotsTTL > 0,
-		SyncMode:                               syncMode(d.SynchronousMode),
-		SyncStrict:                             d.SynchronousStrict,
-		SyncNodeCount:                          d.SynchronousNodeCount,
-		MaximumLagOnSyncNode:                   int64(d.MaximumLagOnSyncnode),
-	}
-}
-
 // fetchPeers asks every other member with an api_url about itself, in
 // parallel.
 func (c *Controller) fetchPeers(ctx context.Context, clu *cluster.Cluster) []ha.Peer {
@@ -779,9 +741,7 @@ func (c *Controller) member(in ha.Input, obs Observation) cluster.Member {
 		}
 	}
 	m.PendingRestart = obs.PendingRestart
-	if len(obs.PendingReasons) > 0 {
-		m.PendingRestartReason = obs.PendingReasons
-	}
+	m.PendingRestartReason = cluster.PendingRestartReason(obs.PendingReasons)
 	return m
 }
 
@@ -791,61 +751,6 @@ func (c *Controller) busyNow() *ha.Busy {
 		return nil
 	}
 	return &ha.Busy{Kind: c.busy.kind, Since: c.busy.since}
-}
-
-// syncMode maps the configured synchronous_mode onto the decision's.
-func syncMode(m config.SyncMode) string {
-	switch m {
-	case config.SyncOn:
-		return ha.SyncOn
-	case config.SyncQuorum:
-		return ha.SyncQuorum
-	}
-	return ha.SyncOff
-}
-
-// permanentSlots reads the dynamic configuration's slots
-// ({name: {type, database, plugin}}); malformed entries are skipped (the
-// configuration validation names them).
-func permanentSlots(slots map[string]any) []cluster.SlotSpec {
-	var out []cluster.SlotSpec
-	for name, v := range slots {
-		spec := cluster.SlotSpec{Name: name, Type: cluster.SlotPhysical}
-		if m, ok := v.(map[string]any); ok {
-			if t, ok := m["type"].(string); ok && t != "" {
-				spec.Type = t
-			}
-			spec.Database, _ = m["database"].(string)
-			spec.Plugin, _ = m["plugin"].(string)
-		}
-		if spec.Type != cluster.SlotPhysical && spec.Type != cluster.SlotLogical {
-			continue
-		}
-		if spec.Type == cluster.SlotLogical && (spec.Database == "" || spec.Plugin == "") {
-			continue
-		}
-		out = append(out, spec)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
-}
-
-// ignoreSlots reads ignore_slots ([{name, type, database, plugin}]).
-func ignoreSlots(list []any) []cluster.SlotMatcher {
-	var out []cluster.SlotMatcher
-	for _, v := range list {
-		m, ok := v.(map[string]any)
-		if !ok {
-			continue
-		}
-		var sm cluster.SlotMatcher
-		sm.Name, _ = m["name"].(string)
-		sm.Type, _ = m["type"].(string)
-		sm.Database, _ = m["database"].(string)
-		sm.Plugin, _ = m["plugin"].(string)
-		out = append(out, sm)
-	}
-	return out
 }
 
 // applyToPostgres applies the configuration in effect (the dynamic one and
@@ -864,7 +769,7 @@ func (c *Controller) applyToPostgres() {
 	if c.appliedRaw != nil && *c.appliedRaw == raw && gen == c.appliedGen {
 		return
 	}
-	if err := c.opts.ApplyDynamic(context.Background(), c.dyn); err != nil {
+	if err := c.opts.ApplyDynamic(context.Background(), c.effective()); err != nil {
 		c.logger.Warn("applying the configuration to postgres", "error", err)
 		return
 	}

@@ -909,7 +909,7 @@ func TestReloadDuringPromotion(t *testing.T) {
 		dyn := config.DefaultDynamic()
 		dyn.LoopWait = 1
 		c2 := New(Options{Name: "pg2", Scope: "demo", ConnURL: "postgres://127.0.0.1:5433/postgres", APIURL: "http://127.0.0.1:8009/patroni", Version: "test", Bootstrap: dyn,
-			ApplyDynamic: func(context.Context, config.Dynamic) error {
+			ApplyDynamic: func(context.Context, config.Effective) error {
 				pg2.mu.Lock()
 				promoting := pg2.promoting
 				pg2.mu.Unlock()

@@ -68,18 +68,8 @@ type Observation struct {
 	ServerVersion   int
 	PostmasterStart time.Time
 	PendingRestart  bool
-	PendingReasons  map[string]any
-	Replication     []Replication
-}
-
-// Replication is one row of pg_stat_replication.
-type Replication struct {
-	Usename         string `json:"usename"`
-	ApplicationName string `json:"application_name"`
-	ClientAddr      string `json:"client_addr"`
-	State           string `json:"state"`
-	SyncState       string `json:"sync_state"`
-	SyncPriority    int    `json:"sync_priority"`
+	PendingReasons  map[string]cluster.ParamChange
+	Replication     []cluster.Replication
 }
 
 // Peers asks another member about itself (GET /patroni), and, while the

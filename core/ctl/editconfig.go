@@ -166,7 +166,7 @@ func configValue(c *cluster.Cluster) (map[string]any, error) {
 	if c.Config == nil {
 		return map[string]any{}, nil
 	}
-	v, err := decodeJSONValue(c.Config.Data)
+	v, err := config.DecodeJSON(c.Config.Data)
 	if err != nil {
 		return nil, fmt.Errorf("/config is not valid JSON: %w", err)
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/custos-ha/custos/core/api"
 	"github.com/custos-ha/custos/core/cluster"
-	"github.com/custos-ha/custos/core/config"
 )
 
 // Columns of `list`: Patroni 3.0.2's, in its order.
@@ -75,7 +74,8 @@ func newTopology(name string, c *cluster.Cluster) listing {
 }
 
 func buildListing(name string, c *cluster.Cluster, extended, tree bool) listing {
-	info := api.NewClusterInfo(c, clusterOptions(name, c))
+	dyn, _ := dynamicOf(c)
+	info := api.NewClusterInfo(c, name, dyn)
 	if tree {
 		info.Members = topologyOrder(info.Members)
 	}
@@ -187,26 +187,6 @@ func topologyOrder(members []api.MemberInfo) []api.MemberInfo {
 	}
 	walk(leader, 1)
 	return out
-}
-
-// clusterOptions reads what the cluster document depends on from the
-// cluster's dynamic configuration (/config). A malformed /config counts as
-// the defaults, as it does for the agents.
-func clusterOptions(name string, c *cluster.Cluster) api.ClusterOptions {
-	opts := api.ClusterOptions{Scope: name, SynchronousMode: api.SyncOff}
-	if c.Config == nil {
-		return opts
-	}
-	dyn, _ := config.ParseDynamic(c.Config.Data)
-	opts.Paused = dyn.Pause
-	opts.StandbyCluster = dyn.StandbyCluster != nil
-	switch dyn.SynchronousMode {
-	case config.SyncOn:
-		opts.SynchronousMode = api.SyncOn
-	case config.SyncQuorum:
-		opts.SynchronousMode = api.SyncQuorum
-	}
-	return opts
 }
 
 // initializeState is the title's parenthesis: the system identifier,

@@ -280,13 +280,15 @@ func (s *session) writeFailover(ctx context.Context, scope string, value []byte,
 	return nil
 }
 
-// dynamicOf reads the cluster's dynamic configuration (the defaults when
-// /config is absent or malformed, as the agents take it).
-func dynamicOf(c *cluster.Cluster) (config.Dynamic, bool) {
+// dynamicOf reads the cluster's dynamic configuration with the agents'
+// decoder (config.ParseDynamicOver). custosctl has no configuration in
+// effect to fall back on: an absent /config, and each value it gets wrong,
+// read as the default. ok is false when /config is absent.
+func dynamicOf(c *cluster.Cluster) (dyn config.Dynamic, ok bool) {
 	if c.Config == nil {
 		return config.DefaultDynamic(), false
 	}
-	dyn, _ := config.ParseDynamic(c.Config.Data)
+	dyn, _ = config.ParseDynamicOver(c.Config.Data, config.DefaultDynamic())
 	return dyn, true
 }
 

@@ -1,11 +1,8 @@
 package ctl
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"strconv"
 
@@ -14,41 +11,7 @@ import (
 
 // Configuration values are handled as JSON-like trees: map[string]any,
 // []any, string, int64, float64, bool and nil, whether they come from
-// /config (JSON) or from the operator (YAML).
-
-// decodeJSONValue decodes JSON keeping integers as int64.
-func decodeJSONValue(data []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("trailing data after the JSON value")
-	}
-	return fromJSONNumbers(v), nil
-}
-
-func fromJSONNumbers(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if n, err := x.Int64(); err == nil {
-			return n
-		}
-		f, _ := x.Float64()
-		return f
-	case map[string]any:
-		for k, e := range x {
-			x[k] = fromJSONNumbers(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = fromJSONNumbers(e)
-		}
-	}
-	return v
-}
+// /config (JSON, read by config.DecodeJSON) or from the operator (YAML).
 
 // yaml11Bool are the plain scalars PyYAML (YAML 1.1) reads as booleans and
 // yaml.v3 (YAML 1.2) as strings: `-p wal_log_hints=on` means true, as it

@@ -137,27 +137,6 @@ var enforced = []enforcedParam{
 	{"wal_log_hints", "on", isBool},
 }
 
-// DynamicOnly reports whether the setting name (any case) is one Patroni
-// passes on the postgres command line (its CMDLINE_OPTIONS): the enforced
-// settings, wal_keep_size/wal_keep_segments and the ones the agent always
-// sets. Their values come from the dynamic configuration only; Patroni
-// ignores them in a node's local postgresql.parameters, so that every
-// member runs with the same ones (a standby needs max_connections and the
-// like at least as high as its primary's).
-func DynamicOnly(name string) bool {
-	name = strings.ToLower(name)
-	for _, e := range enforced {
-		if e.name == name {
-			return true
-		}
-	}
-	switch name {
-	case "listen_addresses", "port", "cluster_name", "hot_standby", "wal_level", "wal_keep_size", "wal_keep_segments":
-		return true
-	}
-	return false
-}
-
 // Defaults for wal_keep_size (PostgreSQL 13+) and wal_keep_segments
 // (before), with their minimums: Patroni's values.
 const (

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/custos-ha/custos/core/config"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
@@ -274,5 +276,20 @@ func TestLocalHost(t *testing.T) {
 	cfg.Parameters = map[string]string{"unix_socket_directories": "sock"}
 	if got := localHost(cfg, la); got != filepath.Join(cfg.DataDir, "sock") {
 		t.Errorf("relative socket dir: local host %q", got)
+	}
+}
+
+// Every setting the agent enforces or sets itself is one a node's local
+// parameters cannot override (config.Merge leaves them to the dynamic
+// configuration).
+func TestEnforcedAreDynamicOnly(t *testing.T) {
+	names := []string{"listen_addresses", "port", "cluster_name", "hot_standby", "wal_level", "wal_keep_size", "wal_keep_segments"}
+	for _, e := range enforced {
+		names = append(names, e.name)
+	}
+	for _, n := range names {
+		if !config.DynamicOnlyParameter(n) {
+			t.Errorf("%s is enforced by core/postgres but a local value would override it", n)
+		}
 	}
 }

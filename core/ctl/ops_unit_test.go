@@ -1,7 +1,9 @@
 package ctl
 
 import (
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -125,7 +127,30 @@ func TestYAMLRoundTrip(t *testing.T) {
 // unifiedDiff against Python's difflib.unified_diff as patronictl prints it
 // (expected texts produced by difflib).
 func TestUnifiedDiffMatchesDifflib(t *testing.T) {
+	// 201 lines where difflib's autojunk matters: a, b, c and d are
+	// popular (more than 1% of the lines), so difflib aligns on the kNN
+	// lines and shows a different hunk than a longest common subsequence.
+	long := make([]string, 201)
+	for i := range long {
+		if i%11 == 0 {
+			long[i] = fmt.Sprintf("k%d", i)
+		} else {
+			long[i] = string("abcd"[i*11%4])
+		}
+	}
+	changed := slices.Clone(long)
+	changed[36] = "NEW"
+	changed = slices.Delete(changed, 34, 35)
 	for _, c := range []struct{ a, b, want string }{
+		{strings.Join(long, "\n") + "\n", strings.Join(changed, "\n") + "\n",
+			"--- \n+++ \n@@ -32,9 +32,8 @@\n b\n a\n k33\n-c\n-b\n-a\n+b\n+NEW\n d\n c\n b\n"},
+		// Where a longest common subsequence is not what difflib picks.
+		{"c\nc\nc\ne\nd\ne\nd\na\na\nc\n", "a\nc\nc\ne\nd\nf\nd\na\na\nc\n",
+			"--- \n+++ \n@@ -1,9 +1,9 @@\n-c\n+a\n c\n c\n e\n d\n-e\n+f\n d\n a\n a\n"},
+		{"d\nd\na\nb\nd\nd\ne\n", "d\nd\na\nd\nd\nd\nc\nd\n",
+			"--- \n+++ \n@@ -1,7 +1,8 @@\n d\n d\n a\n-b\n d\n d\n-e\n+d\n+c\n+d\n"},
+		// Trailing newlines do not count (patronictl strips them).
+		{"a\nb\n\n\n", "a\nb\n", ""},
 		{"a\nb\nc\nd\ne\nf\ng\nh\ni\nj\nk\nl\n", "a\nB\nc\nd\ne\nf\ng\nh\ni\nj\nk\nL\nm\n",
 			"--- \n+++ \n@@ -1,5 +1,5 @@\n a\n-b\n+B\n c\n d\n e\n@@ -9,4 +9,5 @@\n i\n j\n k\n-l\n+L\n+m\n"},
 		{"x\n", "y\n", "--- \n+++ \n@@ -1 +1 @@\n-x\n+y\n"},

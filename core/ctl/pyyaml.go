@@ -2,6 +2,7 @@ package ctl
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -44,7 +45,7 @@ func pyYAML(v any) string {
 // one.
 func writeMapping(b *strings.Builder, m map[string]any, indent int) {
 	pad := strings.Repeat(" ", indent)
-	for i, k := range sortedKeys(m) {
+	for i, k := range slices.Sorted(maps.Keys(m)) {
 		if i > 0 {
 			b.WriteString(pad)
 		}
@@ -71,7 +72,7 @@ func writeFlow(b *strings.Builder, v any) {
 	switch x := v.(type) {
 	case map[string]any:
 		b.WriteByte('{')
-		for i, k := range sortedKeys(x) {
+		for i, k := range slices.Sorted(maps.Keys(x)) {
 			if i > 0 {
 				b.WriteString(", ")
 			}
@@ -93,16 +94,6 @@ func writeFlow(b *strings.Builder, v any) {
 	default:
 		b.WriteString(scalarYAML(v))
 	}
-}
-
-// sortedKeys are m's keys by code point, as PyYAML sorts them.
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // writeSequence writes the items at indent; the caller has placed the

@@ -57,6 +57,9 @@ type listing struct {
 	rows    [][]any
 	// serviceInfo are the lines printed under the pretty table.
 	serviceInfo []string
+	// flowTags writes the Tags cells of the pretty table in YAML flow
+	// style, as patronictl's topology does (list uses block style).
+	flowTags bool
 }
 
 // newListing builds the listing of the cluster named name from a DCS read,
@@ -77,7 +80,7 @@ func buildListing(name string, c *cluster.Cluster, extended, tree bool) listing 
 	if tree {
 		info.Members = topologyOrder(info.Members)
 	}
-	l := listing{title: fmt.Sprintf(" Cluster: %s (%s) ", name, initializeState(c))}
+	l := listing{title: fmt.Sprintf(" Cluster: %s (%s) ", name, initializeState(c)), flowTags: tree}
 
 	l.columns = []string{colCluster, colMember, colHost, colRole, colState, colTL, colLag}
 	optional := []struct {
@@ -336,7 +339,7 @@ func (l listing) writePretty(w io.Writer) error {
 	for _, r := range l.rows {
 		cells := make([]string, 0, len(r)-1)
 		for _, v := range r[1:] {
-			cells = append(cells, cellString(v, false))
+			cells = append(cells, cellString(v, l.flowTags))
 		}
 		t.rows = append(t.rows, cells)
 	}
@@ -416,8 +419,8 @@ func isBlank(v any) bool {
 	return ok && s == ""
 }
 
-// cellString is a cell as text: tags as YAML (block style in the pretty
-// table, flow style in tsv), numbers in decimal.
+// cellString is a cell as text: tags as YAML (block style in list's
+// pretty table, flow style in tsv and topology), numbers in decimal.
 func cellString(v any, flow bool) string {
 	switch x := v.(type) {
 	case string:

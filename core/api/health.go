@@ -51,8 +51,8 @@ func (q query) get(key string) string {
 }
 
 // healthCheck decides a GET/HEAD/OPTIONS health check on path exactly as
-// Patroni's do_GET: the role codes first, then the path by
-// substring, then the tag_<k>=<v> filters.
+// Patroni's do_GET: the role codes first, then the path by substring, then
+// the tag_<k>=<v> filters (docs/restapi.md lists the paths).
 func healthCheck(s *Snapshot, path string, q query, now time.Time) int {
 	if path == "/" {
 		path = "/primary"

@@ -74,7 +74,7 @@ test: servers ## Run every test tier against real servers (installs what is miss
 	$(GO) test -tags integration -count=1 -timeout $(TEST_TIMEOUT) -p 2 $(addsuffix /...,$(addprefix ./,$(MODULES)))
 
 .PHONY: test-short
-test-short: ## Run the fast tier only (no external processes)
+test-short: ## Run the fast tier only: tests without the integration tag (no server, no root, no go build)
 	$(GO) test -short $(addsuffix /...,$(addprefix ./,$(MODULES)))
 
 .PHONY: generate

@@ -19,7 +19,8 @@ import (
 const defaultReplicaMethod = "basebackup"
 
 // replicaCreator runs the configured replica methods through the replica
-// plugins, in order, until one succeeds (reference §3.7).
+// plugins, in order, until one succeeds (create_replica_methods, by
+// default basebackup alone).
 type replicaCreator struct {
 	host   *plugins.Host
 	cfg    *config.Config

@@ -199,7 +199,7 @@ func resolveHost(ctx context.Context, host string) ([]net.IP, error) {
 	return ips, nil
 }
 
-// requireAccess runs the checks of reference §1.7, in Patroni's order,
+// requireAccess runs Patroni's access checks, in its order,
 // before an unsafe method's handler: the allowlist (403), the client
 // certificate with verify_client optional or required (403), basic auth
 // (401 with WWW-Authenticate).

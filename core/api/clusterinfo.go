@@ -20,8 +20,9 @@ const (
 	MemberReplica       = "replica"
 )
 
-// ClusterInfo is the cluster document of GET /cluster (reference §1.5), in
-// Patroni 4.x's shape, which also carries every field 3.0.2 has.
+// ClusterInfo is the cluster document of GET /cluster, which patronictl
+// list also builds from the DCS, in Patroni 4.x's shape, which also carries
+// every field 3.0.2 has.
 type ClusterInfo struct {
 	Members             []MemberInfo         `json:"members"`
 	Pause               bool                 `json:"pause,omitempty"`

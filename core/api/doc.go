@@ -1,5 +1,7 @@
-// Package api is custos's REST API, wire-compatible with Patroni's (reference
-// §1): the health checks HAProxy, Kubernetes probes and load balancers call,
+// Package api is custos's REST API, wire-compatible with Patroni's (same
+// paths, status codes and JSON; docs/restapi.md says where custos goes
+// beyond Patroni or differs): the health checks HAProxy, Kubernetes
+// probes and load balancers call,
 // the read endpoints patronictl and peers use (/patroni, /cluster, /history,
 // /config, /failsafe), /metrics with Patroni's metric names, and the
 // mutating endpoints operators and patronictl use (POST /switchover,
@@ -25,5 +27,6 @@
 // health check decided by substring match on the path, and HEAD and OPTIONS
 // on any path run the same check but answer with a bare status line
 // ("HTTP/1.0 200 OK\r\n\r\n") as HAProxy's httpchk expects. Unsafe methods
-// (POST, PUT, PATCH, DELETE) pass the access checks of reference §1.7 first.
+// (POST, PUT, PATCH, DELETE) pass the access checks first (allowlist,
+// client certificate, basic auth; see requireAccess and docs/restapi.md).
 package api

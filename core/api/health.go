@@ -51,8 +51,8 @@ func (q query) get(key string) string {
 }
 
 // healthCheck decides a GET/HEAD/OPTIONS health check on path exactly as
-// Patroni's do_GET (reference §1.1): the role codes first, then the path by
-// substring, then the tag_<k>=<v> filters.
+// Patroni's do_GET: the role codes first, then the path by substring, then
+// the tag_<k>=<v> filters (docs/restapi.md lists the paths).
 func healthCheck(s *Snapshot, path string, q query, now time.Time) int {
 	if path == "/" {
 		path = "/primary"
@@ -187,7 +187,7 @@ func tagValue(t cluster.Tags, name string) (string, bool) {
 	return strings.ToLower(fmt.Sprint(v)), true
 }
 
-// livenessCheck is GET /liveness (reference §1.1): healthy while paused or
+// livenessCheck is GET /liveness (no SQL): healthy while paused or
 // while the HA loop keeps running. The next cycle is due LoopWait after the
 // last one ended; it may be late by ttl on a running primary (after that the
 // leader key is gone anyway) and by twice that elsewhere.

@@ -7,7 +7,9 @@ import (
 	"github.com/custos-ha/custos/core/ha"
 )
 
-// Operator carries out what the mutating endpoints ask (reference §1.3).
+// Operator carries out what the mutating endpoints ask (restart,
+// reinitialize, reload, switchover, failover, /config changes,
+// /failsafe).
 // The agent implements it on top of the HA loop, the DCS and the peers'
 // REST API; tests use a fake.
 //

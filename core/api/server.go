@@ -201,7 +201,7 @@ func New(cfg ServerConfig, src Source, logger hclog.Logger, opts ...Option) *Ser
 }
 
 // handle routes METHOD /segment/... to h. Unsafe methods pass the access
-// checks of reference §1.7 before h runs.
+// checks (requireAccess) before h runs.
 func (s *Server) handle(method, segment string, h http.HandlerFunc) {
 	var handler http.Handler = h
 	if unsafeMethod(method) {

@@ -38,7 +38,7 @@ const (
 )
 
 // Status is the status document served by GET /patroni and in the body of
-// every GET health check (reference §1.4), field for field in Patroni's
+// every GET health check, field for field in Patroni's
 // order and with Patroni's JSON names. Optional fields are left out when
 // zero, as Patroni leaves them out.
 //

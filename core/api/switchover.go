@@ -73,8 +73,9 @@ func (s *Server) postFailover(w http.ResponseWriter, r *http.Request) {
 
 // manualFailover is Patroni 4.x's do_POST_failover: validate, check that a
 // member can take over, write /failover, then wait for the new leader
-// (reference §1.3). A failover whose body names the leader, as patronictl
-// 3.0.2 sends it, is a switchover.
+// (200 once a new leader holds the key, 503 if the old one kept it or the
+// outcome is unknown; 202 for a scheduled switchover). A failover whose
+// body names the leader, as patronictl 3.0.2 sends it, is a switchover.
 func (s *Server) manualFailover(w http.ResponseWriter, r *http.Request, action failoverAction) {
 	body, ok := s.readBody(w, r, false)
 	if !ok {

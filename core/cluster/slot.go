@@ -9,7 +9,7 @@ import (
 const maxSlotName = 63
 
 // SlotName is the physical replication slot name of a member, as Patroni
-// computes it (reference §3.9): lower-cased, '-' and '.' become '_', any
+// computes it: lower-cased, '-' and '.' become '_', any
 // other character outside [a-z0-9_] becomes "u%04d" of its code point, cut
 // to 63 bytes.
 func SlotName(member string) string {
@@ -71,7 +71,8 @@ type SlotPlan struct {
 	// Advance moves slots forward to these positions.
 	Advance map[string]int64
 	// CopyFrom is the primary a replica copies its permanent logical slots
-	// from when they are missing (reference §3.9); nil when Permanent
+	// from when they are missing (PostgreSQL before 16 cannot create a
+	// logical slot on a standby); nil when Permanent
 	// holds none.
 	CopyFrom *Member
 }

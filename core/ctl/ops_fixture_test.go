@@ -175,7 +175,8 @@ func (h *opsHarness) serve(member string, w http.ResponseWriter, r *http.Request
 	_, _ = io.WriteString(w, a.body)
 }
 
-// patroniAnswer is what a healthy Patroni member answers (reference §1.3).
+// patroniAnswer is what a healthy Patroni member answers to the mutating
+// calls patronictl makes (status codes and bodies as Patroni sends them).
 func (h *opsHarness) patroniAnswer(r request) answer {
 	var body map[string]any
 	_ = json.Unmarshal([]byte(r.body), &body)

@@ -1,7 +1,9 @@
 package ctl
 
 import (
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +101,56 @@ func TestPyYAMLMatchesPyYAML(t *testing.T) {
 	}
 }
 
+// pyYAMLFlow against PyYAML 6's safe_dump(default_flow_style=True,
+// allow_unicode=True, width=200), the Tags cells of list -f tsv and
+// topology; the expected text was produced by PyYAML itself.
+func TestPyYAMLFlowMatchesPyYAML(t *testing.T) {
+	in := map[string]any{
+		"nofailover": true, "failover_priority": 0, "n": int64(1), "f": 1.5, "on": "on",
+		"x": "a:b", "y": "a,b", "q": "?x", "br": "x]", "sp": "a b", "h": "a#b", "u": "é", "t": "x\ty", "dash": "-x", "e2": "",
+		"nest": map[string]any{"l": []any{int64(1), "two", nil}, "e": map[string]any{}, "el": []any{}},
+	}
+	want := `{br: 'x]', dash: -x, e2: '', f: 1.5, failover_priority: 0, h: a#b, n: 1, nest: {e: {}, el: [], l: [1, two, null]}, nofailover: true, 'on': 'on', q: '?x', sp: a b, t: "x\ty", u: é, x: 'a:b', y: 'a,b'}` + "\n"
+	if got := pyYAMLFlow(in); got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+	for _, c := range []struct {
+		v    any
+		want string
+	}{
+		{map[string]any{}, "{}\n"},
+		{[]any{int64(1), "two", nil}, "[1, two, null]\n"},
+		{"x", "x\n...\n"},
+	} {
+		if got := pyYAMLFlow(c.v); got != c.want {
+			t.Errorf("pyYAMLFlow(%v) = %q, want %q", c.v, got, c.want)
+		}
+	}
+}
+
+// Tags cells are patronictl's: block YAML in the pretty table, flow YAML
+// in tsv, a mapping under list -f yaml, integral numbers of custom tags
+// written as integers (as Python reads them from the member's JSON).
+func TestTagsCells(t *testing.T) {
+	prio := 2
+	tags := cluster.Tags{NoFailover: true, FailoverPriority: &prio, Custom: map[string]any{"zone": "on", "rack": float64(3), "weight": 0.5}}
+	v := tagsValue(tags)
+	if got, want := cellString(v, false), "failover_priority: 2\nnofailover: true\nrack: 3\nweight: 0.5\nzone: 'on'"; got != want {
+		t.Errorf("pretty cell = %q, want %q", got, want)
+	}
+	if got, want := cellString(v, true), "{failover_priority: 2, nofailover: true, rack: 3, weight: 0.5, zone: 'on'}"; got != want {
+		t.Errorf("tsv cell = %q, want %q", got, want)
+	}
+	var b strings.Builder
+	l := listing{columns: []string{colMember, colTags}, rows: [][]any{{"node1", v}}}
+	if err := l.writeYAML(&b); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := b.String(), "- Member: node1\n  Tags:\n    failover_priority: 2\n    nofailover: true\n    rack: 3\n    weight: 0.5\n    zone: 'on'\n\n"; got != want {
+		t.Errorf("yaml = %q, want %q", got, want)
+	}
+}
+
 // What pyYAML writes reads back as the same value, YAML 1.1 booleans
 // included.
 func TestYAMLRoundTrip(t *testing.T) {
@@ -125,7 +177,30 @@ func TestYAMLRoundTrip(t *testing.T) {
 // unifiedDiff against Python's difflib.unified_diff as patronictl prints it
 // (expected texts produced by difflib).
 func TestUnifiedDiffMatchesDifflib(t *testing.T) {
+	// 201 lines where difflib's autojunk matters: a, b, c and d are
+	// popular (more than 1% of the lines), so difflib aligns on the kNN
+	// lines and shows a different hunk than a longest common subsequence.
+	long := make([]string, 201)
+	for i := range long {
+		if i%11 == 0 {
+			long[i] = fmt.Sprintf("k%d", i)
+		} else {
+			long[i] = string("abcd"[i*11%4])
+		}
+	}
+	changed := slices.Clone(long)
+	changed[36] = "NEW"
+	changed = slices.Delete(changed, 34, 35)
 	for _, c := range []struct{ a, b, want string }{
+		{strings.Join(long, "\n") + "\n", strings.Join(changed, "\n") + "\n",
+			"--- \n+++ \n@@ -32,9 +32,8 @@\n b\n a\n k33\n-c\n-b\n-a\n+b\n+NEW\n d\n c\n b\n"},
+		// Where a longest common subsequence is not what difflib picks.
+		{"c\nc\nc\ne\nd\ne\nd\na\na\nc\n", "a\nc\nc\ne\nd\nf\nd\na\na\nc\n",
+			"--- \n+++ \n@@ -1,9 +1,9 @@\n-c\n+a\n c\n c\n e\n d\n-e\n+f\n d\n a\n a\n"},
+		{"d\nd\na\nb\nd\nd\ne\n", "d\nd\na\nd\nd\nd\nc\nd\n",
+			"--- \n+++ \n@@ -1,7 +1,8 @@\n d\n d\n a\n-b\n d\n d\n-e\n+d\n+c\n+d\n"},
+		// Trailing newlines do not count (patronictl strips them).
+		{"a\nb\n\n\n", "a\nb\n", ""},
 		{"a\nb\nc\nd\ne\nf\ng\nh\ni\nj\nk\nl\n", "a\nB\nc\nd\ne\nf\ng\nh\ni\nj\nk\nL\nm\n",
 			"--- \n+++ \n@@ -1,5 +1,5 @@\n a\n-b\n+B\n c\n d\n e\n@@ -9,4 +9,5 @@\n i\n j\n k\n-l\n+L\n+m\n"},
 		{"x\n", "y\n", "--- \n+++ \n@@ -1 +1 @@\n-x\n+y\n"},

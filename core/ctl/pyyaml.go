@@ -2,6 +2,7 @@ package ctl
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -10,11 +11,17 @@ import (
 	"unicode"
 )
 
+// This file is the one YAML writer of custosctl's patronictl-shaped
+// output. patronictl writes all of its YAML (show-config, edit-config and
+// its diff, history and list -f yaml, the Tags cells of list) with PyYAML's
+// safe_dump(allow_unicode=True, width=200), in block style except for the
+// Tags cells of tsv and topology, which are in flow style.
+
 // pyYAML writes a JSON-like value (maps with string keys, lists, strings,
-// int64, float64, bools, nil) as PyYAML's safe_dump does for patronictl's
-// show-config and edit-config: block style, keys sorted, lists not
-// indented under their key, strings quoted only when YAML 1.1 would read
-// them as something else. Long plain strings are not folded.
+// ints, float64, bools, nil) as PyYAML's safe_dump does in block style:
+// keys sorted, lists not indented under their key, strings quoted only
+// when YAML 1.1 would read them as something else. Long plain strings are
+// not folded at PyYAML's width (patronictl's values are shorter).
 func pyYAML(v any) string {
 	var b strings.Builder
 	switch x := v.(type) {
@@ -37,18 +44,55 @@ func pyYAML(v any) string {
 // writeMapping writes the keys at indent; the caller has placed the first
 // one.
 func writeMapping(b *strings.Builder, m map[string]any, indent int) {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
 	pad := strings.Repeat(" ", indent)
-	for i, k := range keys {
+	for i, k := range slices.Sorted(maps.Keys(m)) {
 		if i > 0 {
 			b.WriteString(pad)
 		}
 		b.WriteString(stringYAML(k) + ":")
 		writeValue(b, m[k], indent, true)
+	}
+}
+
+// pyYAMLFlow writes a JSON-like value as PyYAML's safe_dump does with
+// default_flow_style=True: {key: value, ...} and [item, ...] on one line,
+// keys sorted, scalars quoted by the stricter rules of flow context. Lines
+// are not wrapped at PyYAML's width (Tags cells are shorter).
+func pyYAMLFlow(v any) string {
+	switch v.(type) {
+	case map[string]any, []any:
+		var b strings.Builder
+		writeFlow(&b, v)
+		return b.String() + "\n"
+	}
+	return pyYAML(v)
+}
+
+func writeFlow(b *strings.Builder, v any) {
+	switch x := v.(type) {
+	case map[string]any:
+		b.WriteByte('{')
+		for i, k := range slices.Sorted(maps.Keys(x)) {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(quotedYAML(k, true) + ": ")
+			writeFlow(b, x[k])
+		}
+		b.WriteByte('}')
+	case []any:
+		b.WriteByte('[')
+		for i, e := range x {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			writeFlow(b, e)
+		}
+		b.WriteByte(']')
+	case string:
+		b.WriteString(quotedYAML(x, true))
+	default:
+		b.WriteString(scalarYAML(v))
 	}
 }
 
@@ -163,11 +207,14 @@ var yaml11Implicit = []*regexp.Regexp{
 	regexp.MustCompile(`^(?:=)$`),
 }
 
-// stringYAML writes a string plain when PyYAML would, else single-quoted,
-// or double-quoted with escapes when it holds characters a single-quoted
-// scalar cannot show.
-func stringYAML(s string) string {
-	if plainAllowed(s) {
+// stringYAML writes a string in block context.
+func stringYAML(s string) string { return quotedYAML(s, false) }
+
+// quotedYAML writes a string plain when PyYAML would (in flow context if
+// flow), else single-quoted, or double-quoted with escapes when it holds
+// characters a single-quoted scalar cannot show.
+func quotedYAML(s string, flow bool) string {
+	if plainAllowed(s, flow) {
 		return s
 	}
 	for _, r := range s {
@@ -178,8 +225,13 @@ func stringYAML(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
 
-func plainAllowed(s string) bool {
+func plainAllowed(s string, flow bool) bool {
 	if s == "" || s != strings.TrimSpace(s) {
+		return false
+	}
+	// In flow context these end or separate a collection, and a colon
+	// anywhere could start a value.
+	if flow && (strings.ContainsAny(s, ",?[]{}") || strings.Contains(s, ":")) {
 		return false
 	}
 	for _, re := range yaml11Implicit {

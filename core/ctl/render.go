@@ -1,7 +1,7 @@
 package ctl
 
 import (
-	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -10,8 +10,6 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf16"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/custos-ha/custos/core/api"
 	"github.com/custos-ha/custos/core/cluster"
@@ -58,6 +56,9 @@ type listing struct {
 	rows    [][]any
 	// serviceInfo are the lines printed under the pretty table.
 	serviceInfo []string
+	// flowTags writes the Tags cells of the pretty table in YAML flow
+	// style, as patronictl's topology does (list uses block style).
+	flowTags bool
 }
 
 // newListing builds the listing of the cluster named name from a DCS read,
@@ -79,7 +80,7 @@ func buildListing(name string, c *cluster.Cluster, extended, tree bool) listing 
 	if tree {
 		info.Members = topologyOrder(info.Members)
 	}
-	l := listing{title: fmt.Sprintf(" Cluster: %s (%s) ", name, initializeState(c))}
+	l := listing{title: fmt.Sprintf(" Cluster: %s (%s) ", name, initializeState(c)), flowTags: tree}
 
 	l.columns = []string{colCluster, colMember, colHost, colRole, colState, colTL, colLag}
 	optional := []struct {
@@ -114,7 +115,7 @@ func buildListing(name string, c *cluster.Cluster, extended, tree bool) listing 
 			values[colPendingRestart] = "*"
 		}
 		if !m.Tags.IsZero() {
-			values[colTags] = m.Tags.Map()
+			values[colTags] = tagsValue(m.Tags)
 		}
 		row := make([]any, len(l.columns))
 		for i, col := range l.columns {
@@ -269,6 +270,21 @@ func lagCell(l *api.Lag) any {
 	return int64(math.RoundToEven(float64(l.Bytes) / mebibyte))
 }
 
+// tagsValue is the Tags cell: the tags as a JSON-like tree whose numbers
+// are int64 when integral, as Python reads the member's JSON (the tags keep
+// other tags' numbers as float64).
+func tagsValue(t cluster.Tags) any {
+	data, err := json.Marshal(t)
+	if err != nil {
+		return t.Map()
+	}
+	v, err := decodeJSONValue(data)
+	if err != nil {
+		return t.Map()
+	}
+	return v
+}
+
 // scheduledRestartCell is the schedule, with its version condition.
 func scheduledRestartCell(sr map[string]any) string {
 	if len(sr) == 0 {
@@ -303,7 +319,7 @@ func (l listing) writePretty(w io.Writer) error {
 	for _, r := range l.rows {
 		cells := make([]string, 0, len(r)-1)
 		for _, v := range r[1:] {
-			cells = append(cells, cellString(v, false))
+			cells = append(cells, cellString(v, l.flowTags))
 		}
 		t.rows = append(t.rows, cells)
 	}
@@ -363,7 +379,7 @@ func (l listing) writeJSON(w io.Writer) error {
 // writeYAML prints a YAML list of mappings, keys sorted, blank cells left
 // out (PyYAML's safe_dump, as patronictl uses it).
 func (l listing) writeYAML(w io.Writer) error {
-	seq := &yaml.Node{Kind: yaml.SequenceNode}
+	rows := make([]any, 0, len(l.rows))
 	for _, r := range l.rows {
 		values := map[string]any{}
 		for j, v := range r {
@@ -371,21 +387,10 @@ func (l listing) writeYAML(w io.Writer) error {
 				values[l.columns[j]] = v
 			}
 		}
-		m, err := sortedMapping(values)
-		if err != nil {
-			return err
-		}
-		seq.Content = append(seq.Content, m)
-	}
-	if len(seq.Content) == 0 {
-		seq.Style = yaml.FlowStyle
-	}
-	out, err := encodeYAML(seq)
-	if err != nil {
-		return err
+		rows = append(rows, values)
 	}
 	// patronictl echoes the YAML with a newline of its own.
-	_, err = w.Write(append(out, '\n'))
+	_, err := io.WriteString(w, pyYAML(rows)+"\n")
 	return err
 }
 
@@ -394,69 +399,19 @@ func isBlank(v any) bool {
 	return ok && s == ""
 }
 
-// cellString is a cell as text: tags as YAML (block style in the pretty
-// table, flow style in tsv), numbers in decimal.
+// cellString is a cell as text: tags as YAML (block style in list's
+// pretty table, flow style in tsv and topology), numbers in decimal.
 func cellString(v any, flow bool) string {
 	switch x := v.(type) {
 	case string:
 		return x
 	case map[string]any:
-		m, err := sortedMapping(x)
-		if err != nil {
-			return fmt.Sprint(x)
-		}
 		if flow {
-			m.Style = yaml.FlowStyle
+			return strings.TrimSpace(pyYAMLFlow(x))
 		}
-		out, err := encodeYAML(m)
-		if err != nil {
-			return fmt.Sprint(x)
-		}
-		return strings.TrimSpace(string(out))
+		return strings.TrimSpace(pyYAML(x))
 	}
 	return fmt.Sprint(v)
-}
-
-// sortedMapping is a YAML mapping of values with its keys sorted by code
-// point, as PyYAML sorts them.
-func sortedMapping(values map[string]any) (*yaml.Node, error) {
-	keys := make([]string, 0, len(values))
-	for k := range values {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	m := &yaml.Node{Kind: yaml.MappingNode}
-	for _, k := range keys {
-		var kn, vn yaml.Node
-		if err := kn.Encode(k); err != nil {
-			return nil, err
-		}
-		v := values[k]
-		if sub, ok := v.(map[string]any); ok {
-			sm, err := sortedMapping(sub)
-			if err != nil {
-				return nil, err
-			}
-			vn = *sm
-		} else if err := vn.Encode(v); err != nil {
-			return nil, fmt.Errorf("encoding %s as YAML: %w", k, err)
-		}
-		m.Content = append(m.Content, &kn, &vn)
-	}
-	return m, nil
-}
-
-func encodeYAML(n *yaml.Node) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(2)
-	if err := enc.Encode(n); err != nil {
-		return nil, fmt.Errorf("encoding YAML: %w", err)
-	}
-	if err := enc.Close(); err != nil {
-		return nil, fmt.Errorf("encoding YAML: %w", err)
-	}
-	return buf.Bytes(), nil
 }
 
 // pyJSON encodes a value as Python's json.dumps does by default: ", " and

@@ -18,7 +18,7 @@ import (
 )
 
 // TestFailsafe, in the spirit of Patroni's dcs_failsafe_mode feature
-// (reference §3.12), on an etcd of its own that the test kills: with
+// (see docs/fencing.md), on an etcd of its own that the test kills: with
 // failsafe_mode on, a healthy three-member cluster keeps its primary
 // writable while the DCS is down, because every member listed in /failsafe
 // acknowledges it; with one replica also down, the primary demotes; with

@@ -11,8 +11,9 @@ import (
 	"time"
 )
 
-// Failover guards (reference §3.2), in the spirit of Patroni's
-// priority_failover feature: who may win the leader race.
+// Failover guards (nofailover, failover_priority, maximum_lag_on_failover),
+// in the spirit of Patroni's priority_failover feature: who may win the
+// leader race.
 
 // raceHold is how long, after the leader's lease can have expired, the
 // tests that expect no failover watch for one: several loop_waits in which

@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// TestLogicalSlots: a permanent logical slot (reference §3.9) is copied
+// TestLogicalSlots: a permanent logical slot is copied
 // from the primary to the replicas that stream from it (one restart each,
 // logged) and advanced there to the position the primary publishes in
 // /status; when the primary dies, the new primary has the slot at the

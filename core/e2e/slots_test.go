@@ -8,8 +8,8 @@ import (
 	"testing"
 )
 
-// Replication slots (reference §3.9), in the spirit of Patroni's
-// permanent_slots and ignored_slots features.
+// Replication slots (member, permanent and ignored), in the spirit of
+// Patroni's permanent_slots and ignored_slots features.
 
 // TestSlots: permanent physical and logical slots on the primary, member
 // slots everywhere (member_slots_ttl keeps them on failover-eligible

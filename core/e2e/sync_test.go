@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// Synchronous replication (reference §3.8), in the spirit of Patroni's
+// Synchronous replication (on, strict and quorum), in the spirit of Patroni's
 // basic_replication and priority_sync features.
 
 // syncWait is how long a commit may wait for a synchronous standby before

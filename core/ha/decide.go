@@ -549,10 +549,10 @@ func (d *decider) follow() {
 }
 
 // upstream is the member a replica streams from: its replicatefrom member
-// when that one runs as a replica, else the leader (reference §3.9,
-// cascading replication); "" for a member tagged nostream, which replays
-// only the WAL its restore_command finds (no primary_conninfo, and so no
-// slot on any upstream).
+// when that one runs as a replica, else the leader (cascading
+// replication, as Patroni does it); "" for a member tagged nostream,
+// which replays only the WAL its restore_command finds (no
+// primary_conninfo, and so no slot on any upstream).
 func (d *decider) upstream() string {
 	if d.in.Config.Tags.NoStream {
 		return ""
@@ -730,8 +730,8 @@ func (d *decider) leaderRunsAsPrimary() bool {
 }
 
 // needsRewind decides whether the stopped local data diverged from the
-// leader's timeline (reference §3.6); known is false while the leader's
-// history does not yet cover the local timeline.
+// leader's timeline (see postgres.NeedsRewind for the rules); known is
+// false while the leader's history does not yet cover the local timeline.
 func (d *decider) needsRewind() (need, known bool) {
 	mine := d.pg.ControlTimeline
 	theirs := d.leaderTimeline()

@@ -4,7 +4,9 @@
 // actions) to an ordered list of actions and a human-readable reason. It
 // does no I/O and reads no clock; the controller executes what it returns.
 //
-// The rules follow Patroni's HA loop (reference §3.1-3.6). Scenario tests in
+// The rules are those of Patroni's HA loop: its cycle decision table, the
+// leader race, the promotion, the switchover, the demote modes and the
+// rewind decision, so that a mixed cluster behaves as one. Scenario tests in
 // testdata/*.txt drive Decide with text descriptions of the world; the
 // invariants in invariants.go are checked on every scenario and on randomly
 // generated inputs.

@@ -41,8 +41,12 @@ func FailoverPossible(cfg Config, me string, lsn int64, peers []Peer, candidate 
 	return false, why
 }
 
-// manualFailover runs the leader's part of a requested switchover
-// (reference §3.4). It returns true when it decided the cycle.
+// manualFailover runs the leader's part of a requested switchover or
+// failover: a scheduled one waits until it is at most loop_wait away (and
+// is cleared once stale), then the leader steps down gracefully if a
+// member can take over; a request naming another leader, or none the
+// leader can carry out, is cleared. It returns true when it decided the
+// cycle.
 func (d *decider) manualFailover(f *cluster.Failover) bool {
 	cfg := d.in.Config
 	if d.mem.HandOffFailed != "" {
@@ -108,7 +112,8 @@ func (d *decider) manualFailover(f *cluster.Failover) bool {
 	}
 	peers := d.in.Peers
 	if d.syncActive() {
-		// Only a synchronous standby may take over (reference §3.2).
+		// In synchronous mode only a member listed in /sync may take
+		// over: the others may lack committed transactions.
 		peers = d.syncPeers(peers)
 	}
 	if ok, why := FailoverPossible(cfg, d.in.Name, lsn, peers, f.Candidate); !ok {

@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// Quorum commit (synchronous_mode = "quorum", reference §3.8).
+// Quorum commit (synchronous_mode = "quorum", PostgreSQL 10 and later).
 //
 // PostgreSQL acknowledges a commit once numsync members of the set S named
 // in synchronous_standby_names = ANY numsync (S) flushed it. /sync names the

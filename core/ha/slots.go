@@ -6,7 +6,7 @@ import (
 	"github.com/custos-ha/custos/core/cluster"
 )
 
-// leaderSlots is the primary's slot plan (reference §3.9): a physical slot
+// leaderSlots is the primary's slot plan: a physical slot
 // for every member streaming from it (not nostream, not cascading from
 // another replica: a cascading member whose upstream is not a running
 // replica falls back to the leader, and its slot with it) and every
@@ -75,7 +75,7 @@ const minLogicalCopyVersion = 110000
 // from the leader, when it streams from the leader through its own slot
 // there (use_slots, not nostream, not cascading), so that its
 // hot_standby_feedback holds the catalog rows the slots need on the
-// primary (reference §3.9; Patroni's rule).
+// primary (Patroni's rule).
 func (d *decider) keepsLogicalSlots() bool {
 	cfg := d.in.Config
 	leader := d.c.LeaderName()

@@ -44,7 +44,7 @@ func (d *decider) syncPeers(peers []Peer) []Peer {
 
 // prePromoteSync is the /sync write that must succeed before a promotion
 // in synchronous mode: me as the leader, with the old synchronous standbys
-// in strict mode (reference §3.3). The compare-and-set keeps two members
+// in strict mode, none otherwise. The compare-and-set keeps two members
 // from both believing they may promote.
 func (d *decider) prePromoteSync() []Action {
 	if d.in.Config.SyncMode == SyncQuorum {
@@ -65,8 +65,8 @@ func (d *decider) prePromoteSync() []Action {
 }
 
 // syncReplication is the primary's synchronous replication duty of one
-// cycle (reference §3.8): it returns the actions and whether the cycle
-// should say so.
+// cycle (synchronous_mode on, strict or quorum; off deletes /sync): it
+// adds the actions and, when they change something, the cycle's note.
 func (d *decider) syncReplication() {
 	cfg := d.in.Config
 	s := d.c.Sync

@@ -31,12 +31,12 @@ type Config struct {
 	RemoveDataDirectoryOnRewindFailure     bool
 	RemoveDataDirectoryOnDivergedTimelines bool
 
-	// Synchronous replication (reference §3.8): SyncMode is "off", "on"
-	// or "quorum".
+	// Synchronous replication: SyncMode is "off", "on" (priority,
+	// FIRST n) or "quorum" (ANY n).
 	SyncMode   string
 	SyncStrict bool
 	// FailsafeMode keeps a primary running while the DCS is down as long
-	// as every member in /failsafe acknowledges it (reference §3.12).
+	// as every other member in /failsafe accepts its POST /failsafe.
 	FailsafeMode         bool
 	SyncNodeCount        int
 	MaximumLagOnSyncNode int64
@@ -305,7 +305,8 @@ const (
 	RequestReinitialize  RequestKind = "reinitialize"
 )
 
-// Request is an operator's request (reference §1.3).
+// Request is an operator's request, from the mutating REST endpoints
+// (POST /restart, /reinitialize and the like).
 type Request struct {
 	Kind RequestKind
 	// Restart conditions: Role ("primary", "replica", "standby_leader";

@@ -18,7 +18,8 @@ import (
 	"github.com/custos-ha/custos/core/cluster"
 )
 
-// Permanent logical slots on replicas (reference §3.9). PostgreSQL 11 to
+// Permanent logical slots on replicas, so that a logical consumer can go
+// on from the new primary after a failover. PostgreSQL 11 to
 // 15 cannot create a logical slot on a standby, but it loads one found in
 // pg_replslot at start-up and pg_replication_slot_advance moves it there
 // (fast-forward decoding, clamped to the replay position). So a replica

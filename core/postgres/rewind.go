@@ -147,7 +147,7 @@ func PositionFromControlData(cd ControlData) (Position, bool) {
 
 // NeedsRewind decides whether the local data directory diverged from the
 // leader, given the leader's timeline and its timeline history (Patroni's
-// rules, reference §3.6):
+// rules):
 //   - a local timeline ahead of the leader's diverged;
 //   - the same timeline did not;
 //   - otherwise find the local timeline in the leader's history: a standby

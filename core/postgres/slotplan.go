@@ -23,10 +23,11 @@ type SlotPlan struct {
 	Wanted []cluster.SlotSpec
 	// Ignore are never dropped.
 	Ignore []cluster.SlotMatcher
-	// Advance moves slots forward to these positions (a replica keeping
-	// the primary's permanent slots, reference §3.9): physical ones, and
-	// on a replica the wanted logical ones, which are to be copied from
-	// the primary when missing (SlotChanges.Copy).
+	// Advance moves slots forward to these positions (on a replica, the
+	// primary's permanent slots follow the positions it publishes in
+	// /status): physical ones, and on a replica the wanted logical ones,
+	// which are to be copied from the primary when missing
+	// (SlotChanges.Copy).
 	Advance map[string]LSN
 }
 

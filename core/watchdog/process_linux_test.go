@@ -202,6 +202,10 @@ func TestFencerKillsAfterTheAgentIsGone(t *testing.T) {
 	// The agent dies: its end of the pipe closes without a disarm.
 	p.in.Close()
 	eventually(t, within, "an armed fencer whose agent is gone did not kill", g.killed)
+	// The fencer logs the kill after making it.
+	eventually(t, within, "the fencer did not log the kill", func() bool {
+		return strings.Contains(stderr.String(), "killed the target's process group")
+	})
 	log := stderr.String()
 	if !strings.Contains(log, "closed the pipe while armed") || !strings.Contains(log, "killed the target's process group") {
 		t.Errorf("fencer log:\n%s", log)

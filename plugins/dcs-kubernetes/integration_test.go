@@ -286,7 +286,8 @@ func parseTime(t *testing.T, what, s string) time.Time {
 }
 
 // TestPatroniLayout checks what lands in Kubernetes, object by object,
-// against Patroni's layout (reference §2.3), in both modes.
+// against Patroni's layout (object names, annotations, labels), in both
+// modes.
 func TestPatroniLayout(t *testing.T) {
 	t.Parallel()
 	for _, mode := range []string{"configmaps", "endpoints"} {

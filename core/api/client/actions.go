@@ -12,7 +12,7 @@ import (
 	"strings"
 )
 
-// Endpoints of the mutating calls, as Patroni names them (reference §1.3).
+// Endpoints of the mutating calls, as Patroni names them.
 const (
 	EndpointSwitchover   = "switchover"
 	EndpointFailover     = "failover"
@@ -107,7 +107,8 @@ func (c *Client) Reinitialize(ctx context.Context, apiURL string, req Reinitiali
 }
 
 // FailsafeRequest is the body a primary POSTs to /failsafe while the DCS
-// is down (reference §1.3).
+// is down, to every other member listed in /failsafe; a replica answers
+// "Accepted" with its WAL position in the lsn header.
 type FailsafeRequest struct {
 	Name    string           `json:"name"`
 	ConnURL string           `json:"conn_url"`

@@ -39,7 +39,7 @@ const (
 type Options struct {
 	// Username and Password are sent as basic auth when Username is set,
 	// on the unsafe methods only (POST, PUT, PATCH, DELETE): GET endpoints
-	// are open on every member (reference §1.7), and a member's api_url
+	// are open on every member (as with Patroni), and a member's api_url
 	// comes from the DCS, which anyone able to write it could point at a
 	// host that collects the credentials.
 	Username string

@@ -68,7 +68,7 @@ func utc(s string) time.Time {
 	return t
 }
 
-// Samples of Patroni's own /patroni answers (reference §1.4), decoded the
+// Samples of Patroni's own /patroni answers (3.0.2 and 4.x), decoded the
 // way the leader race reads them.
 func TestDecodePatroniSamples(t *testing.T) {
 	c := newClient(t, Options{})

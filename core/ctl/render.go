@@ -13,6 +13,7 @@ import (
 
 	"github.com/custos-ha/custos/core/api"
 	"github.com/custos-ha/custos/core/cluster"
+	"github.com/custos-ha/custos/core/config"
 )
 
 // Columns of `list`: Patroni 3.0.2's, in its order.
@@ -278,7 +279,7 @@ func tagsValue(t cluster.Tags) any {
 	if err != nil {
 		return t.Map()
 	}
-	v, err := decodeJSONValue(data)
+	v, err := config.DecodeJSON(data)
 	if err != nil {
 		return t.Map()
 	}

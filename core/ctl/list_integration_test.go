@@ -43,9 +43,9 @@ func release(t *testing.T) (bin string) {
 		if releaseBuildErr = os.MkdirAll(filepath.Join(releaseBin, "plugins"), 0o755); releaseBuildErr != nil {
 			return
 		}
-		// root stays private (0700): as root, the demo test then sees a
-		// checkout the postgres user cannot reach, and must run copies.
-		for _, p := range []string{releaseBin, filepath.Join(releaseBin, "plugins")} {
+		// Readable by everyone: the live cluster's agents run as postgres
+		// when the tests run as root.
+		for _, p := range []string{root, releaseBin, filepath.Join(releaseBin, "plugins")} {
 			if releaseBuildErr = os.Chmod(p, 0o755); releaseBuildErr != nil {
 				return
 			}

@@ -140,24 +140,6 @@ func alive(pid int) bool {
 	return st.state != 'Z'
 }
 
-// postmasterPID reads the pid of a live postmaster from its data
-// directory, 0 when there is none.
-func postmasterPID(dataDir string) int {
-	data, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || !alive(pid) {
-		return 0
-	}
-	if st, err := readStat(pid); err != nil || st.comm != "postgres" {
-		return 0
-	}
-	return pid
-}
-
 // killNow SIGKILLs the processes and waits until they are gone.
 func killNow(pids []int, timeout time.Duration) error {
 	for _, p := range pids {

@@ -52,7 +52,11 @@ func (m *Member) APIURL(path string) string { return "http://" + m.APIAddr() + p
 
 // Config is m's custos configuration before Options.Edit: what every
 // cluster needs.
-func (m *Member) Config() *Config {
+func (m *Member) Config() *Config { return m.ConfigWith(m.c.opts.DCS) }
+
+// ConfigWith is Config with another DCS section (what moving the member to
+// another DCS would change).
+func (m *Member) ConfigWith(dcsSection DCS) *Config {
 	o := m.c.opts
 	c := &Config{}
 	c.Set("", "scope", o.Scope)
@@ -67,9 +71,9 @@ func (m *Member) Config() *Config {
 			c.Set(section, "password", o.API.Password)
 		}
 	}
-	dcs := "dcs." + o.DCS.Name
+	dcs := "dcs." + dcsSection.Name
 	c.Table(dcs)
-	for _, l := range o.DCS.Lines {
+	for _, l := range dcsSection.Lines {
 		c.Line(dcs, l)
 	}
 	if o.Timings.TTL > 0 {
@@ -205,6 +209,15 @@ func (m *Member) PID() int {
 		return p.cmd.Process.Pid
 	}
 	return 0
+}
+
+// Cmd is the process of the agent's last run (its pid, a signal a test
+// sends); nil when it was never started.
+func (m *Member) Cmd() *exec.Cmd {
+	if p := m.current(); p != nil {
+		return p.cmd
+	}
+	return nil
 }
 
 // Done is closed when the agent's last run exits; nil when it was never

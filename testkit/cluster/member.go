@@ -161,7 +161,7 @@ func (m *Member) Start() error {
 	cmd.Env = append(env, cmd.Env...)
 	cmd.Dir = m.Dir
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.RunAs, Pdeathsig: syscall.SIGTERM, Setpgid: true}
+	cmd.SysProcAttr = sysProcAttr(o.RunAs)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("%s: starting the agent: %w", m.Name, err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -167,29 +166,22 @@ func (c *cluster) start(ctx context.Context) (*member, error) {
 	return c.waitHealthy(ctx, formTimeout)
 }
 
-// health is nil when the cluster is whole: the leader key names a member
-// whose /primary says 200, the two others answer 200 on /replica, and
-// PostgreSQL on the leader streams to both. It returns the leader.
+// health is nil when the cluster is whole: the harness finds one member
+// answering 200 on /primary and the others on /replica, the leader key
+// names that member, and PostgreSQL on the leader streams to both others.
+// It returns the leader.
 func (c *cluster) health(ctx context.Context) (*member, error) {
+	primary, err := c.h.Healthy(ctx)
+	if err != nil {
+		return nil, err
+	}
 	name, _, err := c.etcd.leaderKey(ctx, c.prefix())
 	if err != nil {
 		return nil, err
 	}
 	leader := c.member(name)
-	if leader == nil {
-		return nil, fmt.Errorf("leader key holds %q", name)
-	}
-	for _, m := range c.members {
-		if !m.Running() {
-			return nil, fmt.Errorf("%s: the agent is not running", m.Name)
-		}
-		path := "/replica"
-		if m == leader {
-			path = "/primary"
-		}
-		if code, _, err := m.Get(ctx, path); err != nil || code != http.StatusOK {
-			return nil, fmt.Errorf("%s: GET %s: %d %v", m.Name, path, code, err)
-		}
+	if leader == nil || leader.Member != primary {
+		return nil, fmt.Errorf("leader key holds %q, %s answers /primary", name, primary.Name)
 	}
 	n, err := leader.streamingReplicas(ctx)
 	if err != nil {

@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	tkcluster "github.com/custos-ha/custos/testkit/cluster"
 )
 
 var (
@@ -46,26 +47,12 @@ func release(t *testing.T) (bin string) {
 		}
 		releaseRoot = root
 		releaseBin = filepath.Join(root, "bin")
-		if releaseBuildErr = os.MkdirAll(filepath.Join(releaseBin, "plugins"), 0o755); releaseBuildErr != nil {
-			return
-		}
-		for _, p := range []string{releaseBin, filepath.Join(releaseBin, "plugins")} {
-			if releaseBuildErr = os.Chmod(p, 0o755); releaseBuildErr != nil {
-				return
-			}
-		}
-		for out, pkg := range map[string]string{
-			"custos":                          "github.com/custos-ha/custos/cmd/custos",
-			"custosctl":                       "github.com/custos-ha/custos/cmd/custosctl",
-			"plugins/custos-plugin-dcs-etcd3": "github.com/custos-ha/custos/plugins/dcs-etcd3",
-			"plugins/custos-plugin-replica-basebackup": "github.com/custos-ha/custos/plugins/replica-basebackup",
-		} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(releaseBin, out), pkg)
-			if b, err := cmd.CombinedOutput(); err != nil {
-				releaseBuildErr = fmt.Errorf("building %s: %v\n%s", pkg, err, b)
-				return
-			}
-		}
+		releaseBuildErr = tkcluster.Build(releaseBin, map[string]string{
+			"custos":                            tkcluster.Custos,
+			"custosctl":                         tkcluster.Custosctl,
+			tkcluster.PluginBinary("dcs-etcd3"): tkcluster.Plugin("dcs-etcd3"),
+			tkcluster.PluginBinary("replica-basebackup"): tkcluster.Plugin("replica-basebackup"),
+		})
 	})
 	if releaseBuildErr != nil {
 		t.Fatal(releaseBuildErr)

@@ -212,11 +212,15 @@ func TestOperationsAgainstLiveCluster(t *testing.T) {
 	leader = candidate
 	lc.healthy(2 * time.Minute)
 
-	// history shows the promotion.
-	out = lc.ctl("", exitOK, "history", "-f", "tsv")
-	if !regexp.MustCompile(`(?m)^\d+\t\d+\t[^\t]*\t\S+\t` + leader + `$`).MatchString(out) {
-		t.Errorf("history has no line for %s:\n%s", leader, out)
-	}
+	// history shows the promotion, once the new leader's next cycle has
+	// published its timeline's history.
+	lc.eventually("a history line for "+leader, time.Minute, func() error {
+		out := lc.ctl("", exitOK, "history", "-f", "tsv")
+		if !regexp.MustCompile(`(?m)^\d+\t\d+\t[^\t]*\t\S+\t` + leader + `$`).MatchString(out) {
+			return fmt.Errorf("history has no line for %s:\n%s", leader, out)
+		}
+		return nil
+	})
 
 	// edit-config: a reloadable and a restart-only change, and a refused
 	// one.

@@ -26,8 +26,6 @@ const (
 	maximumLagOnFailover = 1048576
 	// httpTimeout bounds one REST call of the probes.
 	httpTimeout = 3 * time.Second
-	// pollInterval is how often WaitHealthy asks again.
-	pollInterval = 200 * time.Millisecond
 )
 
 // DCS is the members' DCS section: [dcs.<Name>] with Lines, e.g. Name
@@ -233,9 +231,14 @@ func (c *Cluster) Leader(ctx context.Context) (*Member, error) {
 	}
 }
 
-// Healthy returns the leader when one member is the primary and every
-// other answers 200 on /replica (a running replica).
+// Healthy returns the leader when every agent runs, one member answers
+// 200 on /primary and every other 200 on /replica (a running replica).
 func (c *Cluster) Healthy(ctx context.Context) (*Member, error) {
+	for _, m := range c.Members {
+		if !m.Running() {
+			return nil, fmt.Errorf("%s: the agent is not running", m.Name)
+		}
+	}
 	leader, err := c.Leader(ctx)
 	if err != nil {
 		return nil, err
@@ -244,30 +247,11 @@ func (c *Cluster) Healthy(ctx context.Context) (*Member, error) {
 		if m == leader {
 			continue
 		}
-		if !m.Running() {
-			return nil, fmt.Errorf("%s: the agent is not running", m.Name)
-		}
 		if code, _, err := m.Get(ctx, "/replica"); err != nil || code != http.StatusOK {
 			return nil, fmt.Errorf("%s: GET /replica: %d %v", m.Name, code, err)
 		}
 	}
 	return leader, nil
-}
-
-// WaitHealthy polls Healthy until it holds or ctx ends; the error then
-// says what was missing last.
-func (c *Cluster) WaitHealthy(ctx context.Context) (*Member, error) {
-	for {
-		leader, err := c.Healthy(ctx)
-		if err == nil {
-			return leader, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("cluster %s not healthy: %w (%w)", c.opts.Scope, err, ctx.Err())
-		case <-time.After(pollInterval):
-		}
-	}
 }
 
 // Get sends GET path to m's REST API and returns the status and body.

@@ -10,7 +10,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
-MODULES := . core plugin/sdk bench testkit $(sort $(wildcard plugins/*))
+MODULES := . core plugin/sdk bench demo testkit $(sort $(wildcard plugins/*))
 PLUGINS := $(notdir $(sort $(wildcard plugins/*)))
 PROTOS := $(shell find plugin/sdk/proto -name '*.proto')
 TEST_TIMEOUT ?= 20m
@@ -27,17 +27,18 @@ help: ## Show this help
 build: export CGO_ENABLED := 0
 
 .PHONY: build
-build: ## Build bin/custos, bin/custosctl and bin/plugins/custos-plugin-*
+build: ## Build bin/custos, bin/custosctl, bin/custos-demo and bin/plugins/custos-plugin-*
 	@mkdir -p bin/plugins
 	$(GO) build -o bin/custos ./cmd/custos
 	$(GO) build -o bin/custosctl ./cmd/custosctl
+	$(GO) build -o bin/custos-demo ./demo
 	@for p in $(PLUGINS); do \
 		echo "$(GO) build -o bin/plugins/custos-plugin-$$p ./plugins/$$p"; \
 		$(GO) build -o bin/plugins/custos-plugin-$$p ./plugins/$$p || exit 1; \
 	done
 	@chmod 755 bin/plugins
 
-# Arguments for custosctl demo, e.g. make demo DEMO_ARGS="--members 5 --keep".
+# Arguments for custos-demo, e.g. make demo DEMO_ARGS="--members 5 --keep".
 DEMO_ARGS ?=
 
 .PHONY: demo
@@ -48,7 +49,7 @@ demo: build ## Run a three-member cluster (embedded etcd, PostgreSQL) until Ctrl
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null; \
 	fi
-	bin/custosctl demo $(DEMO_ARGS)
+	bin/custos-demo $(DEMO_ARGS)
 
 # Arguments for the benchmark, e.g. make bench BENCH_ARGS="-trials 2 -profiles fast".
 BENCH_ARGS ?=

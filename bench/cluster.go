@@ -3,21 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/custos-ha/custos/core/reaper"
+	tkcluster "github.com/custos-ha/custos/testkit/cluster"
 )
 
 // Credentials of the clusters under test.
@@ -53,10 +48,9 @@ func (p profile) String() string {
 type system interface {
 	// label names it in the table.
 	label() string
-	// writeConfig writes m's configuration file.
-	writeConfig(m *member) error
-	// command is m's agent process, not started.
-	command(m *member) *exec.Cmd
+	// configure tells the cluster harness how to write a member's
+	// configuration and start its agent.
+	configure(o *tkcluster.Options, c *cluster)
 }
 
 // runEnv is what every cluster shares.
@@ -79,20 +73,14 @@ type cluster struct {
 	scope   string
 	dir     string
 	etcd    *etcdServer
+	h       *tkcluster.Cluster
 	members []*member
 }
 
-// member is one agent with its PostgreSQL.
+// member is one agent with its PostgreSQL, as the harness runs it.
 type member struct {
-	c                   *cluster
-	name                string
-	dir, dataDir        string
-	configPath, logPath string
-	apiPort, pgPort     int
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	*tkcluster.Member
+	c *cluster
 }
 
 // newCluster creates the directories, the etcd and the configuration of a
@@ -110,38 +98,27 @@ func newCluster(env *runEnv, sys system, prof profile) (*cluster, error) {
 	if c.etcd, err = startEtcd(env.etcdBin, filepath.Join(dir, "etcd")); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(6)
-	if err != nil {
+	o := tkcluster.Options{
+		Scope: scope, Members: 3, Dir: dir, Label: "bench",
+		PgBinDir:    env.pgBinDir,
+		DCS:         tkcluster.DCS{Name: "etcd3", Lines: []string{"hosts = " + tkcluster.TOMLValue([]string{c.etcd.endpoint})}},
+		Timings:     tkcluster.Timings{TTL: prof.ttl, LoopWait: prof.loopWait, RetryTimeout: prof.retryTimeout},
+		Superuser:   tkcluster.Role{Username: superuser, Password: superuserPass},
+		Replication: tkcluster.Role{Username: replicationUser, Password: replicationPass},
+		RunAs:       env.cred,
+		ConfigPath:  func(m *tkcluster.Member) string { return filepath.Join(m.Dir, "config") },
+		LogPath:     func(m *tkcluster.Member) string { return filepath.Join(m.Dir, "agent.log") },
+		Env: func(m *tkcluster.Member) []string {
+			return []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + m.Dir, "TMPDIR=" + m.Dir, "LANG=C.UTF-8", "LC_ALL=C.UTF-8"}
+		},
+	}
+	sys.configure(&o, c)
+	if c.h, err = tkcluster.New(o); err != nil {
 		c.close()
 		return nil, err
 	}
-	for i := range 3 {
-		name := fmt.Sprintf("node%d", i+1)
-		mdir := filepath.Join(dir, name)
-		if err := os.Mkdir(mdir, 0o700); err != nil {
-			c.close()
-			return nil, err
-		}
-		if err := env.chown(mdir); err != nil {
-			c.close()
-			return nil, err
-		}
-		m := &member{
-			c: c, name: name, dir: mdir,
-			dataDir:    filepath.Join(mdir, "data"),
-			configPath: filepath.Join(mdir, "config"),
-			logPath:    filepath.Join(mdir, "agent.log"),
-			apiPort:    ports[2*i], pgPort: ports[2*i+1],
-		}
-		if err := sys.writeConfig(m); err != nil {
-			c.close()
-			return nil, fmt.Errorf("writing %s's configuration: %w", name, err)
-		}
-		if err := env.chown(m.configPath); err != nil {
-			c.close()
-			return nil, err
-		}
-		c.members = append(c.members, m)
+	for _, m := range c.h.Members {
+		c.members = append(c.members, &member{Member: m, c: c})
 	}
 	return c, nil
 }
@@ -158,11 +135,9 @@ func (c *cluster) prefix() string { return "/service/" + c.scope + "/" }
 
 // close stops the agents and etcd, and removes the files unless kept.
 func (c *cluster) close() {
-	var wg sync.WaitGroup
-	for _, m := range c.members {
-		wg.Go(m.stop)
+	if c.h != nil {
+		_ = c.h.Stop(stopTimeout)
 	}
-	wg.Wait()
 	if c.etcd != nil {
 		c.etcd.stop()
 	}
@@ -175,7 +150,7 @@ func (c *cluster) close() {
 
 func (c *cluster) member(name string) *member {
 	for _, m := range c.members {
-		if m.name == name {
+		if m.Name == name {
 			return m
 		}
 	}
@@ -185,44 +160,35 @@ func (c *cluster) member(name string) *member {
 // start starts every agent and waits for a leader and two streaming
 // replicas.
 func (c *cluster) start(ctx context.Context) (*member, error) {
-	for _, m := range c.members {
-		if err := m.start(); err != nil {
-			return nil, err
-		}
+	if err := c.h.Start(); err != nil {
+		return nil, err
 	}
 	return c.waitHealthy(ctx, formTimeout)
 }
 
-// health is nil when the cluster is whole: the leader key names a member
-// whose /primary says 200, the two others answer 200 on /replica, and
-// PostgreSQL on the leader streams to both. It returns the leader.
+// health is nil when the cluster is whole: the harness finds one member
+// answering 200 on /primary and the others on /replica, the leader key
+// names that member, and PostgreSQL on the leader streams to both others.
+// It returns the leader.
 func (c *cluster) health(ctx context.Context) (*member, error) {
+	primary, err := c.h.Healthy(ctx)
+	if err != nil {
+		return nil, err
+	}
 	name, _, err := c.etcd.leaderKey(ctx, c.prefix())
 	if err != nil {
 		return nil, err
 	}
 	leader := c.member(name)
-	if leader == nil {
-		return nil, fmt.Errorf("leader key holds %q", name)
-	}
-	for _, m := range c.members {
-		if !m.running() {
-			return nil, fmt.Errorf("%s: the agent is not running", m.name)
-		}
-		path := "/replica"
-		if m == leader {
-			path = "/primary"
-		}
-		if code, err := httpGet(ctx, m.apiURL(path)); err != nil || code != http.StatusOK {
-			return nil, fmt.Errorf("%s: GET %s: %d %v", m.name, path, code, err)
-		}
+	if leader == nil || leader.Member != primary {
+		return nil, fmt.Errorf("leader key holds %q, %s answers /primary", name, primary.Name)
 	}
 	n, err := leader.streamingReplicas(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if n != len(c.members)-1 {
-		return nil, fmt.Errorf("%s streams to %d replicas", leader.name, n)
+		return nil, fmt.Errorf("%s streams to %d replicas", leader.Name, n)
 	}
 	return leader, nil
 }
@@ -259,7 +225,7 @@ func (c *cluster) dsn() string {
 	var hosts, ports []string
 	for _, m := range c.members {
 		hosts = append(hosts, "127.0.0.1")
-		ports = append(ports, strconv.Itoa(m.pgPort))
+		ports = append(ports, strconv.Itoa(m.PGPort))
 	}
 	return fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=postgres sslmode=disable connect_timeout=%d target_session_attrs=read-write",
 		strings.Join(hosts, ","), strings.Join(ports, ","), superuser, superuserPass, int(sqlTimeout/time.Second))
@@ -267,11 +233,7 @@ func (c *cluster) dsn() string {
 
 func (m *member) dsn() string {
 	return fmt.Sprintf("host=127.0.0.1 port=%d user=%s password=%s dbname=postgres sslmode=disable connect_timeout=%d",
-		m.pgPort, superuser, superuserPass, int(sqlTimeout/time.Second))
-}
-
-func (m *member) apiURL(path string) string {
-	return fmt.Sprintf("http://127.0.0.1:%d%s", m.apiPort, path)
+		m.PGPort, superuser, superuserPass, int(sqlTimeout/time.Second))
 }
 
 // query runs one statement on m's PostgreSQL and scans one row.
@@ -280,11 +242,11 @@ func (m *member) query(ctx context.Context, sql string, dest ...any) error {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, m.dsn())
 	if err != nil {
-		return fmt.Errorf("%s: connecting: %w", m.name, err)
+		return fmt.Errorf("%s: connecting: %w", m.Name, err)
 	}
 	defer conn.Close(context.Background())
 	if err := conn.QueryRow(ctx, sql).Scan(dest...); err != nil {
-		return fmt.Errorf("%s: %s: %w", m.name, sql, err)
+		return fmt.Errorf("%s: %s: %w", m.Name, sql, err)
 	}
 	return nil
 }
@@ -295,147 +257,41 @@ func (m *member) streamingReplicas(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// start starts the agent; its output is appended to the member's log.
-func (m *member) start() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	logf, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	fmt.Fprintf(logf, "=== bench: starting the agent at %s\n", time.Now().Format(time.RFC3339Nano))
-	cmd := m.c.sys.command(m)
-	cmd.Dir = m.dir
-	cmd.Env = append(cmd.Env, "PATH=/usr/local/bin:/usr/bin:/bin", "HOME="+m.dir, "TMPDIR="+m.dir, "LANG=C.UTF-8", "LC_ALL=C.UTF-8")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// The agents shut down (and stop PostgreSQL) when the bench dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: m.c.env.cred, Pdeathsig: syscall.SIGTERM}
-	// Its own process group: SIGKILL of the group is the agent with its
-	// plugins, as when a node's agent service is killed.
-	reaper.Prepare(cmd)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%s: starting the agent: %w", m.name, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	m.cmd, m.done = cmd, done
-	return nil
-}
-
-func (m *member) running() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.done == nil {
-		return false
-	}
-	select {
-	case <-m.done:
-		return false
-	default:
-		return true
-	}
-}
-
 // agentPID is the agent's pid, 0 when it does not run.
 func (m *member) agentPID() int {
-	if !m.running() {
+	if !m.Running() {
 		return 0
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.cmd.Process.Pid
+	return m.PID()
 }
 
 // killAgent SIGKILLs the agent's process group and waits for its exit.
 func (m *member) killAgent() error {
-	m.mu.Lock()
-	cmd, done := m.cmd, m.done
-	m.mu.Unlock()
-	if cmd == nil {
-		return fmt.Errorf("%s: no agent to kill", m.name)
+	if m.PID() == 0 {
+		return fmt.Errorf("%s: no agent to kill", m.Name)
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	done := make(chan struct{})
+	go func() {
+		m.KillGroup()
+		close(done)
+	}()
 	select {
 	case <-done:
 		return nil
 	case <-time.After(stopTimeout):
-		return fmt.Errorf("%s: the agent outlived SIGKILL by %v", m.name, stopTimeout)
+		return fmt.Errorf("%s: the agent outlived SIGKILL by %v", m.Name, stopTimeout)
 	}
 }
 
 // postmasterTree is the live postmaster and its children.
 func (m *member) postmasterTree() []int {
-	pm := postmasterPID(m.dataDir)
+	pm := m.PostmasterPID()
 	if pm == 0 {
 		return nil
 	}
-	return append([]int{pm}, children(pm)...)
-}
-
-// stop stops the agent with SIGTERM (it stops PostgreSQL) and kills what is
-// left after stopTimeout, PostgreSQL included.
-func (m *member) stop() {
-	m.mu.Lock()
-	cmd, done := m.cmd, m.done
-	m.mu.Unlock()
-	if cmd != nil {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(stopTimeout):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	}
-	if pids := m.postmasterTree(); len(pids) > 0 {
-		_ = killNow(pids, stopTimeout)
-	}
-}
-
-func httpGet(ctx context.Context, url string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, httpTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, nil
-}
-
-var portsTaken struct {
-	sync.Mutex
-	m map[int]bool
+	return append([]int{pm}, tkcluster.Children(pm)...)
 }
 
 // freePorts returns n loopback ports free a moment ago, none handed out
-// before by this process.
-func freePorts(n int) ([]int, error) {
-	portsTaken.Lock()
-	defer portsTaken.Unlock()
-	if portsTaken.m == nil {
-		portsTaken.m = map[int]bool{}
-	}
-	var out []int
-	for len(out) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("picking a free port: %w", err)
-		}
-		defer l.Close()
-		if p := l.Addr().(*net.TCPAddr).Port; !portsTaken.m[p] {
-			portsTaken.m[p] = true
-			out = append(out, p)
-		}
-	}
-	return out, nil
-}
+// before by this process (the harness's, shared with the clusters' ports).
+func freePorts(n int) ([]int, error) { return tkcluster.FreePorts(n) }

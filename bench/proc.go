@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	tkcluster "github.com/custos-ha/custos/testkit/cluster"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat:
@@ -124,39 +126,9 @@ func agentProcesses(pid int) []int {
 	return out
 }
 
-// alive reports whether pid exists and is not a zombie. A zombie this
-// process adopted (it is a child subreaper) is reaped on the way: a
-// postmaster whose agent was killed is re-parented here, and while its
-// zombie lingers PostgreSQL refuses its data directory.
-func alive(pid int) bool {
-	st, err := readStat(pid)
-	if err != nil {
-		return false
-	}
-	if st.state == 'Z' && st.ppid == os.Getpid() {
-		var ws syscall.WaitStatus
-		_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
-	}
-	return st.state != 'Z'
-}
-
-// postmasterPID reads the pid of a live postmaster from its data
-// directory, 0 when there is none.
-func postmasterPID(dataDir string) int {
-	data, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || !alive(pid) {
-		return 0
-	}
-	if st, err := readStat(pid); err != nil || st.comm != "postgres" {
-		return 0
-	}
-	return pid
-}
+// alive reports whether pid exists and is not a zombie, reaping a zombie
+// this process adopted (see tkcluster.ProcessAlive).
+func alive(pid int) bool { return tkcluster.ProcessAlive(pid) }
 
 // killNow SIGKILLs the processes and waits until they are gone.
 func killNow(pids []int, timeout time.Duration) error {

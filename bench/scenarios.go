@@ -165,9 +165,9 @@ func (r *runner) switchover(ctx context.Context, n int) error {
 	if err := steady(ctx, w); err != nil {
 		return err
 	}
-	body, _ := json.Marshal(map[string]string{"leader": leader.name, "candidate": candidate.name})
+	body, _ := json.Marshal(map[string]string{"leader": leader.Name, "candidate": candidate.Name})
 	start := time.Now()
-	code, reply, err := httpPost(ctx, leader.apiURL("/switchover"), body, switchoverTimeout)
+	code, reply, err := httpPost(ctx, leader.APIURL("/switchover"), body, switchoverTimeout)
 	replied := time.Now()
 	if err != nil {
 		return fmt.Errorf("POST /switchover: %w", err)
@@ -179,7 +179,7 @@ func (r *runner) switchover(ctx context.Context, n int) error {
 	deadline := time.Now().Add(switchoverTimeout)
 	for r.c.leader(ctx) != candidate {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s does not hold the leader key %v after the switchover", candidate.name, switchoverTimeout)
+			return fmt.Errorf("%s does not hold the leader key %v after the switchover", candidate.Name, switchoverTimeout)
 		}
 		time.Sleep(pollInterval)
 	}
@@ -192,7 +192,7 @@ func (r *runner) switchover(ctx context.Context, n int) error {
 	down := longestGap(acks, start)
 	r.res.add(mSwitchoverDowntime, down.Seconds())
 	r.logf("%s A trial %d: %s -> %s, write downtime %.3fs (API replied after %.3fs)",
-		r.c.sys.label(), n, leader.name, candidate.name, down.Seconds(), replied.Sub(start).Seconds())
+		r.c.sys.label(), n, leader.Name, candidate.Name, down.Seconds(), replied.Sub(start).Seconds())
 	return nil
 }
 
@@ -224,7 +224,7 @@ func (r *runner) nodeCrash(ctx context.Context, n int) error {
 	agent := leader.agentPID()
 	pg := leader.postmasterTree()
 	if agent == 0 || len(pg) == 0 {
-		return fmt.Errorf("%s: agent %d, postmaster %v: nothing to kill", leader.name, agent, pg)
+		return fmt.Errorf("%s: agent %d, postmaster %v: nothing to kill", leader.Name, agent, pg)
 	}
 	killed := time.Now()
 	_ = syscall.Kill(-agent, syscall.SIGKILL)
@@ -241,7 +241,7 @@ func (r *runner) nodeCrash(ctx context.Context, n int) error {
 	restarted := false
 	defer func() {
 		if !restarted {
-			_ = leader.start()
+			_ = leader.Start()
 		}
 	}()
 	first, err := waitAckAfter(ctx, w, gone, ttl+switchoverTimeout)
@@ -263,10 +263,10 @@ func (r *runner) nodeCrash(ctx context.Context, n int) error {
 	r.res.add(mCrashBeyondLease, (rec - lr.left).Seconds())
 	r.res.add(mCrashLost, float64(lost))
 	r.logf("%s B trial %d: killed %s with %.3fs of lease left; key gone +%s, %s took it +%s, first commit +%.3fs (%.3fs beyond the lease), %d acknowledged commits lost",
-		r.c.sys.label(), n, leader.name, lr.left.Seconds(), since(killed, lr.deleted), lr.newLeader, since(killed, lr.successor),
+		r.c.sys.label(), n, leader.Name, lr.left.Seconds(), since(killed, lr.deleted), lr.newLeader, since(killed, lr.successor),
 		rec.Seconds(), (rec - lr.left).Seconds(), lost)
 	restarted = true
-	return leader.start()
+	return leader.Start()
 }
 
 func since(from, t time.Time) string {
@@ -307,9 +307,9 @@ func (r *runner) postmasterCrash(ctx context.Context, n int) error {
 	if err := steady(ctx, w); err != nil {
 		return err
 	}
-	pm := postmasterPID(leader.dataDir)
+	pm := leader.PostmasterPID()
 	if pm == 0 {
-		return fmt.Errorf("%s: no postmaster", leader.name)
+		return fmt.Errorf("%s: no postmaster", leader.Name)
 	}
 	killed := time.Now()
 	if err := killNow([]int{pm}, stopTimeout); err != nil {
@@ -326,10 +326,10 @@ func (r *runner) postmasterCrash(ctx context.Context, n int) error {
 	r.res.add(mPostmasterRecovery, rec.Seconds())
 	now := "none"
 	if l := r.c.leader(ctx); l != nil {
-		now = l.name
+		now = l.Name
 	}
 	r.logf("%s C trial %d: killed %s's postmaster, first commit +%.3fs, leader now %s",
-		r.c.sys.label(), n, leader.name, rec.Seconds(), now)
+		r.c.sys.label(), n, leader.Name, rec.Seconds(), now)
 	return nil
 }
 
@@ -360,19 +360,19 @@ func (r *runner) healthChecks(ctx context.Context, n int) error {
 				return err
 			}
 		}
-		res, err := runWrk(ctx, c.m.apiURL(c.path), r.opts.wrkTime, cpus)
+		res, err := runWrk(ctx, c.m.APIURL(c.path), r.opts.wrkTime, cpus)
 		cpus.restore()
 		if err != nil {
 			return err
 		}
 		if res.bad > 0 {
-			return fmt.Errorf("GET %s on %s: %d errors or non-2xx answers:\n%s", c.path, c.m.name, res.bad, res.output)
+			return fmt.Errorf("GET %s on %s: %d errors or non-2xx answers:\n%s", c.path, c.m.Name, res.bad, res.output)
 		}
 		r.res.add(c.rps, res.rps)
 		r.res.add(c.p50, res.p50.Seconds()*1000)
 		r.res.add(c.p99, res.p99.Seconds()*1000)
 		r.logf("%s D trial %d: GET %s on %s: %.0f req/s, p50 %v, p99 %v, %d connections closed by the server",
-			r.c.sys.label(), n, c.path, c.m.name, res.rps, res.p50, res.p99, res.closed)
+			r.c.sys.label(), n, c.path, c.m.Name, res.rps, res.p50, res.p99, res.closed)
 	}
 	return nil
 }
@@ -388,7 +388,7 @@ func (r *runner) idle(ctx context.Context, n int) error {
 	for i, m := range r.c.members {
 		pid := m.agentPID()
 		if pid == 0 {
-			return fmt.Errorf("%s: no agent", m.name)
+			return fmt.Errorf("%s: no agent", m.Name)
 		}
 		procs[i] = agentProcesses(pid)
 		for _, p := range procs[i] {
@@ -416,7 +416,7 @@ func (r *runner) idle(ctx context.Context, n int) error {
 		for _, p := range procs[i] {
 			st, err := readStat(p)
 			if err != nil {
-				return fmt.Errorf("%s: process %d went away during the idle window", r.c.members[i].name, p)
+				return fmt.Errorf("%s: process %d went away during the idle window", r.c.members[i].Name, p)
 			}
 			cpuSum += st.cpu
 			rss, err := rssBytes(p)

@@ -3,11 +3,12 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	tkcluster "github.com/custos-ha/custos/testkit/cluster"
 )
 
 // The PostgreSQL settings both systems give their clusters. Dynamic ones go
@@ -33,10 +34,10 @@ var (
 	initdbOptions = map[string]string{"encoding": "UTF8", "locale": "C.UTF-8"}
 )
 
-func localParameters(m *member) map[string]any {
+func localParameters(m *tkcluster.Member) map[string]any {
 	return map[string]any{
 		"shared_buffers":          "32MB",
-		"unix_socket_directories": m.dir,
+		"unix_socket_directories": m.Dir,
 	}
 }
 
@@ -50,7 +51,7 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // custosSystem is custos: bin/custos with its plugin directory, configured
-// in TOML.
+// in TOML by the cluster harness.
 type custosSystem struct {
 	bin, pluginDir string
 	// cpuProfile makes each agent write a CPU profile of its run to
@@ -63,77 +64,34 @@ type custosSystem struct {
 
 func (custosSystem) label() string { return "custos" }
 
-func (s custosSystem) command(m *member) *exec.Cmd {
-	cmd := exec.Command(s.bin, m.configPath)
-	cmd.Env = append(cmd.Env, s.env...)
-	if s.cpuProfile {
-		cmd.Env = append(cmd.Env, "CUSTOS_CPUPROFILE="+filepath.Join(m.dir, "cpu.pprof"))
-	}
-	return cmd
-}
-
-func (s custosSystem) writeConfig(m *member) error {
-	var b strings.Builder
-	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	tomlValue := func(v any) string {
-		if s, ok := v.(string); ok {
-			return fmt.Sprintf("%q", s)
+// configure: the harness's custos configuration, plus the log level,
+// initdb options, pg_hba and the parameters both systems get.
+func (s custosSystem) configure(o *tkcluster.Options, _ *cluster) {
+	o.Custos, o.PluginDir = s.bin, s.pluginDir
+	o.Command = func(m *tkcluster.Member) *exec.Cmd {
+		cmd := exec.Command(s.bin, m.ConfigPath)
+		cmd.Env = append(cmd.Env, s.env...)
+		if s.cpuProfile {
+			cmd.Env = append(cmd.Env, "CUSTOS_CPUPROFILE="+filepath.Join(m.Dir, "cpu.pprof"))
 		}
-		return fmt.Sprint(v)
+		return cmd
 	}
-	p := m.c.prof
-	w("scope = %q", m.c.scope)
-	w("namespace = %q", "/service")
-	w("name = %q", m.name)
-	w("plugin_dir = %q", s.pluginDir)
-	w("[log]")
-	w("level = %q", "INFO")
-	w("[restapi]")
-	w("listen = %q", fmt.Sprintf("127.0.0.1:%d", m.apiPort))
-	w("connect_address = %q", fmt.Sprintf("127.0.0.1:%d", m.apiPort))
-	w("[dcs.etcd3]")
-	w("hosts = [%q]", m.c.etcd.endpoint)
-	w("[bootstrap]")
-	var hba []string
-	for _, l := range pgHBA {
-		hba = append(hba, fmt.Sprintf("%q", l))
+	o.Edit = func(m *tkcluster.Member, c *tkcluster.Config) {
+		c.Set("log", "level", "INFO")
+		c.Set("bootstrap", "pg_hba", pgHBA)
+		var initdb []string
+		for _, k := range sortedKeys(initdbOptions) {
+			initdb = append(initdb, fmt.Sprintf("{ %s = %s }", k, tkcluster.TOMLString(initdbOptions[k])))
+		}
+		c.Set("bootstrap", "initdb", tkcluster.Literal("["+strings.Join(initdb, ", ")+"]"))
+		for _, k := range sortedKeys(dynamicParameters) {
+			c.Set("bootstrap.dcs.postgresql.parameters", k, dynamicParameters[k])
+		}
+		local := localParameters(m)
+		for _, k := range sortedKeys(local) {
+			c.Set("postgresql.parameters", k, local[k])
+		}
 	}
-	w("pg_hba = [%s]", strings.Join(hba, ", "))
-	var initdb []string
-	for _, k := range sortedKeys(initdbOptions) {
-		initdb = append(initdb, fmt.Sprintf("{ %s = %q }", k, initdbOptions[k]))
-	}
-	w("initdb = [%s]", strings.Join(initdb, ", "))
-	w("[bootstrap.dcs]")
-	w("ttl = %d", p.ttl)
-	w("loop_wait = %d", p.loopWait)
-	w("retry_timeout = %d", p.retryTimeout)
-	w("maximum_lag_on_failover = 1048576")
-	w("[bootstrap.dcs.postgresql]")
-	w("use_pg_rewind = true")
-	w("use_slots = true")
-	w("[bootstrap.dcs.postgresql.parameters]")
-	for _, k := range sortedKeys(dynamicParameters) {
-		w("%s = %s", k, tomlValue(dynamicParameters[k]))
-	}
-	w("[postgresql]")
-	w("listen = %q", fmt.Sprintf("127.0.0.1:%d", m.pgPort))
-	w("connect_address = %q", fmt.Sprintf("127.0.0.1:%d", m.pgPort))
-	w("data_dir = %q", m.dataDir)
-	w("bin_dir = %q", m.c.env.pgBinDir)
-	w("pgpass = %q", filepath.Join(m.dir, "pgpass"))
-	w("[postgresql.authentication.superuser]")
-	w("username = %q", superuser)
-	w("password = %q", superuserPass)
-	w("[postgresql.authentication.replication]")
-	w("username = %q", replicationUser)
-	w("password = %q", replicationPass)
-	w("[postgresql.parameters]")
-	local := localParameters(m)
-	for _, k := range sortedKeys(local) {
-		w("%s = %s", k, tomlValue(local[k]))
-	}
-	return os.WriteFile(m.configPath, []byte(b.String()), 0o600)
 }
 
 // patroniSystem is Patroni (the Debian package), configured in YAML. The
@@ -144,26 +102,29 @@ type patroniSystem struct {
 
 func (patroniSystem) label() string { return "Patroni" }
 
-func (s patroniSystem) command(m *member) *exec.Cmd {
-	return exec.Command(s.bin, m.configPath)
+// configure: Patroni's own command, and its configuration written as
+// JSON, which YAML reads as it is.
+func (s patroniSystem) configure(o *tkcluster.Options, c *cluster) {
+	o.Command = func(m *tkcluster.Member) *exec.Cmd { return exec.Command(s.bin, m.ConfigPath) }
+	o.Render = func(m *tkcluster.Member) ([]byte, error) { return patroniConfig(m, c) }
 }
 
-func (s patroniSystem) writeConfig(m *member) error {
-	p := m.c.prof
+func patroniConfig(m *tkcluster.Member, c *cluster) ([]byte, error) {
+	p := c.prof
 	var initdb []any
 	for _, k := range sortedKeys(initdbOptions) {
 		initdb = append(initdb, map[string]string{k: initdbOptions[k]})
 	}
 	cfg := map[string]any{
-		"scope":     m.c.scope,
+		"scope":     c.scope,
 		"namespace": "/service",
-		"name":      m.name,
+		"name":      m.Name,
 		"log":       map[string]any{"level": "INFO"},
 		"restapi": map[string]any{
-			"listen":          fmt.Sprintf("127.0.0.1:%d", m.apiPort),
-			"connect_address": fmt.Sprintf("127.0.0.1:%d", m.apiPort),
+			"listen":          m.APIAddr(),
+			"connect_address": m.APIAddr(),
 		},
-		"etcd3": map[string]any{"hosts": []string{m.c.etcd.endpoint}},
+		"etcd3": map[string]any{"hosts": []string{c.etcd.endpoint}},
 		"bootstrap": map[string]any{
 			"dcs": map[string]any{
 				"ttl":                     p.ttl,
@@ -180,11 +141,11 @@ func (s patroniSystem) writeConfig(m *member) error {
 			"pg_hba": pgHBA,
 		},
 		"postgresql": map[string]any{
-			"listen":          fmt.Sprintf("127.0.0.1:%d", m.pgPort),
-			"connect_address": fmt.Sprintf("127.0.0.1:%d", m.pgPort),
-			"data_dir":        m.dataDir,
-			"bin_dir":         m.c.env.pgBinDir,
-			"pgpass":          filepath.Join(m.dir, "pgpass"),
+			"listen":          m.PGAddr(),
+			"connect_address": m.PGAddr(),
+			"data_dir":        m.DataDir,
+			"bin_dir":         c.env.pgBinDir,
+			"pgpass":          filepath.Join(m.Dir, "pgpass"),
 			"authentication": map[string]any{
 				"superuser":   map[string]string{"username": superuser, "password": superuserPass},
 				"replication": map[string]string{"username": replicationUser, "password": replicationPass},
@@ -192,9 +153,5 @@ func (s patroniSystem) writeConfig(m *member) error {
 			"parameters": localParameters(m),
 		},
 	}
-	data, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(m.configPath, data, 0o600)
+	return json.MarshalIndent(cfg, "", "  ")
 }

@@ -26,9 +26,10 @@
 //   - edit-config, show-config: the /config value as PyYAML writes it, a
 //     unified diff, validation with the agent's own rules, a
 //     compare-and-set write;
-//   - history, query, dsn, remove, version;
-//   - demo: a throwaway cluster on this machine: an embedded etcd and
-//     custos agents as separate processes, until Ctrl-C.
+//   - history, query, dsn, remove, version.
+//
+// The throwaway demo cluster (`make demo`) is a binary of its own,
+// custos-demo (module demo), so custosctl links no etcd server.
 //
 // Questions read standard input: answers may be piped in, and a closed or
 // empty stdin fails the command with the question it could not ask, so a

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/custos-ha/custos/core/internal/testenv"
 	"github.com/custos-ha/custos/core/plugins"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
+	tkcluster "github.com/custos-ha/custos/testkit/cluster"
 )
 
 var (
@@ -39,28 +39,17 @@ func release(t *testing.T) (bin string) {
 			return
 		}
 		cleanups = append(cleanups, func() { os.RemoveAll(root) })
-		releaseBin = filepath.Join(root, "bin")
-		if releaseBuildErr = os.MkdirAll(filepath.Join(releaseBin, "plugins"), 0o755); releaseBuildErr != nil {
+		// Readable by everyone: the live cluster's agents run as postgres
+		// when the tests run as root.
+		if releaseBuildErr = os.Chmod(root, 0o755); releaseBuildErr != nil {
 			return
 		}
-		// root stays private (0700): as root, the demo test then sees a
-		// checkout the postgres user cannot reach, and must run copies.
-		for _, p := range []string{releaseBin, filepath.Join(releaseBin, "plugins")} {
-			if releaseBuildErr = os.Chmod(p, 0o755); releaseBuildErr != nil {
-				return
-			}
-		}
-		for out, pkg := range map[string]string{
-			"custos":                          "github.com/custos-ha/custos/cmd/custos",
-			"plugins/custos-plugin-dcs-etcd3": "github.com/custos-ha/custos/plugins/dcs-etcd3",
-			"plugins/custos-plugin-replica-basebackup": "github.com/custos-ha/custos/plugins/replica-basebackup",
-		} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(releaseBin, out), pkg)
-			if b, err := cmd.CombinedOutput(); err != nil {
-				releaseBuildErr = fmt.Errorf("building %s: %v\n%s", pkg, err, b)
-				return
-			}
-		}
+		releaseBin = filepath.Join(root, "bin")
+		releaseBuildErr = tkcluster.Build(releaseBin, map[string]string{
+			"custos":                            tkcluster.Custos,
+			tkcluster.PluginBinary("dcs-etcd3"): tkcluster.Plugin("dcs-etcd3"),
+			tkcluster.PluginBinary("replica-basebackup"): tkcluster.Plugin("replica-basebackup"),
+		})
 	})
 	if releaseBuildErr != nil {
 		t.Fatal(releaseBuildErr)

@@ -35,8 +35,8 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	lookupEnv      func(string) (string, bool)
-	// executable is custosctl's own path: the default plugin directory and
-	// the demo's custos binary are beside it.
+	// executable is custosctl's own path: the default plugin directory is
+	// beside it.
 	executable string
 	// dcs, when set, opens the DCS backends instead of the plugins (tests
 	// hand out backends of an in-memory store).
@@ -57,7 +57,7 @@ type silentError struct{ what string }
 func (e silentError) Error() string { return e.what }
 
 // Main is the whole custosctl command. It returns the exit code. SIGINT and
-// SIGTERM cancel the running command (a watch ends, the demo cleans up).
+// SIGTERM cancel the running command (a watch ends).
 func Main(args []string, stdout, stderr io.Writer) int {
 	exe, err := os.Executable()
 	if err != nil {
@@ -132,7 +132,6 @@ etcd3://10.0.0.1:2379,10.0.0.2:2379/service or zookeeper://10.0.0.1:2181).`,
 		newPauseCommand(e, g, true), newPauseCommand(e, g, false),
 		newEditConfigCommand(e, g), newShowConfigCommand(e, g), newHistoryCommand(e, g),
 		newQueryCommand(e, g), newDSNCommand(e, g), newRemoveCommand(e, g), newVersionCommand(e, g),
-		newDemoCommand(e, g),
 	)
 	return root
 }

@@ -62,11 +62,12 @@ func TestExitCodes(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	code, stdout, _ := runCtl(context.Background(), nil, "--help")
-	if code != exitOK || !strings.Contains(stdout, "list") || !strings.Contains(stdout, "demo") || !strings.Contains(stdout, "--dcs-url") {
+	if code != exitOK || !strings.Contains(stdout, "list") || !strings.Contains(stdout, "--dcs-url") {
 		t.Errorf("--help: exit %d\n%s", code, stdout)
 	}
-	code, stdout, _ = runCtl(context.Background(), nil, "demo", "--help")
-	if code != exitOK || !strings.Contains(stdout, "--members") || !strings.Contains(stdout, "--custos-bin") {
-		t.Errorf("demo --help: exit %d\n%s", code, stdout)
+	// The demo is custos-demo now; custosctl does not pretend to have it.
+	code, _, stderr := runCtl(context.Background(), nil, "demo")
+	if code != exitUsage || !strings.Contains(stderr, `unknown command "demo"`) {
+		t.Errorf("demo: exit %d\n%s", code, stderr)
 	}
 }

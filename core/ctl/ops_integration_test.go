@@ -11,67 +11,92 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/custos-ha/custos/core/internal/testenv"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
+	tkcluster "github.com/custos-ha/custos/testkit/cluster"
 )
 
-// liveCluster is a demo cluster (an embedded etcd, three custos agents
-// with real PostgreSQL) that the operation commands run against.
+// liveCluster is a three-member cluster (custos agents with real
+// PostgreSQL on the test etcd) that the operation commands run against.
 type liveCluster struct {
 	t          *testing.T
 	bin        string
 	configFile string
 	password   string
+	etcd       string
 }
 
-// startLiveCluster runs `custosctl demo` until the test ends.
+// Passwords of the live cluster.
+const (
+	livePassword    = "live-secret"
+	liveRepPassword = "live-rep-secret"
+	liveAPIPassword = "live-api-secret"
+)
+
+// startLiveCluster forms the cluster with the cluster harness and waits
+// until it is healthy; it is stopped and removed when the test ends.
 func startLiveCluster(t *testing.T) *liveCluster {
 	t.Helper()
 	bin := release(t)
-	out := &syncBuffer{marker: "Press Ctrl-C to stop the demo", seen: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() {
-		// --keep: the agents' logs stay for a failing test to show.
-		done <- run(ctx, []string{"demo", "--timeout", "3m", "--keep"},
-			&env{stdout: out, stderr: out, lookupEnv: envOf(nil), executable: filepath.Join(bin, "custosctl")})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(2 * time.Minute):
-			t.Errorf("the demo did not stop within 2 minutes:\n%s", out)
+	etcd := testenv.StartEtcd(t)
+	var runAs *syscall.Credential
+	if os.Geteuid() == 0 {
+		var err error
+		if runAs, err = tkcluster.UserCredential(tkcluster.PostgresUser); err != nil {
+			t.Fatal(err)
 		}
-		dir := regexp.MustCompile(`in (/\S+custos-demo-\d+)\n`).FindStringSubmatch(out.String())
-		if dir == nil {
-			return
+	}
+	// Not t.TempDir(): its parents are private to the test's user, and
+	// the agents may run as postgres.
+	dir, err := os.MkdirTemp("", "custos-ctl-live-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runAs != nil {
+		if err := os.Chown(dir, int(runAs.Uid), int(runAs.Gid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := tkcluster.New(tkcluster.Options{
+		Scope: "demo", Dir: dir, Label: "ctl test",
+		Custos: filepath.Join(bin, "custos"), PluginDir: filepath.Join(bin, "plugins"), PgBinDir: testenv.PostgresBinDir(t),
+		DCS:         tkcluster.DCS{Name: "etcd3", Lines: []string{"hosts = " + tkcluster.TOMLValue([]string{etcd.Endpoint})}},
+		Timings:     tkcluster.Timings{TTL: 20, LoopWait: 2, RetryTimeout: 5},
+		Superuser:   tkcluster.Role{Username: "postgres", Password: livePassword},
+		Replication: tkcluster.Role{Username: "replicator", Password: liveRepPassword},
+		API:         &tkcluster.Role{Username: "admin", Password: liveAPIPassword},
+		RunAs:       runAs,
+		Logf:        t.Logf,
+		Edit: func(m *tkcluster.Member, cfg *tkcluster.Config) {
+			cfg.Set("postgresql", "pg_hba", []string{"local all all trust", "host all all 127.0.0.1/32 scram-sha-256", "host replication replicator 127.0.0.1/32 scram-sha-256"})
+			cfg.Set("postgresql.parameters", "unix_socket_directories", m.Dir)
+			cfg.Set("postgresql.parameters", "wal_keep_size", "128MB")
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(time.Minute); err != nil {
+			t.Error(err)
 		}
 		if t.Failed() {
-			logs, _ := filepath.Glob(filepath.Join(dir[1], "node*.log"))
-			for _, l := range logs {
-				t.Logf("--- last lines of %s:\n%s", l, tailFile(l, 60))
+			for _, m := range c.Members {
+				t.Logf("--- last lines of %s:\n%s", m.LogPath, m.Tail(60))
 			}
 		}
-		_ = os.RemoveAll(dir[1])
+		_ = os.RemoveAll(dir)
 	})
-	select {
-	case <-out.seen:
-	case code := <-done:
-		t.Fatalf("the demo ended with exit %d before the cluster was healthy:\n%s", code, out)
-	case <-time.After(4 * time.Minute):
-		t.Fatalf("no healthy cluster after 4 minutes:\n%s", out)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
 	}
-	text := out.String()
-	cfg := regexp.MustCompile(`\S+custosctl -c (\S+) list`).FindStringSubmatch(text)
-	pw := regexp.MustCompile(`password=(\S+) dbname=postgres`).FindStringSubmatch(text)
-	if cfg == nil || pw == nil {
-		t.Fatalf("no configuration or password in the demo's output:\n%s", text)
-	}
-	return &liveCluster{t: t, bin: bin, configFile: cfg[1], password: pw[1]}
+	lc := &liveCluster{t: t, bin: bin, configFile: c.Members[0].ConfigPath, password: livePassword, etcd: etcd.Endpoint}
+	lc.healthy(4 * time.Minute)
+	return lc
 }
 
 // ctl runs custosctl -c <node1.toml> with stdin; it fails the test on an
@@ -176,7 +201,7 @@ func TestOperationsAgainstLiveCluster(t *testing.T) {
 		// position (seen here, a leader-side race): one more try after
 		// that cycle.
 		t.Logf("first switchover refused, trying again after a cycle:\n%s", out)
-		time.Sleep(3 * time.Second) // the demo's loop_wait is 2 s
+		time.Sleep(3 * time.Second) // the cluster's loop_wait is 2 s
 		out = lc.ctl("", exitOK, "switchover", "--candidate", candidate, "--force")
 	}
 	mustContain(t, "switchover", out, "Current cluster topology", fmt.Sprintf("Successfully switched over to %q", candidate))
@@ -187,11 +212,15 @@ func TestOperationsAgainstLiveCluster(t *testing.T) {
 	leader = candidate
 	lc.healthy(2 * time.Minute)
 
-	// history shows the promotion.
-	out = lc.ctl("", exitOK, "history", "-f", "tsv")
-	if !regexp.MustCompile(`(?m)^\d+\t\d+\t[^\t]*\t\S+\t` + leader + `$`).MatchString(out) {
-		t.Errorf("history has no line for %s:\n%s", leader, out)
-	}
+	// history shows the promotion, once the new leader's next cycle has
+	// published its timeline's history.
+	lc.eventually("a history line for "+leader, time.Minute, func() error {
+		out := lc.ctl("", exitOK, "history", "-f", "tsv")
+		if !regexp.MustCompile(`(?m)^\d+\t\d+\t[^\t]*\t\S+\t` + leader + `$`).MatchString(out) {
+			return fmt.Errorf("history has no line for %s:\n%s", leader, out)
+		}
+		return nil
+	})
 
 	// edit-config: a reloadable and a restart-only change, and a refused
 	// one.
@@ -290,7 +319,7 @@ func TestOperationsAgainstLiveCluster(t *testing.T) {
 
 	// Without credentials the members refuse, and nothing happens.
 	_, _, before := lc.members()
-	code, stdout, stderr := runCtl(context.Background(), nil, "-d", "etcd3://"+etcdOf(t, lc), "--plugin-dir", filepath.Join(lc.bin, "plugins"),
+	code, stdout, stderr := runCtl(context.Background(), nil, "-d", "etcd3://"+lc.etcd, "--plugin-dir", filepath.Join(lc.bin, "plugins"),
 		"restart", "demo", "--force")
 	if code != exitFailure || strings.Count(stdout, "status code=401") != 3 {
 		t.Errorf("restart without credentials: exit %d\n%s%s", code, stdout, stderr)
@@ -306,20 +335,6 @@ func replicasOf(lc *liveCluster, leader string) []string {
 		lc.t.Fatalf("leader %q, want %q", l, leader)
 	}
 	return replicas
-}
-
-// etcdOf is the demo's etcd endpoint, from its configuration.
-func etcdOf(t *testing.T, lc *liveCluster) string {
-	t.Helper()
-	tg, err := (&globalOptions{configFile: lc.configFile}).resolve(envOf(nil), filepath.Join(lc.bin, "custosctl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`"hosts":\["([^"]+)"`).FindSubmatch(tg.section)
-	if m == nil {
-		t.Fatalf("no etcd host in %s", tg.section)
-	}
-	return string(m[1])
 }
 
 // edit-config's compare-and-set, remove's deletion and switchover's

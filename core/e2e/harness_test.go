@@ -4,14 +4,10 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,7 +16,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/custos-ha/custos/core/reaper"
+	tkcluster "github.com/custos-ha/custos/testkit/cluster"
 )
 
 // The dynamic configuration of every cluster under test: Patroni's minimum
@@ -121,19 +117,23 @@ type dcsServer interface {
 }
 
 // testCluster is one custos cluster: its own scope in the shared etcd (or
-// in opts.dcs), one
-// agent process per member, each with its PostgreSQL.
+// in opts.dcs), one agent process per member, each with its PostgreSQL,
+// run by the cluster harness (testkit/cluster).
 type testCluster struct {
 	t     *testing.T
 	scope string
 	dir   string
 	opts  clusterOpts
+	h     *tkcluster.Cluster
 	m     []*member
 }
 
-// member is one agent with its files and ports.
+// member is one agent with its files and ports. The fields a test may
+// change before the configuration is written (opts.edit) or written again
+// (writeConfig) are read when the harness writes it.
 type member struct {
 	c    *testCluster
+	h    *tkcluster.Member
 	name string
 	// dir is the member's directory (owned by the agent's user, 0700):
 	// config, log, data directory.
@@ -151,17 +151,13 @@ type member struct {
 	// extra are lines appended to the configuration file after every
 	// section, e.g. a [postgresql.recovery_conf] table.
 	extra []string
-
-	mu   sync.Mutex
-	proc *agentProc
-	runs int
 }
 
-// agentProc is one run of the custos process.
+// agentProc is one run of the custos process, as the harness ran it.
 type agentProc struct {
 	cmd  *exec.Cmd
-	done chan struct{}
-	// state is set when done is closed.
+	done <-chan struct{}
+	// state is how the run ended; nil while it runs.
 	state *os.ProcessState
 }
 
@@ -210,28 +206,27 @@ func startCluster(t *testing.T, opts clusterOpts) *testCluster {
 			c.dump()
 		}
 	})
-	ports := freePorts(t, 2*opts.members)
-	for i := range opts.members {
-		name := fmt.Sprintf("node%d", i+1)
-		mdir := filepath.Join(dir, name)
-		if err := os.Mkdir(mdir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		chownToAgent(t, mdir)
-		m := &member{
-			c: c, name: name, dir: mdir,
-			apiPort: ports[2*i], pgPort: ports[2*i+1],
-			dataDir:    filepath.Join(mdir, "data"),
-			binDir:     env.pgBinDir,
-			dcsHosts:   []string{env.etcd.Endpoint},
-			configPath: filepath.Join(mdir, "custos.toml"),
-			logPath:    filepath.Join(mdir, "custos.log"),
-		}
-		if opts.edit != nil {
-			opts.edit(m)
-		}
-		m.writeConfig(t)
-		c.m = append(c.m, m)
+	dcs := tkcluster.DCS{Name: "etcd3", Lines: []string{"hosts = " + tkcluster.TOMLValue([]string{env.etcd.Endpoint})}}
+	if opts.dcs != nil {
+		dcs.Name, dcs.Lines = opts.dcs.section()
+	}
+	tm := c.timings()
+	o := tkcluster.Options{
+		Scope: scope, Members: opts.members, Dir: dir, Label: "e2e",
+		Custos: env.custos, PluginDir: env.pluginDir, PgBinDir: env.pgBinDir,
+		DCS:         dcs,
+		Timings:     tkcluster.Timings{TTL: tm.ttl, LoopWait: tm.loopWait, RetryTimeout: tm.retryTimeout},
+		Superuser:   tkcluster.Role{Username: superuser, Password: superuserPass},
+		Replication: tkcluster.Role{Username: replicationUser, Password: replicationPass},
+		RunAs:       env.cred,
+		Logf:        t.Logf,
+		Edit:        c.editConfig,
+	}
+	if opts.auth {
+		o.API = &tkcluster.Role{Username: apiUser, Password: apiPassword}
+	}
+	if c.h, err = tkcluster.New(o); err != nil {
+		t.Fatal(err)
 	}
 	if !opts.noStart {
 		for _, m := range c.m {
@@ -239,6 +234,58 @@ func startCluster(t *testing.T, opts clusterOpts) *testCluster {
 		}
 	}
 	return c
+}
+
+// editConfig adds what the tests need to the harness's configuration of
+// hm: the member's own settings (opts.edit, tags, extra lines), the
+// cluster's (bootstrapDCS, pgParameters) and small servers. The first call
+// for a member creates it.
+func (c *testCluster) editConfig(hm *tkcluster.Member, cfg *tkcluster.Config) {
+	m := c.memberFor(hm)
+	// A member's own endpoints of the shared etcd (a proxy in front of
+	// it); opts.dcs gives its own section.
+	if c.opts.dcs == nil && cfg.Has("dcs.etcd3", "hosts") {
+		cfg.Set("dcs.etcd3", "hosts", m.dcsHosts)
+	}
+	for _, l := range c.opts.bootstrapDCS {
+		cfg.Line("bootstrap.dcs", l)
+	}
+	// Settings Patroni takes from the dynamic configuration only.
+	params := "bootstrap.dcs.postgresql.parameters"
+	cfg.Set(params, "wal_keep_size", "128MB")
+	// Small servers: nine of them may run at once on a small machine.
+	cfg.Set(params, "max_connections", 30)
+	for _, l := range c.opts.pgParameters {
+		cfg.Line(params, l)
+	}
+	cfg.Set("postgresql", "bin_dir", m.binDir)
+	cfg.Set("postgresql.parameters", "shared_buffers", "16MB")
+	for _, l := range m.tags {
+		cfg.Line("tags", l)
+	}
+	cfg.Raw(m.extra...)
+}
+
+// memberFor is the test's member for hm, created (and given to
+// opts.edit) on the first call.
+func (c *testCluster) memberFor(hm *tkcluster.Member) *member {
+	if hm.Index < len(c.m) {
+		return c.m[hm.Index]
+	}
+	m := &member{
+		c: c, h: hm, name: hm.Name, dir: hm.Dir,
+		apiPort: hm.APIPort, pgPort: hm.PGPort,
+		dataDir:    hm.DataDir,
+		binDir:     env.pgBinDir,
+		dcsHosts:   []string{env.etcd.Endpoint},
+		configPath: hm.ConfigPath,
+		logPath:    hm.LogPath,
+	}
+	if c.opts.edit != nil {
+		c.opts.edit(m)
+	}
+	c.m = append(c.m, m)
+	return m
 }
 
 func chownToAgent(t testing.TB, path string) {
@@ -284,124 +331,37 @@ func (c *testCluster) others(m *member) []*member {
 	return out
 }
 
+// writeConfig writes the member's configuration file again, after a
+// change to its fields.
 func (m *member) writeConfig(t testing.TB) {
 	t.Helper()
-	name, lines := m.etcdSection()
-	if m.c.opts.dcs != nil {
-		name, lines = m.c.opts.dcs.section()
-	}
-	if err := os.WriteFile(m.configPath, []byte(m.config(name, lines)), 0o600); err != nil {
+	if err := m.h.WriteConfig(); err != nil {
 		t.Fatal(err)
 	}
-	chownToAgent(t, m.configPath)
+}
+
+// config is the member's configuration file as it would be with the DCS
+// section given.
+func (m *member) config(dcsName string, dcsLines []string) string {
+	cfg := m.h.ConfigWith(tkcluster.DCS{Name: dcsName, Lines: dcsLines})
+	m.c.editConfig(m.h, cfg)
+	return string(cfg.Bytes())
 }
 
 // etcdSection is the [dcs.etcd3] section for the shared etcd.
 func (m *member) etcdSection() (name string, lines []string) {
-	hosts, _ := json.Marshal(m.dcsHosts)
-	return "etcd3", []string{"hosts = " + string(hosts)}
-}
-
-// config is the member's configuration file with the DCS section given.
-func (m *member) config(dcsName string, dcsLines []string) string {
-	var b strings.Builder
-	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	w("scope = %q", m.c.scope)
-	w("name = %q", m.name)
-	w("plugin_dir = %q", env.pluginDir)
-	w("[restapi]")
-	w("listen = %q", fmt.Sprintf("127.0.0.1:%d", m.apiPort))
-	w("connect_address = %q", fmt.Sprintf("127.0.0.1:%d", m.apiPort))
-	w("[dcs.%s]", dcsName)
-	for _, l := range dcsLines {
-		w("%s", l)
-	}
-	w("[bootstrap.dcs]")
-	tm := m.c.timings()
-	w("ttl = %d", tm.ttl)
-	w("loop_wait = %d", tm.loopWait)
-	w("retry_timeout = %d", tm.retryTimeout)
-	w("maximum_lag_on_failover = 1048576")
-	for _, l := range m.c.opts.bootstrapDCS {
-		w("%s", l)
-	}
-	w("[bootstrap.dcs.postgresql]")
-	w("use_pg_rewind = true")
-	// Settings Patroni takes from the dynamic configuration only.
-	w("[bootstrap.dcs.postgresql.parameters]")
-	w(`wal_keep_size = "128MB"`)
-	// Small servers: nine of them may run at once on a small machine.
-	w("max_connections = 30")
-	for _, l := range m.c.opts.pgParameters {
-		w("%s", l)
-	}
-	w("[postgresql]")
-	w("listen = %q", fmt.Sprintf("127.0.0.1:%d", m.pgPort))
-	w("connect_address = %q", fmt.Sprintf("127.0.0.1:%d", m.pgPort))
-	w("data_dir = %q", m.dataDir)
-	w("bin_dir = %q", m.binDir)
-	w("[postgresql.authentication.superuser]")
-	w("username = %q", superuser)
-	w("password = %q", superuserPass)
-	w("[postgresql.authentication.replication]")
-	w("username = %q", replicationUser)
-	w("password = %q", replicationPass)
-	w("[postgresql.parameters]")
-	w(`shared_buffers = "16MB"`)
-	if m.c.opts.auth {
-		for _, section := range []string{"restapi", "ctl"} {
-			w("[%s.authentication]", section)
-			w("username = %q", apiUser)
-			w("password = %q", apiPassword)
-		}
-	}
-	if len(m.tags) > 0 {
-		w("[tags]")
-		for _, l := range m.tags {
-			w("%s", l)
-		}
-	}
-	for _, l := range m.extra {
-		w("%s", l)
-	}
-	return b.String()
+	return "etcd3", []string{"hosts = " + tkcluster.TOMLValue(m.dcsHosts)}
 }
 
 // start starts the agent process; its stdout and stderr go to the member's
-// log, appended across runs.
+// log, appended across runs. Should the test binary die (a -timeout panic
+// skips the clean-ups), the agents shut down as on SIGTERM: they stop
+// their PostgreSQL.
 func (m *member) start(t testing.TB) {
 	t.Helper()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.proc != nil && !m.proc.exited() {
-		t.Fatalf("%s: the agent is already running", m.name)
-	}
-	m.runs++
-	logf, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
+	if err := m.h.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer logf.Close()
-	fmt.Fprintf(logf, "=== e2e: starting custos (run %d) at %s\n", m.runs, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(env.custos, m.configPath)
-	cmd.Dir = m.dir
-	// Nothing from the test's environment: CUSTOS_* would override the file.
-	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + m.dir, "TMPDIR=" + m.dir, "LANG=C.UTF-8"}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Should the test binary die (a -timeout panic skips the clean-ups),
-	// the agents shut down as on SIGTERM: they stop their PostgreSQL.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: env.cred, Pdeathsig: syscall.SIGTERM}
-	reaper.Prepare(cmd)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("%s: starting custos: %v", m.name, err)
-	}
-	p := &agentProc{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		p.state = cmd.ProcessState
-		close(p.done)
-	}()
-	m.proc = p
 }
 
 func (p *agentProc) exited() bool {
@@ -413,27 +373,23 @@ func (p *agentProc) exited() bool {
 	}
 }
 
+// current is the agent's last run, nil when it was never started.
 func (m *member) current() *agentProc {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.proc
+	cmd := m.h.Cmd()
+	if cmd == nil {
+		return nil
+	}
+	return &agentProc{cmd: cmd, done: m.h.Done(), state: m.h.ExitState()}
 }
 
 // running reports whether the agent process runs.
-func (m *member) running() bool {
-	p := m.current()
-	return p != nil && !p.exited()
-}
+func (m *member) running() bool { return m.h.Running() }
 
 // restart starts the agent again after it exited.
 func (m *member) restart(t testing.TB) {
 	t.Helper()
-	if p := m.current(); p != nil {
-		select {
-		case <-p.done:
-		case <-time.After(stopTimeout):
-			t.Fatalf("%s: the agent did not exit within %v", m.name, stopTimeout)
-		}
+	if m.h.Cmd() != nil {
+		m.waitExit(t, stopTimeout)
 	}
 	m.start(t)
 }
@@ -441,17 +397,13 @@ func (m *member) restart(t testing.TB) {
 // waitExit waits for the agent to exit and returns its state.
 func (m *member) waitExit(t testing.TB, timeout time.Duration) *os.ProcessState {
 	t.Helper()
-	p := m.current()
-	if p == nil {
-		t.Fatalf("%s: the agent was never started", m.name)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	st, err := m.h.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	select {
-	case <-p.done:
-		return p.state
-	case <-time.After(timeout):
-		t.Fatalf("%s: the agent did not exit within %v", m.name, timeout)
-		return nil
-	}
+	return st
 }
 
 // What kill signals.
@@ -472,14 +424,13 @@ func (m *member) kill(t testing.TB, what target, sig syscall.Signal) {
 	t.Helper()
 	pm := m.postmasterPID()
 	if what != postmasterOnly {
-		p := m.current()
-		if p == nil || p.exited() {
+		if !m.h.Running() {
 			t.Fatalf("%s: no running agent to signal", m.name)
 		}
 		if sig == syscall.SIGKILL {
-			killGroup(p)
-		} else if err := p.cmd.Process.Signal(sig); err != nil {
-			t.Fatalf("%s: signalling the agent: %v", m.name, err)
+			m.h.KillGroup()
+		} else if err := m.h.Signal(sig); err != nil {
+			t.Fatal(err)
 		}
 	}
 	if what != agentOnly {
@@ -501,82 +452,21 @@ func (m *member) kill(t testing.TB, what target, sig syscall.Signal) {
 	}
 }
 
-// killGroup SIGKILLs the agent's process group (the agent leads it, see
-// reaper.Prepare in start) and waits for the agent to exit. Plugins left
-// behind by a killed agent would otherwise live on.
-func killGroup(p *agentProc) {
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.done
-}
-
 // postmasterPID is the pid of the member's live postmaster, 0 when none.
-func (m *member) postmasterPID() int {
-	data, err := os.ReadFile(filepath.Join(m.dataDir, "postmaster.pid"))
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || !processAlive(pid) {
-		return 0
-	}
-	if st, err := reaper.ReadStat(pid); err != nil || st.Comm != "postgres" {
-		return 0
-	}
-	return pid
-}
+func (m *member) postmasterPID() int { return m.h.PostmasterPID() }
 
-// processAlive: the pid exists and is not a zombie (pid checks alone lie
-// where nobody reaps). A zombie this process adopted is reaped: a
-// postmaster whose agent was killed is re-parented here, and its zombie
-// would make PostgreSQL refuse the data directory ("lock file
-// postmaster.pid already exists"). The reaper goroutine leaves it alone, as
-// it leads its own process group like a child started through Prepare.
-func processAlive(pid int) bool {
-	st, err := reaper.ReadStat(pid)
-	if err != nil {
-		return false
-	}
-	if st.State == 'Z' && st.PPid == os.Getpid() {
-		var ws syscall.WaitStatus
-		_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
-	}
-	return st.State != 'Z'
-}
+// processAlive: the pid exists and is not a zombie (see
+// tkcluster.ProcessAlive, which reaps a postmaster adopted here).
+func processAlive(pid int) bool { return tkcluster.ProcessAlive(pid) }
 
 // stopAll stops every agent gracefully (SIGTERM: PostgreSQL is stopped
 // fast) and kills what is left after stopTimeout, postmasters included.
 func (c *testCluster) stopAll() {
-	var wg sync.WaitGroup
-	for _, m := range c.m {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			m.stop()
-		}()
+	if c.h == nil {
+		return
 	}
-	wg.Wait()
-}
-
-func (m *member) stop() {
-	if p := m.current(); p != nil && !p.exited() {
-		// SIGCONT in case a test stopped it.
-		_ = p.cmd.Process.Signal(syscall.SIGCONT)
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(stopTimeout):
-			m.c.t.Logf("%s: the agent ignored SIGTERM for %v: killing it", m.name, stopTimeout)
-			killGroup(p)
-		}
-	}
-	if pm := m.postmasterPID(); pm != 0 {
-		m.c.t.Logf("%s: postmaster %d outlived its agent: killing it", m.name, pm)
-		_ = syscall.Kill(pm, syscall.SIGKILL)
-		deadline := time.Now().Add(stopTimeout)
-		for processAlive(pm) && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond) // polling a process we cannot wait for
-		}
+	if err := c.h.Stop(stopTimeout); err != nil {
+		c.t.Log(err)
 	}
 }
 
@@ -597,32 +487,13 @@ func waitFor(t testing.TB, what string, timeout time.Duration, cond func() error
 	}
 }
 
-var portsTaken struct {
-	sync.Mutex
-	m map[int]bool
-}
-
 // freePorts returns n loopback ports free a moment ago, none handed out
-// before by this process.
+// before by this process (the harness's, shared with the clusters' ports).
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	portsTaken.Lock()
-	defer portsTaken.Unlock()
-	if portsTaken.m == nil {
-		portsTaken.m = map[int]bool{}
+	ports, err := tkcluster.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var out []int
-	for len(out) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("picking a free port: %v", err)
-		}
-		defer l.Close()
-		p := l.Addr().(*net.TCPAddr).Port
-		if !portsTaken.m[p] {
-			portsTaken.m[p] = true
-			out = append(out, p)
-		}
-	}
-	return out
+	return ports
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	tkcluster "github.com/custos-ha/custos/testkit/cluster"
 )
 
 func TestStartServesAndStopReleasesThePort(t *testing.T) {
@@ -60,7 +62,7 @@ func TestPortTakenIsRecognised(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	ports, err := freePorts(1)
+	ports, err := tkcluster.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}

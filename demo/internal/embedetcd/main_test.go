@@ -6,6 +6,6 @@ import (
 	"go.uber.org/goleak"
 )
 
-// Stop must end every goroutine etcd started: custosctl demo runs etcd in
+// Stop must end every goroutine etcd started: custos-demo runs etcd in
 // its own process and expects it gone after Stop.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -1,47 +1,89 @@
-package ctl
+package main
 
 import (
-	"encoding/json"
 	"errors"
-	"net"
+	"flag"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/custos-ha/custos/core/cluster"
 	"github.com/custos-ha/custos/core/config"
-	"github.com/custos-ha/custos/plugin/sdk/dcs"
+	tkcluster "github.com/custos-ha/custos/testkit/cluster"
 )
 
-func fixedSetup() demoSetup {
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// golden compares got with testdata/<name>.golden, or rewrites the file
+// with -update.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s differs from %s (go test -update rewrites it)\n--- got:\n%s\n--- want:\n%s", name, path, got, want)
+	}
+}
+
+// testSetup is a demo setup in dir with fixed passwords.
+func testSetup(dir string) demoSetup {
 	return demoSetup{
-		Scope:        "demo",
+		Dir:          dir,
 		EtcdEndpoint: "127.0.0.1:42379",
+		Custos:       "/opt/custos/bin/custos",
 		PluginDir:    "/opt/custos/bin/plugins",
 		PgBinDir:     "/usr/lib/postgresql/15/bin",
 		Secrets:      demoSecrets{Superuser: "su-secret", Replication: "rep-secret", Rewind: "rw-secret", RESTAPI: "api-secret"},
-		Nodes: []demoNode{
-			{Name: "node1", Dir: "/tmp/custos-demo-1/node1", APIPort: 48001, PGPort: 45001},
-			{Name: "node2", Dir: "/tmp/custos-demo-1/node2", APIPort: 48002, PGPort: 45002},
-		},
+		Members:      2,
 	}
 }
 
 func TestDemoNodeConfig(t *testing.T) {
-	s := fixedSetup()
-	golden(t, "demo_node1.toml", s.nodeConfig(0))
+	dir := t.TempDir()
+	s := testSetup(dir)
+	c, err := tkcluster.New(s.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The directory and ports differ from run to run.
+	first := c.Members[0]
+	data, err := os.ReadFile(first.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stable := strings.NewReplacer(dir, "/tmp/custos-demo-1",
+		first.APIAddr(), "127.0.0.1:48001", first.PGAddr(), "127.0.0.1:45001").Replace(string(data))
+	golden(t, "node1.toml", []byte(stable))
 
 	// Every generated file is a valid agent configuration saying what the
 	// demo means.
-	for i, n := range s.Nodes {
-		cfg, err := config.Parse(n.Name+".toml", s.nodeConfig(i), nil)
+	for _, n := range c.Members {
+		if n.ConfigPath != filepath.Join(dir, n.Name+".toml") || n.LogPath != filepath.Join(dir, n.Name+".log") {
+			t.Errorf("%s: configuration %s, log %s", n.Name, n.ConfigPath, n.LogPath)
+		}
+		data, err := os.ReadFile(n.ConfigPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Parse(n.Name+".toml", data, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", n.Name, err)
 		}
-		if cfg.Name != n.Name || cfg.Scope != "demo" || cfg.PostgreSQL.DataDir != n.DataDir() ||
-			cfg.PostgreSQL.Listen != loopback(n.PGPort) || cfg.RESTAPI.Listen != loopback(n.APIPort) ||
+		if cfg.Name != n.Name || cfg.Scope != "demo" || cfg.PostgreSQL.DataDir != n.DataDir ||
+			cfg.PostgreSQL.Listen != n.PGAddr() || cfg.RESTAPI.Listen != n.APIAddr() ||
 			cfg.PostgreSQL.BinDir != s.PgBinDir || cfg.PluginDir != s.PluginDir {
 			t.Errorf("%s: unexpected configuration %+v", n.Name, cfg)
 		}
@@ -62,15 +104,27 @@ func TestDemoNodeConfig(t *testing.T) {
 	}
 }
 
+// A demo directory with quotes, backslashes and control characters in its
+// name still makes valid configurations.
 func TestTOMLQuoting(t *testing.T) {
-	s := fixedSetup()
-	s.Nodes[0].Dir = `/tmp/we"ird\dir` + "\n/node1"
-	cfg, err := config.Parse("x.toml", s.nodeConfig(0), nil)
+	dir := filepath.Join(t.TempDir(), `we"ird\dir`+"\nx")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c, err := tkcluster.New(testSetup(dir).options())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.PostgreSQL.DataDir != s.Nodes[0].Dir+"/data" {
-		t.Errorf("data_dir = %q", cfg.PostgreSQL.DataDir)
+	data, err := os.ReadFile(c.Members[0].ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("x.toml", data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.PostgreSQL.DataDir != c.Members[0].DataDir {
+		t.Errorf("data_dir = %q, want %q", cfg.PostgreSQL.DataDir, c.Members[0].DataDir)
 	}
 }
 
@@ -88,25 +142,6 @@ func TestDemoSecretsAreFreshAndDistinct(t *testing.T) {
 		if len(s) < 16 || slices.Contains(all[i+1:], s) {
 			t.Errorf("weak or repeated password %q in %q", s, all)
 		}
-	}
-}
-
-func TestPickPorts(t *testing.T) {
-	ports, err := pickPorts(6)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[int]bool{}
-	for _, p := range ports {
-		if seen[p] || p <= 0 {
-			t.Fatalf("ports %v repeat or are invalid", ports)
-		}
-		seen[p] = true
-		l, err := net.Listen("tcp", loopback(p))
-		if err != nil {
-			t.Fatalf("port %d is not free after picking: %v", p, err)
-		}
-		l.Close()
 	}
 }
 
@@ -180,7 +215,7 @@ func TestCheckPluginDir(t *testing.T) {
 
 func TestAgentEnv(t *testing.T) {
 	in := []string{"PATH=/usr/bin", "HOME=/root", "USER=root", "LANG=C.UTF-8", "CUSTOS_SCOPE=other", "CUSTOS_PLUGIN_LOG_LEVEL=trace", "PGPORT=5433", "PGPASSWORD=x"}
-	got := agentEnv(in, "/tmp/d/node1", &osUser{Name: "postgres"})
+	got := agentEnv(in, "/tmp/d/node1", &osUser{Name: "postgres", Cred: &syscall.Credential{}})
 	want := []string{"PATH=/usr/bin", "LANG=C.UTF-8", "HOME=/tmp/d/node1", "USER=postgres", "LOGNAME=postgres"}
 	if !slices.Equal(got, want) {
 		t.Errorf("agentEnv = %q, want %q", got, want)
@@ -192,49 +227,66 @@ func TestAgentEnv(t *testing.T) {
 	}
 }
 
+// healthyCluster is three members as the agents publish them: node1 the
+// primary, two streaming replicas.
+func healthyCluster() *cluster.Cluster {
+	init := "7268616322854375442"
+	lsn := int64(50331648)
+	replica := func(name string) cluster.Member {
+		return cluster.Member{Name: name, State: "running", Role: "replica", XLogLocation: &lsn, Timeline: 2, ReplicationState: "streaming"}
+	}
+	return &cluster.Cluster{
+		Initialize: &init,
+		Leader:     &cluster.Leader{Name: "node1"},
+		Members: []cluster.Member{
+			replica("node2"),
+			{Name: "node1", State: "running", Role: "primary", XLogLocation: &lsn, Timeline: 2},
+			replica("node3"),
+		},
+	}
+}
+
 func TestClusterHealth(t *testing.T) {
-	healthy := func() *dcs.Cluster { return healthyRaw() }
-	edit := func(mutate func(raw *dcs.Cluster)) *dcs.Cluster {
-		raw := healthy()
-		mutate(raw)
-		return raw
+	edit := func(mutate func(c *cluster.Cluster)) *cluster.Cluster {
+		c := healthyCluster()
+		mutate(c)
+		return c
 	}
-	setMember := func(raw *dcs.Cluster, name string, change func(map[string]any)) {
-		m := raw.Member(name)
-		var v map[string]any
-		if err := json.Unmarshal(m.Data, &v); err != nil {
-			t.Fatal(err)
+	member := func(c *cluster.Cluster, name string) *cluster.Member {
+		for i := range c.Members {
+			if c.Members[i].Name == name {
+				return &c.Members[i]
+			}
 		}
-		change(v)
-		m.Data, _ = json.Marshal(v)
+		t.Fatalf("no member %s", name)
+		return nil
 	}
+	empty := ""
 	for _, c := range []struct {
 		name    string
-		raw     *dcs.Cluster
+		c       *cluster.Cluster
 		members int
 		healthy bool
 		says    string
 	}{
-		{"healthy", healthy(), 3, true, "leader node1, 2 streaming replica(s)"},
-		{"empty", &dcs.Cluster{}, 3, false, "no member has started the bootstrap"},
-		{"initializing", &dcs.Cluster{Initialize: value("")}, 3, false, "bootstrapping"},
-		{"no leader", edit(func(r *dcs.Cluster) { r.Leader = nil }), 3, false, "no leader yet"},
-		{"a member missing", healthy(), 4, false, "3 of 4 members registered"},
-		{"replica not streaming", edit(func(r *dcs.Cluster) {
-			setMember(r, "node3", func(v map[string]any) { v["replication_state"] = "in archive recovery" })
+		{"healthy", healthyCluster(), 3, true, "leader node1, 2 streaming replica(s)"},
+		{"empty", &cluster.Cluster{}, 3, false, "no member has started the bootstrap"},
+		{"initializing", &cluster.Cluster{Initialize: &empty}, 3, false, "bootstrapping"},
+		{"no leader", edit(func(c *cluster.Cluster) { c.Leader = nil }), 3, false, "no leader yet"},
+		{"a member missing", healthyCluster(), 4, false, "3 of 4 members registered"},
+		{"replica not streaming", edit(func(c *cluster.Cluster) {
+			member(c, "node3").ReplicationState = "in archive recovery"
 		}), 3, false, "node3 is replica, running, in archive recovery"},
-		{"replica creating", edit(func(r *dcs.Cluster) {
-			setMember(r, "node2", func(v map[string]any) {
-				v["state"], v["role"] = "creating replica", "uninitialized"
-				delete(v, "replication_state")
-			})
+		{"replica creating", edit(func(c *cluster.Cluster) {
+			m := member(c, "node2")
+			m.State, m.Role, m.ReplicationState = "creating replica", "uninitialized", ""
 		}), 3, false, "node2 is uninitialized, creating replica"},
-		{"leader still starting", edit(func(r *dcs.Cluster) {
-			setMember(r, "node1", func(v map[string]any) { v["state"] = "starting" })
+		{"leader still starting", edit(func(c *cluster.Cluster) {
+			member(c, "node1").State = "starting"
 		}), 3, false, "leader node1 is primary, starting"},
-		{"leader without member key", edit(func(r *dcs.Cluster) { r.Leader.Name = "node9" }), 3, false, "node9 holds the leader key but published no state"},
+		{"leader without member key", edit(func(c *cluster.Cluster) { c.Leader.Name = "node9" }), 3, false, "node9 holds the leader key but published no state"},
 	} {
-		ok, says := clusterHealth(decode(t, c.raw), c.members)
+		ok, says := clusterHealth(c.c, c.members)
 		if ok != c.healthy || !strings.Contains(says, c.says) {
 			t.Errorf("%s: clusterHealth = %v %q, want %v with %q", c.name, ok, says, c.healthy, c.says)
 		}
@@ -242,39 +294,28 @@ func TestClusterHealth(t *testing.T) {
 }
 
 func TestDemoPlanChecks(t *testing.T) {
-	e := &env{executable: filepath.Join(t.TempDir(), "custosctl"), lookupEnv: envOf(nil)}
+	e := &env{executable: filepath.Join(t.TempDir(), "custos-demo"), lookupEnv: func(string) (string, bool) { return "", false }}
 	var ue usageError
 	for _, o := range []demoOptions{{members: 0, timeout: time.Minute}, {members: 10, timeout: time.Minute}, {members: 3}} {
-		if _, err := o.plan(e, &globalOptions{}); !errors.As(err, &ue) {
+		if _, err := o.plan(e); !errors.As(err, &ue) {
 			t.Errorf("%+v: %v, want a usage error", o, err)
 		}
 	}
 	o := demoOptions{members: 3, timeout: time.Minute}
-	if _, err := o.plan(e, &globalOptions{}); err == nil || !strings.Contains(err.Error(), "--custos-bin") {
+	if _, err := o.plan(e); err == nil || !strings.Contains(err.Error(), "--custos-bin") {
 		t.Errorf("no custos binary: %v", err)
 	}
-	bin := filepath.Join(filepath.Dir(e.executable), "custos")
-	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{"custos", "custosctl"} {
+		if _, err := o.plan(e); err == nil || !strings.Contains(err.Error(), "the "+name+" binary") {
+			t.Errorf("no %s binary: %v", name, err)
+		}
+		bin := filepath.Join(filepath.Dir(e.executable), name)
+		if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := o.plan(e, &globalOptions{}); err == nil || !strings.Contains(err.Error(), "plugins") {
+	if _, err := o.plan(e); err == nil || !strings.Contains(err.Error(), "plugins") {
 		t.Errorf("no plugin directory: %v", err)
-	}
-}
-
-func TestTailFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "log")
-	if err := os.WriteFile(path, []byte("a\nb\nc\nd\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if got := tailFile(path, 2); got != "c\nd\n" {
-		t.Errorf("tail = %q", got)
-	}
-	if got := tailFile(path, 10); got != "a\nb\nc\nd\n" {
-		t.Errorf("tail = %q", got)
-	}
-	if got := tailFile(filepath.Join(t.TempDir(), "none"), 2); !strings.Contains(got, "no such file") {
-		t.Errorf("missing file: %q", got)
 	}
 }
 

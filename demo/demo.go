@@ -1,26 +1,35 @@
-package ctl
+package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
+	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/spf13/cobra"
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/custos-ha/custos/core/cluster"
 	"github.com/custos-ha/custos/core/config"
-	"github.com/custos-ha/custos/core/ctl/internal/embedetcd"
 	"github.com/custos-ha/custos/core/reaper"
+	"github.com/custos-ha/custos/demo/internal/embedetcd"
+	tkcluster "github.com/custos-ha/custos/testkit/cluster"
+)
+
+// Exit codes of custos-demo.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
 )
 
 const (
@@ -44,62 +53,113 @@ const (
 	postmasterStopTimeout = 15 * time.Second
 	// logTailLines is how much of each agent log a failed start shows.
 	logTailLines = 25
+	// listTimeout bounds one `custosctl list` of the demo cluster.
+	listTimeout = 30 * time.Second
+	// envLogLevel sets the level of the demo's own log lines and of the
+	// DCS plugin it reads the cluster with (default warn).
+	envLogLevel = "CUSTOS_DEMO_LOG_LEVEL"
 )
 
 // Plugins the demo's agents need.
 var demoPlugins = []string{"custos-plugin-dcs-etcd3", "custos-plugin-replica-basebackup"}
 
+// usageError is a mistake in the command line: the demo exits with
+// exitUsage.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// env is what a run takes from its process; tests give their own.
+type env struct {
+	stdout, stderr io.Writer
+	lookupEnv      func(string) (string, bool)
+	// executable is custos-demo's own path: custos, custosctl and the
+	// plugins are beside it by default.
+	executable string
+}
+
 type demoOptions struct {
 	members   int
 	custosBin string
+	pluginDir string
 	pgBinDir  string
 	keep      bool
 	timeout   time.Duration
 }
 
-func newDemoCommand(e *env, g *globalOptions) *cobra.Command {
-	o := &demoOptions{}
-	cmd := &cobra.Command{
-		Use:   "demo",
-		Short: "Run a throwaway custos cluster on this machine until Ctrl-C",
-		Long: `Run a throwaway custos cluster on this machine: an embedded etcd and custos
+const usageText = `Usage: custos-demo [flags]
+
+Run a throwaway custos cluster on this machine: an embedded etcd and custos
 agents as separate processes, each with its own PostgreSQL, on free loopback
 ports, everything in a temporary directory. Once the cluster is healthy (one
 leader, the other members streaming) its member list is printed; the demo then
 runs until Ctrl-C or SIGTERM, stops the agents and removes the directory.
 
-The custos binary is taken from beside custosctl (make build puts both in bin/)
-and the plugins from plugins/ beside it. PostgreSQL refuses to run as root:
-started as root, the demo runs the agents as the postgres user.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDemo(cmd.Context(), e, g, o)
-		},
+The custos and custosctl binaries are taken from beside custos-demo (make build
+puts them all in bin/) and the plugins from plugins/ beside custos. PostgreSQL
+refuses to run as root: started as root, the demo runs the agents as the
+postgres user.
+
+Flags:
+`
+
+// run executes one command line and returns the exit code.
+func run(ctx context.Context, args []string, e *env) int {
+	o := &demoOptions{}
+	fs := flag.NewFlagSet("custos-demo", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageText)
+		fs.PrintDefaults()
 	}
-	f := cmd.Flags()
-	f.IntVar(&o.members, "members", defaultDemoMembers, "number of members")
-	f.StringVar(&o.custosBin, "custos-bin", "", "the custos agent binary (default: custos beside custosctl)")
-	f.StringVar(&o.pgBinDir, "pg-bin-dir", "", "PostgreSQL's bin directory (default: the newest "+debianPgBinGlob+")")
-	f.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configurations, data, logs) at the end")
-	f.DurationVar(&o.timeout, "timeout", defaultDemoTimeout, "how long to wait for the cluster to become healthy")
-	return cmd
+	fs.IntVar(&o.members, "members", defaultDemoMembers, "number of members")
+	fs.StringVar(&o.custosBin, "custos-bin", "", "the custos agent binary (default: custos beside custos-demo)")
+	fs.StringVar(&o.pluginDir, "plugin-dir", "", "the plugin directory (default: plugins beside the custos binary)")
+	fs.StringVar(&o.pgBinDir, "pg-bin-dir", "", "PostgreSQL's bin directory (default: the newest "+debianPgBinGlob+")")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configurations, data, logs) at the end")
+	fs.DurationVar(&o.timeout, "timeout", defaultDemoTimeout, "how long to wait for the cluster to become healthy")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(e.stdout)
+			fs.Usage()
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(e.stderr, "Error: unexpected argument %q\nRun 'custos-demo --help' for usage.\n", fs.Arg(0))
+		return exitUsage
+	}
+	err := runDemo(ctx, e, o)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(e.stderr, "Error: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintln(e.stderr, "Run 'custos-demo --help' for usage.")
+		return exitUsage
+	}
+	return exitFailure
 }
 
 // demoPlan is what the demo will run, checked before anything starts.
 type demoPlan struct {
-	custosBin string
-	pluginDir string
-	pgBinDir  string
-	// runAs is the user the agents run as; nil: custosctl's own.
+	custosBin    string
+	custosctlBin string
+	pluginDir    string
+	pgBinDir     string
+	// runAs is the user the agents run as; nil: the demo's own.
 	runAs *osUser
 	// copyReason, when set, says why runAs cannot run custosBin or the
 	// plugins where they are: the demo copies them into its directory.
 	copyReason string
 }
 
-func (o *demoOptions) plan(e *env, g *globalOptions) (*demoPlan, error) {
-	if !demoSupported {
-		return nil, errors.New("custosctl demo runs on Linux only")
+func (o *demoOptions) plan(e *env) (*demoPlan, error) {
+	if runtime.GOOS != "linux" {
+		return nil, errors.New("custos-demo runs on Linux only")
 	}
 	if o.members < 1 || o.members > maxDemoMembers {
 		return nil, usageError{fmt.Errorf("--members %d: give 1 to %d", o.members, maxDemoMembers)}
@@ -107,7 +167,7 @@ func (o *demoOptions) plan(e *env, g *globalOptions) (*demoPlan, error) {
 	if o.timeout <= 0 {
 		return nil, usageError{fmt.Errorf("--timeout %v: give a positive duration", o.timeout)}
 	}
-	p := &demoPlan{custosBin: o.custosBin}
+	p := &demoPlan{custosBin: o.custosBin, custosctlBin: filepath.Join(filepath.Dir(e.executable), "custosctl")}
 	if p.custosBin == "" {
 		p.custosBin = filepath.Join(filepath.Dir(e.executable), "custos")
 	}
@@ -118,7 +178,10 @@ func (o *demoOptions) plan(e *env, g *globalOptions) (*demoPlan, error) {
 	if err := checkExecutable(p.custosBin, "the custos binary"); err != nil {
 		return nil, fmt.Errorf("%w (run make build, or pass --custos-bin)", err)
 	}
-	p.pluginDir = g.pluginDir
+	if err := checkExecutable(p.custosctlBin, "the custosctl binary"); err != nil {
+		return nil, fmt.Errorf("%w (run make build: the demo shows the cluster with custosctl)", err)
+	}
+	p.pluginDir = o.pluginDir
 	if p.pluginDir == "" {
 		p.pluginDir = config.DefaultPluginDir(p.custosBin)
 	}
@@ -132,7 +195,7 @@ func (o *demoOptions) plan(e *env, g *globalOptions) (*demoPlan, error) {
 		return nil, err
 	}
 	if os.Geteuid() == 0 {
-		if p.runAs, err = lookupOSUser(postgresOSUser); err != nil {
+		if p.runAs, err = lookupOSUser(tkcluster.PostgresUser); err != nil {
 			return nil, err
 		}
 		if err := checkReachable(filepath.Join(p.pgBinDir, "postgres"), p.runAs); err != nil {
@@ -204,84 +267,33 @@ func copyFile(src, dst string, mode os.FileMode) error {
 	return os.Chmod(dst, mode)
 }
 
-// demoAgent is one agent process.
-type demoAgent struct {
-	node       demoNode
-	configPath string
-	logPath    string
-	cmd        *exec.Cmd
-	done       chan struct{}
-	// waitErr is the exit status; read it after done is closed.
-	waitErr error
+// exitText says how a member's agent ended.
+func exitText(m *tkcluster.Member) string {
+	if st := m.ExitState(); st != nil && !st.Success() {
+		return st.String()
+	}
+	return "exit status 0"
 }
 
-func (a *demoAgent) start(bin string, u *osUser) error {
-	logFile, err := os.OpenFile(a.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return err
+func newLogger(e *env) hclog.Logger {
+	level := hclog.Warn
+	if s, ok := e.lookupEnv(envLogLevel); ok && s != "" {
+		if l := hclog.LevelFromString(s); l != hclog.NoLevel {
+			level = l
+		}
 	}
-	defer logFile.Close()
-	if err := chownTo(a.logPath, u); err != nil {
-		return err
-	}
-	cmd := exec.Command(bin, a.configPath)
-	cmd.Dir = a.node.Dir
-	cmd.Env = agentEnv(os.Environ(), a.node.Dir, u)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = agentSysProcAttr(u)
-	// Its own process group: a Ctrl-C in the terminal reaches custosctl
-	// only, which stops the agents in order.
-	reaper.Prepare(cmd)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting the agent of %s: %w", a.node.Name, err)
-	}
-	a.cmd = cmd
-	a.done = make(chan struct{})
-	go func() {
-		a.waitErr = cmd.Wait()
-		close(a.done)
-	}()
-	return nil
+	return hclog.New(&hclog.LoggerOptions{Name: "custos-demo", Level: level, Output: e.stderr})
 }
 
-func (a *demoAgent) exited() bool {
-	select {
-	case <-a.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (a *demoAgent) pid() int { return a.cmd.Process.Pid }
-
-// exitText says how the agent ended.
-func (a *demoAgent) exitText() string {
-	if a.waitErr == nil {
-		return "exit status 0"
-	}
-	return a.waitErr.Error()
-}
-
-func chownTo(path string, u *osUser) error {
-	if u == nil {
-		return nil
-	}
-	if err := os.Chown(path, int(u.UID), int(u.GID)); err != nil {
-		return fmt.Errorf("handing %s to the %s user: %w", path, u.Name, err)
-	}
-	return nil
-}
-
-func runDemo(ctx context.Context, e *env, g *globalOptions, o *demoOptions) (err error) {
-	p, err := o.plan(e, g)
+func runDemo(ctx context.Context, e *env, o *demoOptions) (err error) {
+	p, err := o.plan(e)
 	if err != nil {
 		return err
 	}
 	logger := newLogger(e)
 	out := e.stdout
-	// Orphans (the postmaster of an agent that was killed) come to
-	// custosctl and are reaped here rather than left to PID 1.
+	// Orphans (the postmaster of an agent that was killed) come to the
+	// demo and are reaped here rather than left to PID 1.
 	stopReaper := reaper.Start(logger)
 	defer stopReaper()
 
@@ -314,64 +326,52 @@ func runDemo(ctx context.Context, e *env, g *globalOptions, o *demoOptions) (err
 	}
 	defer etcd.Stop()
 
-	setup, err := newSetup(dir, etcd.Endpoint, p, o.members)
+	secrets, err := newDemoSecrets()
 	if err != nil {
 		return err
 	}
-	agents := make([]*demoAgent, len(setup.Nodes))
-	for i, n := range setup.Nodes {
-		if err := os.Mkdir(n.Dir, 0o700); err != nil {
-			return err
-		}
-		if err := chownTo(n.Dir, p.runAs); err != nil {
-			return err
-		}
-		a := &demoAgent{node: n, configPath: filepath.Join(dir, n.Name+".toml"), logPath: filepath.Join(dir, n.Name+".log")}
-		if err := os.WriteFile(a.configPath, setup.nodeConfig(i), 0o600); err != nil {
-			return err
-		}
-		if err := chownTo(a.configPath, p.runAs); err != nil {
-			return err
-		}
-		agents[i] = a
+	s := demoSetup{
+		Dir: dir, EtcdEndpoint: etcd.Endpoint, Custos: p.custosBin, PluginDir: p.pluginDir, PgBinDir: p.pgBinDir,
+		Secrets: secrets, Members: o.members, RunAs: p.runAs, Environ: os.Environ(),
 	}
+	c, err := tkcluster.New(s.options())
+	if err != nil {
+		return err
+	}
+	agents := c.Members
 
 	fmt.Fprintf(out, "custos demo: cluster %q with %d member(s) in %s\n", demoScope, len(agents), dir)
 	fmt.Fprintf(out, "  etcd   %s (embedded, log %s)\n", etcd.Endpoint, etcd.LogPath)
 	defer func() { err = errors.Join(err, stopAgents(out, agents)) }()
 	for _, a := range agents {
-		if err := a.start(p.custosBin, p.runAs); err != nil {
+		if err := a.Start(); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "  %-6s PostgreSQL %s, REST API %s, agent pid %d, log %s\n",
-			a.node.Name, loopback(a.node.PGPort), loopback(a.node.APIPort), a.pid(), a.logPath)
+			a.Name, a.PGAddr(), a.APIAddr(), a.PID(), a.LogPath)
 	}
 	if p.runAs != nil {
 		fmt.Fprintf(out, "The agents run as the %s user: PostgreSQL refuses to run as root.\n", p.runAs.Name)
 	}
 
-	r, err := newReader(&target{
-		plugin: "etcd3", section: DCSURL{Hosts: []string{etcd.Endpoint}}.SectionJSON(), namespace: config.DefaultNamespace,
-		pluginDir: p.pluginDir, checksums: map[string]string{},
-		ttl: demoTTL * time.Second, retryTimeout: demoRetryTimeout * time.Second,
-	}, logger)
+	r, err := openReader(ctx, p.pluginDir, etcd.Endpoint, logger)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
 
 	fmt.Fprintf(out, "Waiting up to %v for a leader and %d streaming replica(s)...\n", o.timeout, len(agents)-1)
-	c, err := waitHealthy(ctx, out, r, agents, etcd, o.timeout)
+	cl, err := waitHealthy(ctx, out, r, agents, etcd, o.timeout)
 	if err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintln(out, "Interrupted.")
 			return nil
 		}
-		if c != nil {
-			_ = newListing(demoScope, c, false).writePretty(e.stderr)
+		if cl != nil {
+			_ = printList(e.stderr, p.custosctlBin, agents[0].ConfigPath)
 		}
 		for _, a := range agents {
-			fmt.Fprintf(e.stderr, "--- last lines of %s:\n%s", a.logPath, tailFile(a.logPath, logTailLines))
+			fmt.Fprintf(e.stderr, "--- last lines of %s:\n%s", a.LogPath, a.Tail(logTailLines))
 		}
 		if !o.keep {
 			err = fmt.Errorf("%w (run with --keep to look at the logs and data afterwards)", err)
@@ -379,35 +379,36 @@ func runDemo(ctx context.Context, e *env, g *globalOptions, o *demoOptions) (err
 		return err
 	}
 
-	if err := newListing(demoScope, c, false).writePretty(out); err != nil {
+	if err := printList(out, p.custosctlBin, agents[0].ConfigPath); err != nil {
 		return err
 	}
-	printDemoUsage(out, e.executable, dir, setup, agents, c)
+	printDemoUsage(out, p.custosctlBin, s, agents, cl)
 	return runUntilStopped(ctx, out, agents, etcd)
 }
 
-// newSetup picks the ports and passwords of the members.
-func newSetup(dir, etcdEndpoint string, p *demoPlan, members int) (demoSetup, error) {
-	secrets, err := newDemoSecrets()
-	if err != nil {
-		return demoSetup{}, err
+// printList shows the cluster as `custosctl -c <config> list` shows it.
+func printList(w io.Writer, custosctl, configPath string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), listTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, custosctl, "-c", configPath, "list")
+	// Nothing from the caller's environment that would point custosctl
+	// elsewhere (CUSTOS_*, CUSTOSCTL_*).
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CUSTOS") {
+			cmd.Env = append(cmd.Env, kv)
+		}
 	}
-	ports, err := pickPorts(2 * members)
-	if err != nil {
-		return demoSetup{}, err
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s -c %s list: %w", custosctl, configPath, err)
 	}
-	s := demoSetup{Scope: demoScope, EtcdEndpoint: etcdEndpoint, PluginDir: p.pluginDir, PgBinDir: p.pgBinDir, Secrets: secrets}
-	for i := range members {
-		name := "node" + strconv.Itoa(i+1)
-		s.Nodes = append(s.Nodes, demoNode{Name: name, Dir: filepath.Join(dir, name), APIPort: ports[2*i], PGPort: ports[2*i+1]})
-	}
-	return s, nil
+	return nil
 }
 
 // waitHealthy reads the cluster until it is healthy, printing what it
 // waits for whenever that changes. It fails when an agent exits, etcd
 // fails or the timeout passes; the last cluster read comes back either way.
-func waitHealthy(ctx context.Context, out io.Writer, r *reader, agents []*demoAgent, etcd *embedetcd.Server, timeout time.Duration) (*cluster.Cluster, error) {
+func waitHealthy(ctx context.Context, out io.Writer, r *dcsReader, agents []*tkcluster.Member, etcd *embedetcd.Server, timeout time.Duration) (*cluster.Cluster, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last *cluster.Cluster
@@ -416,11 +417,11 @@ func waitHealthy(ctx context.Context, out io.Writer, r *reader, agents []*demoAg
 	defer tick.Stop()
 	for {
 		for _, a := range agents {
-			if a.exited() {
-				return last, fmt.Errorf("the agent of %s exited before the cluster became healthy (%s)", a.node.Name, a.exitText())
+			if !a.Running() {
+				return last, fmt.Errorf("the agent of %s exited before the cluster became healthy (%s)", a.Name, exitText(a))
 			}
 		}
-		c, _, err := r.Read(ctx, demoScope)
+		c, err := r.Read(ctx)
 		status := ""
 		if err != nil {
 			status = err.Error()
@@ -449,30 +450,30 @@ func waitHealthy(ctx context.Context, out io.Writer, r *reader, agents []*demoAg
 	}
 }
 
-func printDemoUsage(out io.Writer, custosctl, dir string, s demoSetup, agents []*demoAgent, c *cluster.Cluster) {
-	first := s.Nodes[0]
+func printDemoUsage(out io.Writer, custosctl string, s demoSetup, agents []*tkcluster.Member, c *cluster.Cluster) {
+	first := agents[0]
 	fmt.Fprintln(out, "The demo cluster is healthy. In another terminal, try:")
-	fmt.Fprintf(out, "  %s -c %s list\n", custosctl, filepath.Join(dir, first.Name+".toml"))
+	fmt.Fprintf(out, "  %s -c %s list\n", custosctl, first.ConfigPath)
 	fmt.Fprintf(out, "  psql \"host=127.0.0.1 port=%d user=%s password=%s dbname=postgres\"\n", first.PGPort, demoSuperuser, s.Secrets.Superuser)
 	for _, a := range agents {
-		if a.node.Name != c.LeaderName() || len(agents) < 2 {
+		if a.Name != c.LeaderName() || len(agents) < 2 {
 			continue
 		}
 		// Killing the agent alone would leave its PostgreSQL running as a
 		// primary beside the new one (what a watchdog prevents in earnest).
-		if pm := postmasterPid(a.node.DataDir()); pm != 0 {
+		if pm := a.PostmasterPID(); pm != 0 {
 			fmt.Fprintf(out, "  kill -9 %d %d    # kill the leader %s (agent and PostgreSQL); a replica takes over within ttl (%d s)\n",
-				a.pid(), pm, a.node.Name, demoTTL)
+				a.PID(), pm, a.Name, demoTTL)
 		} else {
-			fmt.Fprintf(out, "  kill %d    # stop the leader %s; a replica takes over within seconds\n", a.pid(), a.node.Name)
+			fmt.Fprintf(out, "  kill %d    # stop the leader %s; a replica takes over within seconds\n", a.PID(), a.Name)
 		}
 	}
-	fmt.Fprintf(out, "Press Ctrl-C to stop the demo and remove %s.\n", dir)
+	fmt.Fprintf(out, "Press Ctrl-C to stop the demo and remove %s.\n", s.Dir)
 }
 
 // runUntilStopped waits for Ctrl-C or SIGTERM, reporting agents that exit
 // meanwhile (someone killing one to see a failover is part of the demo).
-func runUntilStopped(ctx context.Context, out io.Writer, agents []*demoAgent, etcd *embedetcd.Server) error {
+func runUntilStopped(ctx context.Context, out io.Writer, agents []*tkcluster.Member, etcd *embedetcd.Server) error {
 	var wg sync.WaitGroup
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer func() {
@@ -482,8 +483,8 @@ func runUntilStopped(ctx context.Context, out io.Writer, agents []*demoAgent, et
 	for _, a := range agents {
 		wg.Go(func() {
 			select {
-			case <-a.done:
-				fmt.Fprintf(out, "custos demo: the agent of %s (pid %d) exited: %s\n", a.node.Name, a.pid(), a.exitText())
+			case <-a.Done():
+				fmt.Fprintf(out, "custos demo: the agent of %s (pid %d) exited: %s\n", a.Name, a.PID(), exitText(a))
 			case <-watchCtx.Done():
 			}
 		})
@@ -500,10 +501,10 @@ func runUntilStopped(ctx context.Context, out io.Writer, agents []*demoAgent, et
 // releases the leader key), SIGKILL for those still there after
 // agentStopTimeout or at a second Ctrl-C; then it stops any PostgreSQL
 // whose agent was killed.
-func stopAgents(out io.Writer, agents []*demoAgent) error {
-	var running []*demoAgent
+func stopAgents(out io.Writer, agents []*tkcluster.Member) error {
+	var running []*tkcluster.Member
 	for _, a := range agents {
-		if a != nil && a.cmd != nil && !a.exited() {
+		if a.Running() {
 			running = append(running, a)
 		}
 	}
@@ -513,14 +514,14 @@ func stopAgents(out io.Writer, agents []*demoAgent) error {
 		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 		defer signal.Stop(sigs)
 		for _, a := range running {
-			_ = a.cmd.Process.Signal(syscall.SIGTERM)
+			_ = a.Signal(syscall.SIGTERM)
 		}
 		timer := time.NewTimer(agentStopTimeout)
 		defer timer.Stop()
 	wait:
 		for _, a := range running {
 			select {
-			case <-a.done:
+			case <-a.Done():
 			case <-timer.C:
 				fmt.Fprintf(out, "Agents still running after %v: killing them.\n", agentStopTimeout)
 				break wait
@@ -534,39 +535,15 @@ func stopAgents(out io.Writer, agents []*demoAgent) error {
 	// is left of it (everything after a timeout, plugins of an agent that
 	// was killed) goes now.
 	for _, a := range agents {
-		if a != nil && a.cmd != nil {
-			killGroup(a.pid(), syscall.SIGKILL)
-		}
-	}
-	for _, a := range running {
-		<-a.done
+		a.KillGroup()
 	}
 	var errs []error
 	for _, a := range agents {
-		if a == nil {
-			continue
-		}
-		pid, err := stopLeftoverPostmaster(a.node.DataDir(), postmasterStopTimeout)
+		pid, err := a.StopPostgres(postmasterStopTimeout)
 		if pid != 0 {
-			fmt.Fprintf(out, "Stopped the PostgreSQL of %s (pid %d), which outlived its agent.\n", a.node.Name, pid)
+			fmt.Fprintf(out, "Stopped the PostgreSQL of %s (pid %d), which outlived its agent.\n", a.Name, pid)
 		}
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// tailFile returns the last n lines of a file.
-func tailFile(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(%v)\n", err)
-	}
-	lines := bytes.Split(bytes.TrimRight(data, "\n"), []byte("\n"))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	if len(lines) == 1 && len(lines[0]) == 0 {
-		return "(empty)\n"
-	}
-	return string(bytes.Join(lines, []byte("\n"))) + "\n"
 }

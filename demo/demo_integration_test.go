@@ -1,18 +1,64 @@
 //go:build integration
 
-package ctl
+package main
 
 import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	tkcluster "github.com/custos-ha/custos/testkit/cluster"
 )
+
+var (
+	releaseBuild    sync.Once
+	releaseRoot     string
+	releaseBin      string
+	releaseBuildErr error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if releaseRoot != "" {
+		_ = os.RemoveAll(releaseRoot)
+	}
+	os.Exit(code)
+}
+
+// release builds custos, custosctl and the plugins the demo needs once,
+// laid out as `make build` lays them out, in a directory private to the
+// test's user: as root, the demo then sees a checkout the postgres user
+// cannot reach, and must run copies. The directory is removed by
+// TestMain.
+func release(t *testing.T) (bin string) {
+	t.Helper()
+	releaseBuild.Do(func() {
+		root, err := os.MkdirTemp("", "custos-demo-release-")
+		if err != nil {
+			releaseBuildErr = err
+			return
+		}
+		releaseRoot = root
+		releaseBin = filepath.Join(root, "bin")
+		releaseBuildErr = tkcluster.Build(releaseBin, map[string]string{
+			"custos":                            tkcluster.Custos,
+			"custosctl":                         tkcluster.Custosctl,
+			tkcluster.PluginBinary("dcs-etcd3"): tkcluster.Plugin("dcs-etcd3"),
+			tkcluster.PluginBinary("replica-basebackup"): tkcluster.Plugin("replica-basebackup"),
+		})
+	})
+	if releaseBuildErr != nil {
+		t.Fatal(releaseBuildErr)
+	}
+	return releaseBin
+}
 
 // syncBuffer collects output written from several goroutines and tells
 // when a marker shows up.
@@ -66,8 +112,8 @@ func TestDemoEndToEnd(t *testing.T) {
 	defer cancel()
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"demo", "--timeout", "3m"},
-			&env{stdout: out, stderr: out, lookupEnv: envOf(nil), executable: filepath.Join(bin, "custosctl")})
+		done <- run(ctx, []string{"--timeout", "3m"},
+			&env{stdout: out, stderr: out, lookupEnv: func(string) (string, bool) { return "", false }, executable: filepath.Join(bin, "custos-demo")})
 	}()
 	select {
 	case <-out.seen:
@@ -95,9 +141,9 @@ func TestDemoEndToEnd(t *testing.T) {
 	if listLine == nil {
 		t.Fatalf("no list command in the output:\n%s", text)
 	}
-	code, stdout, stderr := runCtl(context.Background(), nil, "-c", listLine[1], "list", "-f", "tsv")
-	if code != exitOK || strings.Count(stdout, "\tReplica\t") != 2 || strings.Count(stdout, "\tLeader\t") != 1 {
-		t.Errorf("custosctl -c %s list: exit %d\n%s%s", listLine[1], code, stdout, stderr)
+	list, err := exec.Command(filepath.Join(bin, "custosctl"), "-c", listLine[1], "list", "-f", "tsv").CombinedOutput()
+	if err != nil || strings.Count(string(list), "\tReplica\t") != 2 || strings.Count(string(list), "\tLeader\t") != 1 {
+		t.Errorf("custosctl -c %s list: %v\n%s", listLine[1], err, list)
 	}
 
 	cancel()

@@ -1,16 +1,17 @@
-package ctl
+package main
 
 import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
+
+	tkcluster "github.com/custos-ha/custos/testkit/cluster"
 )
 
 // debianPgBinGlob is where Debian installs each PostgreSQL major's
@@ -76,50 +77,28 @@ func pgMajor(binDir string) []int {
 
 func compareVersions(a, b []int) int { return slices.Compare(a, b) }
 
-// pickPorts returns n distinct loopback ports that were free a moment ago
-// (all n listeners stay open until it returns, so they differ).
-func pickPorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("picking a free port: %w", err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 // osUser is the account the demo runs its agents as.
 type osUser struct {
-	Name     string
-	UID, GID uint32
-	Groups   []uint32
+	Name string
+	Cred *syscall.Credential
 }
 
-// postgresOSUser is the account PostgreSQL runs as on Debian.
-const postgresOSUser = "postgres"
-
 func lookupOSUser(name string) (*osUser, error) {
-	u, err := user.Lookup(name)
+	cred, err := tkcluster.UserCredential(name)
 	if err != nil {
-		return nil, fmt.Errorf("looking up the %s user: %w (install PostgreSQL: apt-get install postgresql-15)", name, err)
+		return nil, err
 	}
-	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-	if err1 != nil || err2 != nil {
-		return nil, fmt.Errorf("the %s user has a non-numeric uid %q or gid %q", name, u.Uid, u.Gid)
+	return &osUser{Name: name, Cred: cred}, nil
+}
+
+func chownTo(path string, u *osUser) error {
+	if u == nil {
+		return nil
 	}
-	out := &osUser{Name: name, UID: uint32(uid), GID: uint32(gid)}
-	if ids, err := u.GroupIds(); err == nil {
-		for _, g := range ids {
-			if n, err := strconv.ParseUint(g, 10, 32); err == nil {
-				out.Groups = append(out.Groups, uint32(n))
-			}
-		}
+	if err := os.Chown(path, int(u.Cred.Uid), int(u.Cred.Gid)); err != nil {
+		return fmt.Errorf("handing %s to the %s user: %w", path, u.Name, err)
 	}
-	return out, nil
+	return nil
 }
 
 // checkPluginDir checks what the plugin host will check in the agents:

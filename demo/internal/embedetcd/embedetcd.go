@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+
+	tkcluster "github.com/custos-ha/custos/testkit/cluster"
 )
 
 const (
@@ -47,7 +48,7 @@ type Server struct {
 func Start(ctx context.Context, dir string) (*Server, error) {
 	var errs []error
 	for attempt := 1; attempt <= startAttempts; attempt++ {
-		ports, err := freePorts(2)
+		ports, err := tkcluster.FreePorts(2)
 		if err != nil {
 			return nil, fmt.Errorf("starting the embedded etcd: %w", err)
 		}
@@ -121,18 +122,3 @@ func (s *Server) Stop() {
 func (s *Server) Err() <-chan error { return s.etcd.Err() }
 
 func isAddrInUse(err error) bool { return errors.Is(err, syscall.EADDRINUSE) }
-
-// freePorts picks n distinct loopback ports nothing listens on right now
-// (all n listeners stay open until it returns, so the ports differ).
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("picking a free port: %w", err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}

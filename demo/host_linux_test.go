@@ -1,18 +1,18 @@
 //go:build linux
 
-package ctl
+package main
 
 import (
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
 func TestCheckReachable(t *testing.T) {
 	// Someone who is neither the owner of the files nor in their group.
-	stranger := &osUser{Name: "stranger", UID: uint32(os.Getuid()) + 54321, GID: uint32(os.Getgid()) + 54321}
+	stranger := &osUser{Name: "stranger", Cred: &syscall.Credential{Uid: uint32(os.Getuid()) + 54321, Gid: uint32(os.Getgid()) + 54321}}
 	dir := filepath.Join(t.TempDir(), "private")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -45,32 +45,11 @@ func TestCheckReachable(t *testing.T) {
 		t.Errorf("private binary: %v", err)
 	}
 	// The owner's bits count for the owner, the group's for the group.
-	owner := &osUser{Name: "owner", UID: uint32(os.Getuid()), GID: stranger.GID}
+	owner := &osUser{Name: "owner", Cred: &syscall.Credential{Uid: uint32(os.Getuid()), Gid: stranger.Cred.Gid}}
 	if err := checkReachable(bin, owner); err != nil {
 		t.Errorf("owner: %v", err)
 	}
 	if err := checkReachable(bin, nil); err != nil {
 		t.Errorf("no user switch: %v", err)
-	}
-}
-
-func TestPostmasterPidIgnoresStaleFiles(t *testing.T) {
-	dir := t.TempDir()
-	if got := postmasterPid(dir); got != 0 {
-		t.Errorf("no pid file: %d", got)
-	}
-	// Our own pid: alive, but not a postgres process.
-	pidFile := filepath.Join(dir, "postmaster.pid")
-	if err := os.WriteFile(pidFile, []byte(strings.Join([]string{strconv.Itoa(os.Getpid()), dir, ""}, "\n")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if got := postmasterPid(dir); got != 0 {
-		t.Errorf("a pid that is not postgres: %d", got)
-	}
-	if err := os.WriteFile(pidFile, []byte("garbage\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if got := postmasterPid(dir); got != 0 {
-		t.Errorf("garbage: %d", got)
 	}
 }

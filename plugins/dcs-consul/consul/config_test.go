@@ -160,8 +160,8 @@ func TestTLSConfig(t *testing.T) {
 	}
 	_, err = c.tlsConfig()
 	var ce *sdk.ConfigError
-	if !errors.As(err, &ce) || len(ce.Problems) != 2 || ce.Problems[0].Path != "cacert" || ce.Problems[1].Path != "key" {
-		t.Fatalf("want cacert and key problems, got %v", err)
+	if !errors.As(err, &ce) || len(ce.Problems) != 2 || ce.Problems[0].Path != "cacert" || ce.Problems[1].Path != "cert" {
+		t.Fatalf("want cacert and cert problems, got %v", err)
 	}
 }
 

@@ -78,7 +78,7 @@ func TestParseConfigRejects(t *testing.T) {
 		want []string
 	}{
 		{"empty section", ``, []string{"hosts: is required"}},
-		{"not an object", `[1]`, []string{": the section is not a JSON object"}},
+		{"not an object", `[1]`, []string{": must be a table of keys, got a list"}},
 		{"unknown key", `{"hosts": "zk1", "hostz": "zk2", "port": 1}`, []string{"hostz: unknown key", "port: unknown key"}},
 		{"hosts type", `{"hosts": 2181}`, []string{"hosts: must be a list of host:port or a comma-separated string, got a number"}},
 		{"no hosts", `{"hosts": []}`, []string{"hosts: names no server"}},
@@ -92,10 +92,10 @@ func TestParseConfigRejects(t *testing.T) {
 		}},
 		{"bad entry in string", `{"hosts": "zk1:2181,zk2:99999"}`, []string{`hosts: "zk2:99999": port "99999" is not a number`}},
 		{"chroot", `{"hosts": "zk1:2181,zk2:2181/patroni"}`, []string{`hosts: "zk2:2181/patroni": a chroot path`}},
-		{"types", `{"hosts": "zk1", "use_ssl": "yes", "verify": 1, "cacert": true}`, []string{
-			"use_ssl: must be a boolean, got a string",
-			"verify: must be a boolean, got a number",
-			"cacert: must be a file path, got a boolean",
+		{"types", `{"hosts": "zk1", "use_ssl": "maybe", "verify": 1, "cacert": true}`, []string{
+			`use_ssl: must be true or false, got a string "maybe"`,
+			"verify: must be true or false, got a number",
+			"cacert: must be a string, got a boolean",
 		}},
 		{"tls without use_ssl", `{"hosts": "zk1", "cacert": "/ca", "cert": "/c", "key": "/k", "verify": true}`, []string{
 			"cacert: has no effect unless use_ssl is true",

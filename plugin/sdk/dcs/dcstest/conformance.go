@@ -55,32 +55,7 @@ const CapMaxValueBytes = "dcs.max_value_bytes"
 // RunConformance runs the whole kit. Subtests run in parallel, each in a
 // cluster scope of its own.
 func RunConformance(t *testing.T, target Target) {
-	k := &kit{target: target, ttl: defaultTTL}
-	if v := target.Capabilities[dcs.CapMinTTL]; v != "" {
-		secs, err := strconv.Atoi(v)
-		if err != nil {
-			t.Fatalf("capability %s=%q is not a whole number of seconds", dcs.CapMinTTL, v)
-		}
-		if min := time.Duration(secs) * time.Second; min > k.ttl {
-			k.ttl = min
-		}
-	}
-	if v := target.Capabilities[dcs.CapExpiryDelay]; v != "" {
-		ms, err := strconv.Atoi(v)
-		if err != nil {
-			t.Fatalf("capability %s=%q is not a whole number of milliseconds", dcs.CapExpiryDelay, v)
-		}
-		k.expiryDelay = time.Duration(ms) * time.Millisecond
-	}
-	k.maxValue = maxValueSize
-	if v := target.Capabilities[CapMaxValueBytes]; v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			t.Fatalf("capability %s=%q is not a number", CapMaxValueBytes, v)
-		}
-		k.maxValue = n
-	}
-
+	k := newKit(t, target)
 	for _, tc := range []struct {
 		name string
 		fn   func(t *testing.T)
@@ -117,6 +92,38 @@ type kit struct {
 	maxValue    int
 }
 
+// newKit reads the timing and size expectations from the capabilities the
+// plugin announces.
+func newKit(t *testing.T, target Target) *kit {
+	t.Helper()
+	k := &kit{target: target, ttl: defaultTTL}
+	if v := target.Capabilities[dcs.CapMinTTL]; v != "" {
+		secs, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("capability %s=%q is not a whole number of seconds", dcs.CapMinTTL, v)
+		}
+		if min := time.Duration(secs) * time.Second; min > k.ttl {
+			k.ttl = min
+		}
+	}
+	if v := target.Capabilities[dcs.CapExpiryDelay]; v != "" {
+		ms, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("capability %s=%q is not a whole number of milliseconds", dcs.CapExpiryDelay, v)
+		}
+		k.expiryDelay = time.Duration(ms) * time.Millisecond
+	}
+	k.maxValue = maxValueSize
+	if v := target.Capabilities[CapMaxValueBytes]; v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("capability %s=%q is not a number", CapMaxValueBytes, v)
+		}
+		k.maxValue = n
+	}
+	return k
+}
+
 // cluster is one test's scope with its clients.
 type cluster struct {
 	t         *testing.T
@@ -142,6 +149,19 @@ func (k *kit) newCluster(t *testing.T) *cluster {
 func (c *cluster) client(member string) dcs.Backend {
 	c.t.Helper()
 	b := c.k.target.New(c.t)
+	c.configure(b, member)
+	c.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
+		_ = b.Close(ctx)
+	})
+	return b
+}
+
+// configure binds b to the cluster as the member, as the host does with a
+// new or restarted plugin.
+func (c *cluster) configure(b dcs.Backend, member string) {
+	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	err := b.Configure(ctx, dcs.ConfigureRequest{
@@ -155,12 +175,6 @@ func (c *cluster) client(member string) dcs.Backend {
 	if err != nil {
 		c.t.Fatalf("configuring client %s: %v", member, err)
 	}
-	c.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-		defer cancel()
-		_ = b.Close(ctx)
-	})
-	return b
 }
 
 func ctxT(t *testing.T) context.Context {

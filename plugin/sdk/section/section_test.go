@@ -42,6 +42,7 @@ func checkProblems(t *testing.T, err error, want ...string) {
 }
 
 type sample struct {
+	TLS      TLS
 	Host     string
 	Verify   bool
 	Port     int
@@ -62,6 +63,7 @@ func decodeSample(data string) (*sample, error) {
 	d.Port("port", &s.Port)
 	d.Strings("hosts", &s.Hosts)
 	d.Duration("interval", &s.Interval)
+	d.TLS(&s.TLS)
 	if v, ok := d.Value("nested"); ok {
 		if n, ok := d.Table(d.Path("nested"), v); ok {
 			n.String("name", &s.Name)
@@ -85,6 +87,9 @@ func TestDecodeAccepts(t *testing.T) {
 			Port: 2380, Hosts: []string{"x", "y"}, Interval: 2500 * time.Millisecond,
 		},
 		`{"verify": "yes", "nested": {"name": "n", "port": 5}}`: {Verify: true, Port: 2379, Name: "n", Nested: 5},
+		`{"cacert": "/ca", "cert": "/c", "key": "/k"}`: {
+			TLS: TLS{CACert: "/ca", Cert: "/c", Key: "/k"}, Verify: true, Port: 2379,
+		},
 	} {
 		got, err := decodeSample(in)
 		if err != nil {
@@ -121,10 +126,11 @@ func TestDecodeProblems(t *testing.T) {
 		}},
 		{`{"interval": "5", "hostz": 1, "a": 2}`, []string{
 			"interval: must be a duration",
-			"a: unknown key (known: host, hosts, interval, nested, port, verify)",
-			"hostz: unknown key (known: host, hosts, interval, nested, port, verify)",
+			"a: unknown key (known: cacert, cert, host, hosts, interval, key, nested, port, verify)",
+			"hostz: unknown key (known: cacert, cert, host, hosts, interval, key, nested, port, verify)",
 		}},
 		{`{"nested": [1]}`, []string{"nested: must be a table, got a list"}},
+		{`{"key": "/k", "cacert": 1}`, []string{"cacert: must be a string", "cert: must be set with key"}},
 		{`{"nested": {"name": 1, "port": "x", "extra": 1}}`, []string{
 			"nested.name: must be a string",
 			`nested.port: port "x" is not a number`,

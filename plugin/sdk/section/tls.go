@@ -34,6 +34,18 @@ type TLS struct {
 	ServerName string
 }
 
+// TLS decodes Patroni's names for a TLS client's files, cacert, cert and
+// key, into o. A plugin that takes key_password (or verify) decodes it
+// into o itself, so that a section accepts only the keys its plugin means.
+func (d *Decoder) TLS(o *TLS) {
+	d.String("cacert", &o.CACert)
+	d.String("cert", &o.Cert)
+	d.String("key", &o.Key)
+	if o.Key != "" && o.Cert == "" {
+		d.Add(d.Path("cert"), "must be set with key")
+	}
+}
+
 // Config reads the files and returns the TLS configuration (TLS 1.2 or
 // later), or a *sdk.ConfigError listing every file problem.
 func (o TLS) Config() (*tls.Config, error) {

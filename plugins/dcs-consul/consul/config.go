@@ -61,15 +61,12 @@ type Config struct {
 	// do. The address, scheme, TLS settings and datacenter come from the
 	// section alone.
 	Token section.Secret
-	// Verify checks the agent's certificate (https); a CACert turns it on
+	// Verify checks the agent's certificate (https); a CA file turns it on
 	// whatever Verify says, as in Patroni.
 	Verify bool
-	// CACert verifies the agent's certificate (the system roots when empty).
-	CACert string
-	// Cert is the client certificate file; Key is its private key file,
-	// which may be omitted when Cert holds the key too.
-	Cert string
-	Key  string
+	// TLS names the CA, client certificate and key files (cacert, cert,
+	// key); the key may sit in the certificate file.
+	TLS section.TLS
 	// DC is the datacenter to talk to (the agent's own when empty).
 	DC string
 	// Consistency is the read mode of GetCluster and Watch: default,
@@ -113,9 +110,7 @@ func ParseConfig(data []byte) (*Config, error) {
 	d.String("scheme", &c.Scheme)
 	d.String("token", (*string)(&c.Token))
 	d.Bool("verify", &c.Verify)
-	d.String("cacert", &c.CACert)
-	d.String("cert", &c.Cert)
-	d.String("key", &c.Key)
+	d.TLS(&c.TLS)
 	d.String("dc", &c.DC)
 	d.Strings("checks", &c.Checks)
 	d.Strings("service_tags", &c.ServiceTags)
@@ -135,9 +130,6 @@ func ParseConfig(data []byte) (*Config, error) {
 // address.
 func (c *Config) check(d *section.Decoder) {
 	c.address(d)
-	if c.Key != "" && c.Cert == "" {
-		d.Add("cert", "must be set with key")
-	}
 	switch c.Consistency {
 	case "":
 		if d.Has("consistency") {
@@ -280,9 +272,9 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 	if c.Scheme != schemeHTTPS {
 		return nil, nil
 	}
+	o := c.TLS
+	o.ServerName = c.Host
 	// Patroni: a CA file turns verification on even with verify = false.
-	return section.TLS{
-		CACert: c.CACert, Cert: c.Cert, Key: c.Key, ServerName: c.Host,
-		SkipVerify: !c.Verify && c.CACert == "",
-	}.Config()
+	o.SkipVerify = !c.Verify && o.CACert == ""
+	return o.Config()
 }

@@ -64,7 +64,7 @@ func TestParseConfigAllKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Token != "s3cr3t" || c.Verify || c.CACert != "/ca.pem" || c.Cert != "/c.pem" || c.Key != "/k.pem" || c.DC != "dc2" ||
+	if c.Token != "s3cr3t" || c.Verify || c.TLS.CACert != "/ca.pem" || c.TLS.Cert != "/c.pem" || c.TLS.Key != "/k.pem" || c.DC != "dc2" ||
 		c.Consistency != ConsistencyStale || !slices.Equal(c.Checks, []string{"serfHealth", "service:pg"}) || !c.RegisterService ||
 		!slices.Equal(c.ServiceTags, []string{"b", "a"}) || c.ServiceCheckInterval != 2500*time.Millisecond ||
 		!c.hasServiceCheckTLSServerName || c.ServiceCheckTLSServerName != "" {

@@ -51,12 +51,9 @@ type Config struct {
 	Protocol string
 	Username string
 	Password section.Secret
-	// CACert verifies the server certificates (the system roots when empty).
-	CACert string
-	// Cert is the client certificate file; Key is its private key file,
-	// which may be omitted when Cert holds the key too (as in Patroni).
-	Cert string
-	Key  string
+	// TLS names the CA, client certificate and key files (cacert, cert,
+	// key); the key may sit in the certificate file, as in Patroni.
+	TLS section.TLS
 
 	// static are the endpoint URLs from proxy, url, urls, hosts or host.
 	static []string
@@ -117,9 +114,7 @@ func ParseConfig(data []byte) (*Config, error) {
 	d.String("protocol", &c.Protocol)
 	d.String("username", &c.Username)
 	d.String("password", (*string)(&c.Password))
-	d.String("cacert", &c.CACert)
-	d.String("cert", &c.Cert)
-	d.String("key", &c.Key)
+	d.TLS(&c.TLS)
 	c.check(d)
 	if err := d.Err(); err != nil {
 		return nil, err
@@ -228,9 +223,6 @@ func (c *Config) check(d *section.Decoder) {
 	}
 	if c.Password != "" && c.Username == "" {
 		d.Add("username", "must be set with password")
-	}
-	if c.Key != "" && c.Cert == "" {
-		d.Add("cert", "must be set with key")
 	}
 }
 
@@ -375,5 +367,5 @@ func (c *Config) tlsConfig(endpoints []string) (*tls.Config, error) {
 	if !secure {
 		return nil, nil
 	}
-	return section.TLS{CACert: c.CACert, Cert: c.Cert, Key: c.Key}.Config()
+	return c.TLS.Config()
 }

@@ -24,14 +24,9 @@ type Config struct {
 	Hosts []string
 	// UseSSL turns on TLS to the servers.
 	UseSSL bool
-	// CACert is a PEM file with the CAs that sign the servers' certificates;
-	// empty means the system pool.
-	CACert string
-	// Cert and Key are the client certificate and its key (PEM files).
-	Cert string
-	Key  string
-	// KeyPassword decrypts a legacy PEM-encrypted Key.
-	KeyPassword section.Secret
+	// TLS names the CA, client certificate and key files (cacert, cert, key;
+	// the key is required with the certificate) and the key's key_password.
+	TLS section.TLS
 	// Verify checks the servers' certificates (default true).
 	Verify bool
 	// ACL is set on every znode the plugin creates; empty means world:anyone
@@ -72,10 +67,8 @@ func parseConfig(raw []byte) (*Config, error) {
 	}
 	d.Bool("use_ssl", &cfg.UseSSL)
 	d.Bool("verify", &cfg.Verify)
-	d.String("cacert", &cfg.CACert)
-	d.String("cert", &cfg.Cert)
-	d.String("key", &cfg.Key)
-	d.String("key_password", (*string)(&cfg.KeyPassword))
+	d.TLS(&cfg.TLS)
+	d.String("key_password", (*string)(&cfg.TLS.KeyPassword))
 
 	// TLS settings only mean something with use_ssl; say so instead of
 	// ignoring them.
@@ -86,13 +79,10 @@ func parseConfig(raw []byte) (*Config, error) {
 			}
 		}
 	}
-	if cfg.Cert != "" && cfg.Key == "" {
+	if cfg.TLS.Cert != "" && cfg.TLS.Key == "" {
 		d.Add("key", "is required with cert")
 	}
-	if cfg.Key != "" && cfg.Cert == "" {
-		d.Add("cert", "is required with key")
-	}
-	if cfg.KeyPassword != "" && cfg.Key == "" {
+	if cfg.TLS.KeyPassword != "" && cfg.TLS.Key == "" {
 		d.Add("key_password", "needs key")
 	}
 
@@ -272,8 +262,8 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 	if !c.UseSSL {
 		return nil, nil
 	}
+	o := c.TLS
 	// verify=false is the operator's explicit choice, as in Patroni.
-	return section.TLS{
-		CACert: c.CACert, Cert: c.Cert, Key: c.Key, KeyPassword: c.KeyPassword, SkipVerify: !c.Verify,
-	}.Config()
+	o.SkipVerify = !c.Verify
+	return o.Config()
 }

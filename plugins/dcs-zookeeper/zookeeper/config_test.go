@@ -23,6 +23,7 @@ import (
 
 	"github.com/custos-ha/custos/plugin/sdk"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
+	"github.com/custos-ha/custos/plugin/sdk/section"
 )
 
 func TestParseConfigAccepts(t *testing.T) {
@@ -48,8 +49,8 @@ func TestParseConfigAccepts(t *testing.T) {
 				"set_acls": {"CN=custos": ["read", "WRITE", "Create", "DELETE"], "CN=admin": ["ALL"]},
 				"auth_data": {"digest": "user:secret"}}`,
 			want: Config{
-				Hosts: []string{"zk1:2281"}, UseSSL: true, Verify: false, CACert: "/ca.pem",
-				Cert: "/c.pem", Key: "/k.pem", KeyPassword: "pw",
+				Hosts: []string{"zk1:2281"}, UseSSL: true, Verify: false,
+				TLS: section.TLS{CACert: "/ca.pem", Cert: "/c.pem", Key: "/k.pem", KeyPassword: "pw"},
 				ACL: []zk.ACL{
 					{Perms: zk.PermAll, Scheme: "x509", ID: "CN=admin"},
 					{Perms: zk.PermRead | zk.PermWrite | zk.PermCreate | zk.PermDelete, Scheme: "x509", ID: "CN=custos"},
@@ -316,8 +317,8 @@ func TestTLSConfig(t *testing.T) {
 	}
 
 	ok := []*Config{
-		{UseSSL: true, Verify: true, CACert: certPath, Cert: certPath, Key: keyPath},
-		{UseSSL: true, Verify: false, Cert: encCert, Key: encKey, KeyPassword: "s3cret"},
+		{UseSSL: true, Verify: true, TLS: section.TLS{CACert: certPath, Cert: certPath, Key: keyPath}},
+		{UseSSL: true, Verify: false, TLS: section.TLS{Cert: encCert, Key: encKey, KeyPassword: "s3cret"}},
 	}
 	for i, cfg := range ok {
 		tc, err := cfg.tlsConfig()
@@ -336,13 +337,13 @@ func TestTLSConfig(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{Config{UseSSL: true, CACert: filepath.Join(t.TempDir(), "missing.pem")}, "cacert: "},
-		{Config{UseSSL: true, CACert: keyPath}, "cacert: "},
-		{Config{UseSSL: true, Cert: certPath, Key: encKey}, "key_password: "},
-		{Config{UseSSL: true, Cert: encCert, Key: encKey, KeyPassword: "wrong"}, "key_password: "},
-		{Config{UseSSL: true, Cert: certPath, Key: keyPath, KeyPassword: "x"}, "key_password: "},
-		{Config{UseSSL: true, Cert: certPath, Key: pkcs8, KeyPassword: "x"}, "key: "},
-		{Config{UseSSL: true, Cert: keyPath, Key: keyPath}, "cert: "},
+		{Config{UseSSL: true, TLS: section.TLS{CACert: filepath.Join(t.TempDir(), "missing.pem")}}, "cacert: "},
+		{Config{UseSSL: true, TLS: section.TLS{CACert: keyPath}}, "cacert: "},
+		{Config{UseSSL: true, TLS: section.TLS{Cert: certPath, Key: encKey}}, "key_password: "},
+		{Config{UseSSL: true, TLS: section.TLS{Cert: encCert, Key: encKey, KeyPassword: "wrong"}}, "key_password: "},
+		{Config{UseSSL: true, TLS: section.TLS{Cert: certPath, Key: keyPath, KeyPassword: "x"}}, "key_password: "},
+		{Config{UseSSL: true, TLS: section.TLS{Cert: certPath, Key: pkcs8, KeyPassword: "x"}}, "key: "},
+		{Config{UseSSL: true, TLS: section.TLS{Cert: keyPath, Key: keyPath}}, "cert: "},
 	} {
 		_, err := tc.cfg.tlsConfig()
 		var ce *sdk.ConfigError

@@ -32,14 +32,19 @@
 //
 // Values of other shapes are read with Value and checked by the plugin,
 // which reports problems with Add and describes wrong values with Describe;
-// Table decodes a nested table the same way as the section.
+// Table decodes a nested table the same way as the section. HostPort,
+// ParsePort and RedactURL read and print addresses the same way in every
+// plugin.
 package section
 
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"net"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -361,3 +366,47 @@ func (s Secret) GoString() string { return strconv.Quote(s.String()) }
 
 // MarshalJSON implements json.Marshaler.
 func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
+// HostPort reads "host[:port]": a name, an IPv4 address or an IPv6 address
+// (in brackets when a port follows). port is 0 when s has none. A URL, a
+// path or user info is refused, so that a value meant for another key is
+// not read as a host name.
+func HostPort(s string) (host string, port int, err error) {
+	s = strings.TrimSpace(s)
+	switch {
+	case s == "":
+		return "", 0, errors.New("empty host")
+	case strings.Contains(s, "://"):
+		return "", 0, fmt.Errorf("%q must be host[:port], not a URL", s)
+	case strings.ContainsAny(s, "/ \t@?#"):
+		return "", 0, fmt.Errorf("%q is not a host[:port]", s)
+	}
+	h, p, err := net.SplitHostPort(s)
+	if err != nil {
+		// No port: a name, an IPv4 address or a bare IPv6 address.
+		if ip := net.ParseIP(strings.Trim(s, "[]")); ip != nil {
+			return ip.String(), 0, nil
+		}
+		if strings.ContainsAny(s, ":[]") {
+			return "", 0, fmt.Errorf("%q is not a host[:port]", s)
+		}
+		return s, 0, nil
+	}
+	if h == "" {
+		return "", 0, fmt.Errorf("%q has no host", s)
+	}
+	if port, err = ParsePort(p); err != nil {
+		return "", 0, fmt.Errorf("%q: %v", s, err)
+	}
+	return h, port, nil
+}
+
+// RedactURL returns a URL without the password of its user info, for
+// printing a configuration; text that does not parse is returned as is.
+func RedactURL(s string) string {
+	u, err := url.Parse(strings.TrimSpace(s))
+	if err != nil {
+		return s
+	}
+	return u.Redacted()
+}

@@ -247,3 +247,46 @@ func FuzzNew(f *testing.F) {
 		}
 	})
 }
+
+func TestHostPort(t *testing.T) {
+	for in, want := range map[string]struct {
+		host string
+		port int
+	}{
+		"db":            {"db", 0},
+		" db:2379 ":     {"db", 2379},
+		"10.0.0.1":      {"10.0.0.1", 0},
+		"[::1]:8500":    {"::1", 8500},
+		"::1":           {"::1", 0},
+		"[fe80::1]":     {"fe80::1", 0},
+		"db.example:80": {"db.example", 80},
+	} {
+		host, port, err := HostPort(in)
+		if err != nil || host != want.host || port != want.port {
+			t.Errorf("HostPort(%q) = %q, %d, %v; want %q, %d", in, host, port, err, want.host, want.port)
+		}
+	}
+	for in, want := range map[string]string{
+		"":               "empty host",
+		"http://db:2379": "not a URL",
+		"db/x":           "is not a host[:port]",
+		"u@db":           "is not a host[:port]",
+		"a:b:c":          "is not a host[:port]",
+		":2379":          "has no host",
+		"db:0":           `port "0" is not a number from 1 to 65535`,
+		"db:x":           `port "x"`,
+	} {
+		if _, _, err := HostPort(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("HostPort(%q): error %v, want it to say %q", in, err, want)
+		}
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	if got := RedactURL("http://root:hunter2@db:2379"); strings.Contains(got, "hunter2") || !strings.Contains(got, "root") {
+		t.Errorf("RedactURL gave %q", got)
+	}
+	if got := RedactURL("%zz"); got != "%zz" {
+		t.Errorf("RedactURL of text that does not parse gave %q", got)
+	}
+}

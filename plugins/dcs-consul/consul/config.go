@@ -2,7 +2,6 @@ package consul
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -177,7 +176,7 @@ func (c *Config) address(d *section.Decoder) {
 	}
 	host, hostPort := DefaultHost, 0
 	if d.Has("host") && !d.Failed("host") {
-		h, p, err := splitHostPort(c.Host)
+		h, p, err := section.HostPort(c.Host)
 		if err != nil {
 			d.Add("host", "%v", err)
 		}
@@ -190,45 +189,13 @@ func (c *Config) address(d *section.Decoder) {
 			return
 		}
 		c.Scheme, c.Host, c.Port = scheme, h, p
-		c.URL = redactURL(c.URL)
+		c.URL = section.RedactURL(c.URL)
 		return
 	}
 	c.Host = host
 	if !hasPort && hostPort != 0 {
 		c.Port = hostPort
 	}
-}
-
-// splitHostPort reads "host[:port]"; port is 0 when not given.
-func splitHostPort(s string) (string, int, error) {
-	s = strings.TrimSpace(s)
-	switch {
-	case s == "":
-		return "", 0, errors.New("empty host")
-	case strings.Contains(s, "://"):
-		return "", 0, fmt.Errorf("%q must be host[:port], not a URL (a URL goes in url)", s)
-	case strings.ContainsAny(s, "/ \t@?#"):
-		return "", 0, fmt.Errorf("%q is not a host[:port]", s)
-	}
-	host, portStr, err := net.SplitHostPort(s)
-	if err != nil {
-		// No port: a name, an IPv4 address or a bare IPv6 address.
-		if ip := net.ParseIP(strings.Trim(s, "[]")); ip != nil {
-			return ip.String(), 0, nil
-		}
-		if strings.ContainsAny(s, ":[]") {
-			return "", 0, fmt.Errorf("%q is not a host[:port]", s)
-		}
-		return s, 0, nil
-	}
-	if host == "" {
-		return "", 0, fmt.Errorf("%q has no host", s)
-	}
-	port, err := section.ParsePort(portStr)
-	if err != nil {
-		return "", 0, fmt.Errorf("%q: %v", s, err)
-	}
-	return host, port, nil
 }
 
 // parseURL reads "http(s)://host[:port]".
@@ -238,13 +205,13 @@ func parseURL(s string) (scheme, host string, port int, err error) {
 		return "", "", 0, fmt.Errorf("not a URL: %v", err)
 	}
 	if u.Scheme != schemeHTTP && u.Scheme != schemeHTTPS {
-		return "", "", 0, fmt.Errorf("%q: scheme must be http or https", redactURL(s))
+		return "", "", 0, fmt.Errorf("%q: scheme must be http or https", section.RedactURL(s))
 	}
 	if u.Hostname() == "" {
-		return "", "", 0, fmt.Errorf("%q has no host", redactURL(s))
+		return "", "", 0, fmt.Errorf("%q has no host", section.RedactURL(s))
 	}
 	if u.User != nil {
-		return "", "", 0, fmt.Errorf("%q: user info is not used by Consul; use token", redactURL(s))
+		return "", "", 0, fmt.Errorf("%q: user info is not used by Consul; use token", section.RedactURL(s))
 	}
 	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
 		return "", "", 0, fmt.Errorf("%q: a Consul address has no path, query or fragment", s)
@@ -256,14 +223,6 @@ func parseURL(s string) (scheme, host string, port int, err error) {
 		}
 	}
 	return u.Scheme, u.Hostname(), port, nil
-}
-
-func redactURL(s string) string {
-	u, err := url.Parse(strings.TrimSpace(s))
-	if err != nil {
-		return s
-	}
-	return u.Redacted()
 }
 
 // tlsConfig loads the certificate files for https. It returns nil for

@@ -84,15 +84,6 @@ func (c Config) GoString() string {
 	return fmt.Sprintf("%#v", p)
 }
 
-// redactURL hides the password of a URL that parsed.
-func redactURL(s string) string {
-	u, err := url.Parse(strings.TrimSpace(s))
-	if err != nil {
-		return s
-	}
-	return u.Redacted()
-}
-
 // ParseConfig decodes and checks the JSON of the section without touching
 // the network or the file system. Every problem is reported, each with its
 // key path, in one *sdk.ConfigError.
@@ -164,7 +155,7 @@ func (c *Config) check(d *section.Decoder) {
 		} else {
 			single = []string{ep}
 			c.urlUser, c.urlPassword = user, section.Secret(pass)
-			c.URL = redactURL(c.URL)
+			c.URL = section.RedactURL(c.URL)
 		}
 	}
 	urls := make([]string, 0, len(c.URLs))
@@ -188,7 +179,7 @@ func (c *Config) check(d *section.Decoder) {
 		} else {
 			proxy = []string{ep}
 			c.urlUser, c.urlPassword = user, section.Secret(pass)
-			c.Proxy = redactURL(c.Proxy)
+			c.Proxy = section.RedactURL(c.Proxy)
 		}
 	}
 	// Patroni's precedence: proxy, url, hosts, host (urls sits with url).
@@ -237,32 +228,12 @@ func hasEndpointProblem(d *section.Decoder) bool {
 
 // hostEndpoint turns "host[:port]" into an endpoint URL.
 func hostEndpoint(protocol, s string, defaultPort int) (string, error) {
-	s = strings.TrimSpace(s)
-	switch {
-	case s == "":
-		return "", errors.New("empty host")
-	case strings.Contains(s, "://"):
-		return "", fmt.Errorf("%q must be host:port, not a URL (URLs go in url or urls)", s)
-	case strings.ContainsAny(s, "/ \t@?#"):
-		return "", fmt.Errorf("%q is not a host:port", s)
-	}
-	host, portStr, err := net.SplitHostPort(s)
+	host, port, err := section.HostPort(s)
 	if err != nil {
-		// No port: a name, an IPv4 address or a bare IPv6 address.
-		if ip := net.ParseIP(strings.Trim(s, "[]")); ip != nil {
-			return protocol + "://" + net.JoinHostPort(ip.String(), strconv.Itoa(defaultPort)), nil
-		}
-		if strings.ContainsAny(s, ":[]") {
-			return "", fmt.Errorf("%q is not a host:port", s)
-		}
-		return protocol + "://" + net.JoinHostPort(s, strconv.Itoa(defaultPort)), nil
+		return "", err
 	}
-	if host == "" {
-		return "", fmt.Errorf("%q has no host", s)
-	}
-	port, err := section.ParsePort(portStr)
-	if err != nil {
-		return "", fmt.Errorf("%q: %v", s, err)
+	if port == 0 {
+		port = defaultPort
 	}
 	return protocol + "://" + net.JoinHostPort(host, strconv.Itoa(port)), nil
 }

@@ -56,10 +56,7 @@ const CapMaxValueBytes = "dcs.max_value_bytes"
 // cluster scope of its own.
 func RunConformance(t *testing.T, target Target) {
 	k := newKit(t, target)
-	for _, tc := range []struct {
-		name string
-		fn   func(t *testing.T)
-	}{
+	runParallel(t, []subtest{
 		{"EmptyCluster", k.testEmptyCluster},
 		{"ValidateRejectsGarbage", k.testValidateRejectsGarbage},
 		{"LeaderRace", k.testLeaderRace},
@@ -77,7 +74,18 @@ func RunConformance(t *testing.T, target Target) {
 		{"LargeValue", k.testLargeValue},
 		{"CloseDuringWatch", k.testCloseDuringWatch},
 		{"DeleteCluster", k.testDeleteCluster},
-	} {
+	})
+}
+
+// subtest is one test of a kit.
+type subtest struct {
+	name string
+	fn   func(t *testing.T)
+}
+
+// runParallel runs the tests as parallel subtests.
+func runParallel(t *testing.T, tests []subtest) {
+	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t)

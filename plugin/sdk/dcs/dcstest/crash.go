@@ -82,18 +82,10 @@ func RunCrash(t *testing.T, b Binary) {
 	target := BinaryTarget(t, b.Path, b.Config)
 	target.Namespace = b.Namespace
 	c := &crashKit{kit: newKit(t, target), bin: b}
-	for _, tc := range []struct {
-		name string
-		fn   func(t *testing.T)
-	}{
+	runParallel(t, []subtest{
 		{"KilledKeysExpire", c.testKilledKeysExpire},
 		{"RestartRenews", c.testRestartRenews},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tc.fn(t)
-		})
-	}
+	})
 }
 
 type crashKit struct {

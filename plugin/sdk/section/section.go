@@ -42,6 +42,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/url"
@@ -80,8 +81,8 @@ func Parse(data []byte) (any, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, problem("", "not valid JSON: %v", err)
 	}
-	if dec.More() {
-		return nil, problem("", "not valid JSON: more than one value")
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, problem("", "not valid JSON: more after the value")
 	}
 	return v, nil
 }

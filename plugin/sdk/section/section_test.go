@@ -108,6 +108,7 @@ func TestDecodeProblems(t *testing.T) {
 	}{
 		{`{`, []string{": not valid JSON"}},
 		{`{} {}`, []string{": not valid JSON"}},
+		{`{}}`, []string{": not valid JSON"}},
 		{`[1]`, []string{": must be a table of keys, got a list"}},
 		{`"x"`, []string{`: must be a table of keys, got a string "x"`}},
 		{`{"host": 1, "verify": "maybe", "port": 0, "hosts": [1, "a", true], "interval": "-1s"}`, []string{

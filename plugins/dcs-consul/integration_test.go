@@ -19,13 +19,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 	"go.uber.org/goleak"
 
 	"github.com/custos-ha/custos/plugin/sdk"
@@ -140,12 +138,6 @@ func TestConformance(t *testing.T) {
 		Config:       configJSON(t),
 		Capabilities: consul.Capabilities(),
 	})
-}
-
-func TestConformanceBinary(t *testing.T) {
-	t.Parallel()
-	target := dcstest.BinaryTarget(t, pluginPath(t), configJSON(t))
-	dcstest.RunConformance(t, target)
 }
 
 func TestIdentity(t *testing.T) {
@@ -558,145 +550,33 @@ func TestReadsPatroniCluster(t *testing.T) {
 	}
 }
 
-// launchPlugin starts the plugin binary like dcstest.LaunchBinary, keeping
-// the go-plugin client so the test can kill the process.
-func launchPlugin(t *testing.T, path string) (*plugin.Client, dcs.Backend) {
-	t.Helper()
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig: sdk.Handshake,
-		VersionedPlugins: map[int]plugin.PluginSet{sdk.ProtocolVersion: {
-			sdk.IdentityPluginName: &sdk.IdentityPlugin{},
-			dcs.PluginName:         &dcs.Plugin{},
-		}},
-		Cmd:              exec.Command(path),
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         true,
-		Logger:           hclog.New(&hclog.LoggerOptions{Name: "plugin", Level: hclog.Warn, Output: os.Stderr}),
-	})
-	t.Cleanup(client.Kill)
-	rpc, err := client.Client()
-	if err != nil {
-		t.Fatalf("starting %s: %v", path, err)
-	}
-	raw, err := rpc.Dispense(dcs.PluginName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return client, raw.(dcs.Backend)
-}
-
-// crash SIGKILLs the plugin process: no clean-up of any kind runs.
-func crash(t *testing.T, client *plugin.Client) {
-	t.Helper()
-	if err := syscall.Kill(client.ReattachConfig().Pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !client.Exited() {
-		if time.Now().After(deadline) {
-			t.Fatal("plugin process still running after SIGKILL")
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
-	}
-}
-
-func TestKilledPlugin(t *testing.T) {
+// TestBinary runs the conformance kit and the crash tests through the
+// built plugin binary. Beyond the kit's checks: the restarted process's
+// renewals keep the key on its session without rewriting it, and the killed
+// process's session is gone once its keys are.
+func TestBinary(t *testing.T) {
 	t.Parallel()
-	path := pluginPath(t)
-
-	t.Run("KeysExpireAfterTTL", func(t *testing.T) {
-		t.Parallel()
-		ns := uniqueNamespace(t)
-		client, p := launchPlugin(t, path)
-		configure(t, p, ns, "a", testTTL, configJSON(t))
-		if _, err := p.AcquireLeader(ctxT(t)); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.TouchMember(ctxT(t), []byte(`{}`)); err != nil {
-			t.Fatal(err)
-		}
-		last := time.Now()
-		crash(t, client)
-		observer := newBackend(t, ns, "obs", testTTL)
-		var gone time.Time
-		// The announced delay is the bound; a little slack covers the
-		// polling interval and the read itself.
-		deadline := last.Add(testTTL + consul.ExpiryDelay + 200*time.Millisecond)
-		for gone.IsZero() {
-			c, err := observer.GetCluster(ctxT(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			switch {
-			case c.Leader == nil && c.Member("a") == nil:
-				gone = time.Now()
-			case c.Leader == nil || c.Member("a") == nil:
-				t.Fatalf("leader %+v and member %v must expire together (one session)", c.Leader, c.Member("a"))
-			case time.Now().After(deadline):
-				t.Fatalf("keys of the killed plugin still present %v after its last renewal (ttl %v, announced delay %v)",
-					time.Since(last), testTTL, consul.ExpiryDelay)
-			}
-			time.Sleep(50 * time.Millisecond) // polling interval
-		}
-		// Consul's session timer runs 2 x the session TTL: the keys must not
-		// go before the TTL.
-		// The session was renewed just before last, so allow a little.
-		if gone.Sub(last) < testTTL-time.Second {
-			t.Fatalf("keys gone %v after the last renewal, before their TTL %v", gone.Sub(last), testTTL)
-		}
-		t.Logf("keys gone %v after the last renewal (ttl %v)", gone.Sub(last).Round(10*time.Millisecond), testTTL)
-	})
-
-	t.Run("RestartedPluginRenews", func(t *testing.T) {
-		t.Parallel()
-		raw := rawClient(t)
-		ns := uniqueNamespace(t)
-		prefix := ns[1:] + "/pg/"
-		first, p1 := launchPlugin(t, path)
-		configure(t, p1, ns, "a", testTTL, configJSON(t))
-		if _, err := p1.AcquireLeader(ctxT(t)); err != nil {
-			t.Fatal(err)
-		}
-		if err := p1.TouchMember(ctxT(t), []byte(`{"old":true}`)); err != nil {
-			t.Fatal(err)
-		}
-		last := time.Now()
-		old := rawKV(t, raw, prefix+"leader")
-		crash(t, first)
-
-		// The host restarts the plugin and configures it again.
-		_, p2 := launchPlugin(t, path)
-		configure(t, p2, ns, "a", testTTL, configJSON(t))
-		if err := p2.RenewLeader(ctxT(t)); err != nil {
-			t.Fatalf("renewing the key held before the crash: %v", err)
-		}
-		renewed := rawKV(t, raw, prefix+"leader")
-		if string(renewed.Value) != "a" || renewed.Session == old.Session || renewed.ModifyIndex == old.ModifyIndex {
-			t.Fatalf("leader %q session %s (was %s) ModifyIndex %d (was %d): want it acquired again by the new session",
-				renewed.Value, renewed.Session, old.Session, renewed.ModifyIndex, old.ModifyIndex)
-		}
-		// Past the old session's expiry the leader key lives on (renewed with
-		// the new session) while the old member key, not touched again, is
-		// gone with the old session.
-		for time.Since(last) < testTTL+consul.ExpiryDelay+time.Second {
-			if err := p2.RenewLeader(ctxT(t)); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(testTTL / 4) // renew as the HA loop would
-		}
-		c, err := p2.GetCluster(ctxT(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.Leader == nil || c.Leader.Name != "a" || c.Member("a") != nil {
-			t.Fatalf("after the old session expired: leader %+v, member a %+v", c.Leader, c.Member("a"))
-		}
-		if l := rawKV(t, raw, prefix+"leader"); l.ModifyIndex != renewed.ModifyIndex {
-			t.Fatalf("renewals with the same session rewrote the key: ModifyIndex %d -> %d", renewed.ModifyIndex, l.ModifyIndex)
-		}
-		if s, _, err := raw.Session().Info(old.Session, nil); err != nil || s != nil {
-			t.Fatalf("old session %s still there (%v) after its TTL", old.Session, err)
-		}
+	raw := rawClient(t)
+	var killed *api.KVPair
+	var renewedIndex uint64
+	leader := func(t *testing.T, p dcstest.Place) *api.KVPair {
+		return rawKV(t, raw, p.Namespace[1:]+"/"+p.Scope+"/leader")
+	}
+	dcstest.RunBinary(t, dcstest.Binary{
+		Path:   pluginPath(t),
+		Config: configJSON(t),
+		Restart: dcstest.RestartChecks{
+			Killed:  func(t *testing.T, p dcstest.Place) { killed = leader(t, p) },
+			Renewed: func(t *testing.T, p dcstest.Place) { renewedIndex = leader(t, p).ModifyIndex },
+			Expired: func(t *testing.T, p dcstest.Place) {
+				if l := leader(t, p); l.ModifyIndex != renewedIndex {
+					t.Fatalf("renewals with the same session rewrote the key: ModifyIndex %d -> %d", renewedIndex, l.ModifyIndex)
+				}
+				if s, _, err := raw.Session().Info(killed.Session, nil); err != nil || s != nil {
+					t.Fatalf("the killed process's session %s still there (%v) after its TTL", killed.Session, err)
+				}
+			},
+		},
 	})
 }
 

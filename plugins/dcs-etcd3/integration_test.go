@@ -16,12 +16,10 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
@@ -123,12 +121,6 @@ func TestConformance(t *testing.T) {
 		New:    func(*testing.T) dcs.Backend { return etcd3.New(testLogger()) },
 		Config: configJSON(),
 	})
-}
-
-func TestConformanceBinary(t *testing.T) {
-	t.Parallel()
-	target := dcstest.BinaryTarget(t, pluginPath(t), configJSON())
-	dcstest.RunConformance(t, target)
 }
 
 func TestIdentity(t *testing.T) {
@@ -479,135 +471,28 @@ func TestReadsPatroniCluster(t *testing.T) {
 	}
 }
 
-// launchPlugin starts the plugin binary like dcstest.LaunchBinary, keeping
-// the go-plugin client so the test can kill the process.
-func launchPlugin(t *testing.T, path string) (*plugin.Client, dcs.Backend) {
-	t.Helper()
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig: sdk.Handshake,
-		VersionedPlugins: map[int]plugin.PluginSet{sdk.ProtocolVersion: {
-			sdk.IdentityPluginName: &sdk.IdentityPlugin{},
-			dcs.PluginName:         &dcs.Plugin{},
-		}},
-		Cmd:              exec.Command(path),
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         true,
-		Logger:           hclog.New(&hclog.LoggerOptions{Name: "plugin", Level: hclog.Warn, Output: os.Stderr}),
-	})
-	t.Cleanup(client.Kill)
-	rpc, err := client.Client()
-	if err != nil {
-		t.Fatalf("starting %s: %v", path, err)
-	}
-	raw, err := rpc.Dispense(dcs.PluginName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return client, raw.(dcs.Backend)
-}
-
-// crash SIGKILLs the plugin process: no clean-up of any kind runs.
-func crash(t *testing.T, client *plugin.Client) {
-	t.Helper()
-	if err := syscall.Kill(client.ReattachConfig().Pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !client.Exited() {
-		if time.Now().After(deadline) {
-			t.Fatal("plugin process still running after SIGKILL")
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
-	}
-}
-
-func TestKilledPlugin(t *testing.T) {
+// TestBinary runs the conformance kit and the crash tests through the
+// built plugin binary. Beyond the kit's checks: the restarted process's
+// renewals keep the key on its lease without rewriting it.
+func TestBinary(t *testing.T) {
 	t.Parallel()
-	path := pluginPath(t)
-
-	t.Run("KeysExpireAfterTTL", func(t *testing.T) {
-		t.Parallel()
-		ns := uniqueNamespace(t)
-		client, p := launchPlugin(t, path)
-		configure(t, p, ns, "a", testTTL)
-		if _, err := p.AcquireLeader(ctxT(t)); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.TouchMember(ctxT(t), []byte(`{}`)); err != nil {
-			t.Fatal(err)
-		}
-		last := time.Now()
-		crash(t, client)
-		observer := newBackend(t, ns, "obs", testTTL)
-		var gone time.Time
-		for deadline := last.Add(testTTL + 2*time.Second); gone.IsZero(); {
-			c, err := observer.GetCluster(ctxT(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			switch {
-			case c.Leader == nil && c.Member("a") == nil:
-				gone = time.Now()
-			case c.Leader == nil || c.Member("a") == nil:
-				t.Fatalf("leader %+v and member %v must expire together (one lease)", c.Leader, c.Member("a"))
-			case time.Now().After(deadline):
-				t.Fatalf("keys of the killed plugin still present %v after its last renewal", time.Since(last))
-			}
-			time.Sleep(50 * time.Millisecond) // polling interval
-		}
-		// etcd checks leases every 500 ms; the keys must not go much earlier
-		// than their TTL.
-		if early := testTTL - time.Second; gone.Sub(last) < early {
-			t.Fatalf("keys gone %v after the last renewal, before their TTL %v", gone.Sub(last), testTTL)
-		}
-		t.Logf("keys gone %v after the last renewal (ttl %v)", gone.Sub(last).Round(10*time.Millisecond), testTTL)
-	})
-
-	t.Run("RestartedPluginRenews", func(t *testing.T) {
-		t.Parallel()
-		raw := rawClient(t)
-		ns := uniqueNamespace(t)
-		leaderKey := ns + "/pg/leader"
-		first, p1 := launchPlugin(t, path)
-		configure(t, p1, ns, "a", testTTL)
-		if _, err := p1.AcquireLeader(ctxT(t)); err != nil {
-			t.Fatal(err)
-		}
-		if err := p1.TouchMember(ctxT(t), []byte(`{"old":true}`)); err != nil {
-			t.Fatal(err)
-		}
-		last := time.Now()
-		_, rev1, _, lease1 := rawKV(t, raw, leaderKey)
-		crash(t, first)
-
-		// The host restarts the plugin and configures it again.
-		_, p2 := launchPlugin(t, path)
-		configure(t, p2, ns, "a", testTTL)
-		if err := p2.RenewLeader(ctxT(t)); err != nil {
-			t.Fatalf("renewing the key held before the crash: %v", err)
-		}
-		value, rev2, _, lease2 := rawKV(t, raw, leaderKey)
-		if string(value) != "a" || lease2 == lease1 || rev2 == rev1 {
-			t.Fatalf("leader %q lease %x (was %x) mod_revision %d (was %d): want it rewritten onto the new lease", value, lease2, lease1, rev2, rev1)
-		}
-		// Past the old lease's expiry the leader key lives on (renewed on the
-		// new lease) while the old member key, not touched again, is gone.
-		for time.Since(last) < testTTL+2*time.Second {
-			if err := p2.RenewLeader(ctxT(t)); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(testTTL / 3) // renew as the HA loop would
-		}
-		c, err := p2.GetCluster(ctxT(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.Leader == nil || c.Leader.Name != "a" || c.Member("a") != nil {
-			t.Fatalf("after the old lease expired: leader %+v, member a %+v", c.Leader, c.Member("a"))
-		}
-		if _, rev3, _, _ := rawKV(t, raw, leaderKey); rev3 != rev2 {
-			t.Fatalf("renewals on the same lease rewrote the key: mod_revision %d -> %d", rev2, rev3)
-		}
+	raw := rawClient(t)
+	var renewedRev int64
+	leaderRev := func(t *testing.T, p dcstest.Place) int64 {
+		_, rev, _, _ := rawKV(t, raw, p.Namespace+"/"+p.Scope+"/leader")
+		return rev
+	}
+	dcstest.RunBinary(t, dcstest.Binary{
+		Path:   pluginPath(t),
+		Config: configJSON(),
+		Restart: dcstest.RestartChecks{
+			Renewed: func(t *testing.T, p dcstest.Place) { renewedRev = leaderRev(t, p) },
+			Expired: func(t *testing.T, p dcstest.Place) {
+				if rev := leaderRev(t, p); rev != renewedRev {
+					t.Fatalf("renewals on the same lease rewrote the key: mod_revision %d -> %d", renewedRev, rev)
+				}
+			},
+		},
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
+	"github.com/custos-ha/custos/plugin/sdk/dcs/dcstest"
 )
 
 // Large values with etcd's default request limit (1.5 MiB), through the
@@ -22,7 +23,7 @@ func TestLargeValues(t *testing.T) {
 	const under = 1400 << 10
 	var last dcs.Backend
 	for _, name := range []string{"a", "b", "c", "d"} {
-		_, b := launchPlugin(t, pluginPath(t))
+		_, b := dcstest.LaunchBinary(t, pluginPath(t))
 		configure(t, b, ns, name, testTTL*10)
 		if err := b.TouchMember(ctxT(t), make([]byte, under)); err != nil {
 			t.Fatalf("member %s, %d bytes: %v", name, under, err)

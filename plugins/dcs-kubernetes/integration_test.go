@@ -17,12 +17,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 	"go.uber.org/goleak"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -157,12 +155,6 @@ func TestConformanceEndpoints(t *testing.T) {
 		Config:       configJSON(`"use_endpoints": true, "pod_ip": "10.0.0.1"`),
 		Capabilities: kube.Capabilities(),
 	})
-}
-
-func TestConformanceBinary(t *testing.T) {
-	t.Parallel()
-	target := dcstest.BinaryTarget(t, pluginPath(t), configJSON(""))
-	dcstest.RunConformance(t, target)
 }
 
 func TestIdentity(t *testing.T) {
@@ -737,134 +729,38 @@ func TestReadsPatroniCluster(t *testing.T) {
 	}
 }
 
-// launchPlugin starts the built plugin binary over a real handshake.
-func launchPlugin(t *testing.T, path string) (*plugin.Client, dcs.Backend) {
-	t.Helper()
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig: sdk.Handshake,
-		VersionedPlugins: map[int]plugin.PluginSet{sdk.ProtocolVersion: {
-			sdk.IdentityPluginName: &sdk.IdentityPlugin{},
-			dcs.PluginName:         &dcs.Plugin{},
-		}},
-		Cmd:              exec.Command(path),
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         true,
-		Logger:           hclog.New(&hclog.LoggerOptions{Name: "plugin", Level: hclog.Warn, Output: os.Stderr}),
-	})
-	t.Cleanup(client.Kill)
-	rpc, err := client.Client()
-	if err != nil {
-		t.Fatalf("starting %s: %v", path, err)
-	}
-	raw, err := rpc.Dispense(dcs.PluginName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return client, raw.(dcs.Backend)
+// TestBinary runs the conformance kit and the crash tests through the
+// built plugin binary, with the keys in ConfigMaps.
+func TestBinary(t *testing.T) {
+	t.Parallel()
+	dcstest.RunBinary(t, dcstest.Binary{Path: pluginPath(t), Config: configJSON(""), Restart: sameLock(false)})
 }
 
-// crash SIGKILLs the plugin process: no clean-up of any kind runs.
-func crash(t *testing.T, client *plugin.Client) {
-	t.Helper()
-	if err := syscall.Kill(client.ReattachConfig().Pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !client.Exited() {
-		if time.Now().After(deadline) {
-			t.Fatal("plugin process still running after SIGKILL")
+// TestCrashEndpoints runs the crash tests with the keys in Endpoints.
+func TestCrashEndpoints(t *testing.T) {
+	t.Parallel()
+	dcstest.RunCrash(t, dcstest.Binary{Path: pluginPath(t), Config: configJSON(`"use_endpoints": true`), Restart: sameLock(true)})
+}
+
+// sameLock checks that a plugin restarted within the TTL renews the lock
+// its predecessor held: same holder, same acquireTime and transitions, so
+// no failover is seen.
+func sameLock(useEndpoints bool) dcstest.RestartChecks {
+	annotations := func(t *testing.T, p dcstest.Place) map[string]string {
+		if useEndpoints {
+			return endpoints(t, "default", p.Scope).Annotations
 		}
-		time.Sleep(10 * time.Millisecond) // polling interval
+		return configMap(t, "default", p.Scope+"-leader").Annotations
 	}
-}
-
-// TestKilledPlugin checks that the leader and member of a SIGKILLed plugin
-// read as absent about one TTL after their last renewal on another
-// client's clock, not before, and that the other client's watch hears the
-// leader go.
-func TestKilledPlugin(t *testing.T) {
-	t.Parallel()
-	path := pluginPath(t)
-	for _, mode := range []string{"configmaps", "endpoints"} {
-		t.Run(mode, func(t *testing.T) {
-			t.Parallel()
-			extra := ""
-			if mode == "endpoints" {
-				extra = `"use_endpoints": true`
+	var before map[string]string
+	return dcstest.RestartChecks{
+		Killed: func(t *testing.T, p dcstest.Place) { before = annotations(t, p) },
+		Renewed: func(t *testing.T, p dcstest.Place) {
+			after := annotations(t, p)
+			if after["leader"] != "a" || after["acquireTime"] != before["acquireTime"] || after["transitions"] != before["transitions"] || after["renewTime"] == before["renewTime"] {
+				t.Fatalf("after the restart %v (before %v)", after, before)
 			}
-			scope := uniqueScope(t)
-			observer := newBackend(t, member{scope: scope, name: "obs", config: configJSON(extra)})
-			events := make(chan dcs.Event, 100)
-			ctx, cancel := context.WithCancel(context.Background())
-			watchDone := make(chan error, 1)
-			go func() { watchDone <- observer.Watch(ctx, func(e dcs.Event) { events <- e }) }()
-			t.Cleanup(func() {
-				cancel()
-				<-watchDone
-			})
-
-			client, p := launchPlugin(t, path)
-			configure(t, p, member{scope: scope, name: "a", config: configJSON(extra)})
-			if _, err := p.AcquireLeader(ctxT(t)); err != nil {
-				t.Fatal(err)
-			}
-			if err := p.TouchMember(ctxT(t), []byte(`{"role":"primary","state":"running"}`)); err != nil {
-				t.Fatal(err)
-			}
-			last := time.Now()
-			crash(t, client)
-			var gone time.Time
-			for deadline := last.Add(testTTL + 2*time.Second); gone.IsZero(); {
-				c := read(t, observer)
-				switch {
-				case c.Leader == nil && c.Member("a") == nil:
-					gone = time.Now()
-				case time.Now().After(deadline):
-					t.Fatalf("leader %+v / member of the killed plugin still present %v after its last renewal", c.Leader, time.Since(last))
-				}
-				time.Sleep(50 * time.Millisecond) // polling interval
-			}
-			if early := testTTL - 200*time.Millisecond; gone.Sub(last) < early {
-				t.Fatalf("leader gone %v after the last renewal, before its TTL %v", gone.Sub(last), testTTL)
-			}
-			t.Logf("leader and member gone %v after the last renewal (ttl %v)", gone.Sub(last).Round(10*time.Millisecond), testTTL)
-			deadline := time.After(time.Until(gone.Add(time.Second)))
-			for {
-				select {
-				case e := <-events:
-					if e.Type == dcs.EventDelete && e.Path == dcs.LeaderPath {
-						return
-					}
-				case <-deadline:
-					t.Fatal("no leader delete event within 1 s of the leader reading as gone")
-				}
-			}
-		})
-	}
-}
-
-// TestRestartedPluginRenews checks that a plugin restarted within the TTL
-// renews the lock its predecessor held: same holder, same acquireTime and
-// transitions, so no failover is seen.
-func TestRestartedPluginRenews(t *testing.T) {
-	t.Parallel()
-	path := pluginPath(t)
-	scope := uniqueScope(t)
-	first, p1 := launchPlugin(t, path)
-	configure(t, p1, member{scope: scope, name: "a", config: configJSON("")})
-	if _, err := p1.AcquireLeader(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	before := configMap(t, "default", scope+"-leader").Annotations
-	crash(t, first)
-	_, p2 := launchPlugin(t, path)
-	configure(t, p2, member{scope: scope, name: "a", config: configJSON("")})
-	if err := p2.RenewLeader(ctxT(t)); err != nil {
-		t.Fatalf("renewing the lock held before the crash: %v", err)
-	}
-	after := configMap(t, "default", scope+"-leader").Annotations
-	if after["leader"] != "a" || after["acquireTime"] != before["acquireTime"] || after["transitions"] != before["transitions"] || after["renewTime"] == before["renewTime"] {
-		t.Fatalf("after the restart %v (before %v)", after, before)
+		},
 	}
 }
 

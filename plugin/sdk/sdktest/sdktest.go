@@ -1,11 +1,13 @@
 // Package sdktest holds what every plugin kind's conformance kit shares:
-// starting a built plugin binary over a real go-plugin handshake.
+// starting a built plugin binary over a real go-plugin handshake, and
+// killing it.
 package sdktest
 
 import (
 	"context"
 	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -19,13 +21,31 @@ import (
 // The process is killed when the test ends.
 func Launch(t *testing.T, path, kind, name string, p plugin.Plugin) (sdk.Identity, any) {
 	t.Helper()
+	proc := Start(t, path, kind, name, p)
+	return proc.Identity, proc.Service
+}
+
+// Process is a plugin binary started by Start.
+type Process struct {
+	// Identity is what the plugin announced.
+	Identity sdk.Identity
+	// Service is the dispensed service.
+	Service any
+	client  *plugin.Client
+	cmd     *exec.Cmd
+}
+
+// Start is Launch returning the process, so that a test can kill it.
+func Start(t *testing.T, path, kind, name string, p plugin.Plugin) *Process {
+	t.Helper()
+	cmd := exec.Command(path)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig: sdk.Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{sdk.ProtocolVersion: {
 			sdk.IdentityPluginName: &sdk.IdentityPlugin{},
 			name:                   p,
 		}},
-		Cmd:              exec.Command(path),
+		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Logger: hclog.New(&hclog.LoggerOptions{
@@ -54,5 +74,26 @@ func Launch(t *testing.T, path, kind, name string, p plugin.Plugin) (sdk.Identit
 	if err != nil {
 		t.Fatalf("dispensing %s of %s: %v", name, path, err)
 	}
-	return id, svc
+	return &Process{Identity: id, Service: svc, client: client, cmd: cmd}
+}
+
+// exitTimeout bounds the wait for a killed process to be gone: SIGKILL
+// cannot be caught, so only a machine in trouble takes longer.
+const exitTimeout = 10 * time.Second
+
+// Kill ends the process with SIGKILL, as a crash or the OOM killer would:
+// nothing of the plugin's own clean-up runs. It returns once the process
+// is gone.
+func (p *Process) Kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatalf("killing plugin process %d: %v", p.cmd.Process.Pid, err)
+	}
+	deadline := time.Now().Add(exitTimeout)
+	for !p.client.Exited() {
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin process %d still running %v after SIGKILL", p.cmd.Process.Pid, exitTimeout)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
+	}
 }

@@ -160,7 +160,7 @@ func (b *Backend) Configure(_ context.Context, req dcs.ConfigureRequest) error {
 	if err != nil {
 		return err
 	}
-	if tlsCfg == nil && (cfg.CACert != "" || cfg.Cert != "") {
+	if tlsCfg == nil && (cfg.TLS.CACert != "" || cfg.TLS.Cert != "") {
 		b.logger.Warn("cacert/cert are set but the scheme is http; set scheme = \"https\" to use TLS", "address", cfg.Address())
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()

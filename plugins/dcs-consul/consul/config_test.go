@@ -64,7 +64,7 @@ func TestParseConfigAllKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Token != "s3cr3t" || c.Verify || c.CACert != "/ca.pem" || c.Cert != "/c.pem" || c.Key != "/k.pem" || c.DC != "dc2" ||
+	if c.Token != "s3cr3t" || c.Verify || c.TLS.CACert != "/ca.pem" || c.TLS.Cert != "/c.pem" || c.TLS.Key != "/k.pem" || c.DC != "dc2" ||
 		c.Consistency != ConsistencyStale || !slices.Equal(c.Checks, []string{"serfHealth", "service:pg"}) || !c.RegisterService ||
 		!slices.Equal(c.ServiceTags, []string{"b", "a"}) || c.ServiceCheckInterval != 2500*time.Millisecond ||
 		!c.hasServiceCheckTLSServerName || c.ServiceCheckTLSServerName != "" {
@@ -160,8 +160,8 @@ func TestTLSConfig(t *testing.T) {
 	}
 	_, err = c.tlsConfig()
 	var ce *sdk.ConfigError
-	if !errors.As(err, &ce) || len(ce.Problems) != 2 || ce.Problems[0].Path != "cacert" || ce.Problems[1].Path != "key" {
-		t.Fatalf("want cacert and key problems, got %v", err)
+	if !errors.As(err, &ce) || len(ce.Problems) != 2 || ce.Problems[0].Path != "cacert" || ce.Problems[1].Path != "cert" {
+		t.Fatalf("want cacert and cert problems, got %v", err)
 	}
 }
 

@@ -121,7 +121,7 @@ func (b *Backend) Configure(ctx context.Context, req dcs.ConfigureRequest) error
 	if err != nil {
 		return err
 	}
-	if tlsCfg == nil && (cfg.CACert != "" || cfg.Cert != "") {
+	if tlsCfg == nil && (cfg.TLS.CACert != "" || cfg.TLS.Cert != "") {
 		b.logger.Warn("cacert/cert are set but every endpoint uses http; set protocol = \"https\" to use TLS", "endpoints", endpoints)
 	}
 	dialTimeout := defaultDialTimeout

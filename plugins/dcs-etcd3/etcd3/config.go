@@ -1,21 +1,16 @@
 package etcd3
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
-	"sort"
 	"strconv"
 	"strings"
 
-	"github.com/custos-ha/custos/plugin/sdk"
+	"github.com/custos-ha/custos/plugin/sdk/section"
 )
 
 // DefaultPort is the port of a host given without one, as in Patroni.
@@ -55,13 +50,10 @@ type Config struct {
 	// fallback.
 	Protocol string
 	Username string
-	Password Secret
-	// CACert verifies the server certificates (the system roots when empty).
-	CACert string
-	// Cert is the client certificate file; Key is its private key file,
-	// which may be omitted when Cert holds the key too (as in Patroni).
-	Cert string
-	Key  string
+	Password section.Secret
+	// TLS names the CA, client certificate and key files (cacert, cert,
+	// key); the key may sit in the certificate file, as in Patroni.
+	TLS section.TLS
 
 	// static are the endpoint URLs from proxy, url, urls, hosts or host.
 	static []string
@@ -69,27 +61,15 @@ type Config struct {
 	staticFrom string
 	// urlUser and urlPassword come from the user info of url or proxy.
 	urlUser     string
-	urlPassword Secret
+	urlPassword section.Secret
 }
-
-// Secret is a string that never prints or marshals its value.
-type Secret string
-
-// String implements fmt.Stringer.
-func (Secret) String() string { return redacted }
-
-// GoString implements fmt.GoStringer.
-func (Secret) GoString() string { return `"<redacted>"` }
-
-// MarshalJSON implements json.Marshaler.
-func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"<redacted>"`), nil }
 
 // String renders the configuration without its passwords.
 func (c Config) String() string {
 	type plain Config // drops the methods
 	p := plain(c)
 	if p.urlPassword != "" {
-		p.urlPassword = Secret(redacted)
+		p.urlPassword = "<redacted>"
 	}
 	return fmt.Sprintf("%+v", p)
 }
@@ -99,105 +79,52 @@ func (c Config) GoString() string {
 	type plain Config
 	p := plain(c)
 	if p.urlPassword != "" {
-		p.urlPassword = Secret(redacted)
+		p.urlPassword = "<redacted>"
 	}
 	return fmt.Sprintf("%#v", p)
-}
-
-const redacted = "<redacted>"
-
-// redactURL hides the password of a URL that parsed.
-func redactURL(s string) string {
-	u, err := url.Parse(strings.TrimSpace(s))
-	if err != nil {
-		return s
-	}
-	return u.Redacted()
-}
-
-// configKeys are the keys of the section and how each is decoded.
-var configKeys = map[string]func(c *Config, path string, v any, errs *sdk.ConfigError){
-	"hosts":       func(c *Config, p string, v any, e *sdk.ConfigError) { c.Hosts = decodeList(p, v, e) },
-	"host":        func(c *Config, p string, v any, e *sdk.ConfigError) { c.Host = decodeString(p, v, e) },
-	"port":        func(c *Config, p string, v any, e *sdk.ConfigError) { c.Port = decodePort(p, v, e) },
-	"url":         func(c *Config, p string, v any, e *sdk.ConfigError) { c.URL = decodeString(p, v, e) },
-	"urls":        func(c *Config, p string, v any, e *sdk.ConfigError) { c.URLs = decodeList(p, v, e) },
-	"proxy":       func(c *Config, p string, v any, e *sdk.ConfigError) { c.Proxy = decodeString(p, v, e) },
-	"use_proxies": func(c *Config, p string, v any, e *sdk.ConfigError) { c.UseProxies = decodeBool(p, v, e) },
-	"srv":         func(c *Config, p string, v any, e *sdk.ConfigError) { c.SRV = decodeString(p, v, e) },
-	"srv_suffix":  func(c *Config, p string, v any, e *sdk.ConfigError) { c.SRVSuffix = decodeString(p, v, e) },
-	"protocol":    func(c *Config, p string, v any, e *sdk.ConfigError) { c.Protocol = decodeString(p, v, e) },
-	"username":    func(c *Config, p string, v any, e *sdk.ConfigError) { c.Username = decodeString(p, v, e) },
-	"password":    func(c *Config, p string, v any, e *sdk.ConfigError) { c.Password = Secret(decodeString(p, v, e)) },
-	"cacert":      func(c *Config, p string, v any, e *sdk.ConfigError) { c.CACert = decodeString(p, v, e) },
-	"cert":        func(c *Config, p string, v any, e *sdk.ConfigError) { c.Cert = decodeString(p, v, e) },
-	"key":         func(c *Config, p string, v any, e *sdk.ConfigError) { c.Key = decodeString(p, v, e) },
 }
 
 // ParseConfig decodes and checks the JSON of the section without touching
 // the network or the file system. Every problem is reported, each with its
 // key path, in one *sdk.ConfigError.
 func ParseConfig(data []byte) (*Config, error) {
-	errs := &sdk.ConfigError{}
+	d, err := section.New(data)
+	if err != nil {
+		return nil, err
+	}
 	c := &Config{Port: DefaultPort}
-	raw := map[string]any{}
-	if len(bytes.TrimSpace(data)) > 0 && string(bytes.TrimSpace(data)) != "null" {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.UseNumber()
-		var top any
-		if err := dec.Decode(&top); err != nil {
-			errs.Add("", "not valid JSON: %v", err)
-			return nil, errs
-		}
-		m, ok := top.(map[string]any)
-		if !ok {
-			errs.Add("", "must be a table of keys, got %s", jsonType(top))
-			return nil, errs
-		}
-		raw = m
-	}
-	names := make([]string, 0, len(raw))
-	for k := range raw {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		decode, ok := configKeys[k]
-		if !ok {
-			errs.Add(k, "unknown key (known: %s)", strings.Join(knownKeys(), ", "))
-			continue
-		}
-		decode(c, k, raw[k], errs)
-	}
-	c.check(raw, errs)
-	if err := errs.OrNil(); err != nil {
+	d.Strings("hosts", &c.Hosts)
+	d.String("host", &c.Host)
+	d.Port("port", &c.Port)
+	d.String("url", &c.URL)
+	d.Strings("urls", &c.URLs)
+	d.String("proxy", &c.Proxy)
+	d.Bool("use_proxies", &c.UseProxies)
+	d.String("srv", &c.SRV)
+	d.String("srv_suffix", &c.SRVSuffix)
+	d.String("protocol", &c.Protocol)
+	d.String("username", &c.Username)
+	d.String("password", (*string)(&c.Password))
+	d.TLS(&c.TLS)
+	c.check(d)
+	if err := d.Err(); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-func knownKeys() []string {
-	keys := make([]string, 0, len(configKeys))
-	for k := range configKeys {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // check validates the decoded values against each other and computes the
 // static endpoints.
-func (c *Config) check(raw map[string]any, errs *sdk.ConfigError) {
-	_, hasProtocol := raw["protocol"]
+func (c *Config) check(d *section.Decoder) {
 	switch c.Protocol {
 	case "":
 		c.Protocol = protocolHTTP
-		if hasProtocol {
-			errs.Add("protocol", "must be http or https")
+		if d.Has("protocol") {
+			d.Add("protocol", "must be http or https")
 		}
 	case protocolHTTP, protocolHTTPS:
 	default:
-		errs.Add("protocol", "must be http or https, got %q", c.Protocol)
+		d.Add("protocol", "must be http or https, got %q", c.Protocol)
 	}
 
 	// Every endpoint source is checked even when a higher one wins, so that
@@ -205,30 +132,30 @@ func (c *Config) check(raw map[string]any, errs *sdk.ConfigError) {
 	hosts := make([]string, 0, len(c.Hosts))
 	for i, h := range c.Hosts {
 		if ep, err := hostEndpoint(c.Protocol, h, c.Port); err != nil {
-			errs.Add(fmt.Sprintf("hosts[%d]", i), "%v", err)
+			d.Add(fmt.Sprintf("hosts[%d]", i), "%v", err)
 		} else {
 			hosts = append(hosts, ep)
 		}
 	}
-	if _, ok := raw["hosts"]; ok && len(c.Hosts) == 0 && !hasProblem(errs, "hosts") {
-		errs.Add("hosts", "is empty")
+	if d.Has("hosts") && len(c.Hosts) == 0 && !d.Failed("hosts") {
+		d.Add("hosts", "is empty")
 	}
 	var host []string
-	if _, ok := raw["host"]; ok && !hasProblem(errs, "host") {
+	if d.Has("host") && !d.Failed("host") {
 		if ep, err := hostEndpoint(c.Protocol, c.Host, c.Port); err != nil {
-			errs.Add("host", "%v", err)
+			d.Add("host", "%v", err)
 		} else {
 			host = []string{ep}
 		}
 	}
 	var single, proxy []string
-	if _, ok := raw["url"]; ok && !hasProblem(errs, "url") {
+	if d.Has("url") && !d.Failed("url") {
 		if ep, user, pass, err := urlEndpoint(c.URL); err != nil {
-			errs.Add("url", "%v", err)
+			d.Add("url", "%v", err)
 		} else {
 			single = []string{ep}
-			c.urlUser, c.urlPassword = user, Secret(pass)
-			c.URL = redactURL(c.URL)
+			c.urlUser, c.urlPassword = user, section.Secret(pass)
+			c.URL = section.RedactURL(c.URL)
 		}
 	}
 	urls := make([]string, 0, len(c.URLs))
@@ -236,23 +163,23 @@ func (c *Config) check(raw map[string]any, errs *sdk.ConfigError) {
 		ep, user, _, err := urlEndpoint(u)
 		switch {
 		case err != nil:
-			errs.Add(fmt.Sprintf("urls[%d]", i), "%v", err)
+			d.Add(fmt.Sprintf("urls[%d]", i), "%v", err)
 		case user != "":
-			errs.Add(fmt.Sprintf("urls[%d]", i), "must not carry credentials; use username and password")
+			d.Add(fmt.Sprintf("urls[%d]", i), "must not carry credentials; use username and password")
 		default:
 			urls = append(urls, ep)
 		}
 	}
-	if _, ok := raw["urls"]; ok && len(c.URLs) == 0 && !hasProblem(errs, "urls") {
-		errs.Add("urls", "is empty")
+	if d.Has("urls") && len(c.URLs) == 0 && !d.Failed("urls") {
+		d.Add("urls", "is empty")
 	}
-	if _, ok := raw["proxy"]; ok && !hasProblem(errs, "proxy") {
+	if d.Has("proxy") && !d.Failed("proxy") {
 		if ep, user, pass, err := urlEndpoint(c.Proxy); err != nil {
-			errs.Add("proxy", "%v", err)
+			d.Add("proxy", "%v", err)
 		} else {
 			proxy = []string{ep}
-			c.urlUser, c.urlPassword = user, Secret(pass)
-			c.Proxy = redactURL(c.Proxy)
+			c.urlUser, c.urlPassword = user, section.Secret(pass)
+			c.Proxy = section.RedactURL(c.Proxy)
 		}
 	}
 	// Patroni's precedence: proxy, url, hosts, host (urls sits with url).
@@ -266,45 +193,33 @@ func (c *Config) check(raw map[string]any, errs *sdk.ConfigError) {
 		}
 	}
 
-	if _, ok := raw["srv"]; ok && !hasProblem(errs, "srv") {
+	if d.Has("srv") && !d.Failed("srv") {
 		if err := checkDomain(c.SRV); err != nil {
-			errs.Add("srv", "%v", err)
+			d.Add("srv", "%v", err)
 		}
 	}
 	if c.SRVSuffix != "" {
 		if c.SRV == "" {
-			errs.Add("srv_suffix", "needs srv")
+			d.Add("srv_suffix", "needs srv")
 		} else if strings.ContainsAny(c.SRVSuffix, "./: \t") {
-			errs.Add("srv_suffix", "must be one DNS label, got %q", c.SRVSuffix)
+			d.Add("srv_suffix", "must be one DNS label, got %q", c.SRVSuffix)
 		}
 	}
-	if c.SRV == "" && len(c.static) == 0 && !hasEndpointProblem(errs) {
-		errs.Add("", "no etcd endpoint: set hosts, host, url, proxy or srv")
+	if c.SRV == "" && len(c.static) == 0 && !hasEndpointProblem(d) {
+		d.Add("", "no etcd endpoint: set hosts, host, url, proxy or srv")
 	}
 
 	if c.Username != "" && c.Password == "" {
-		errs.Add("password", "must be set with username")
+		d.Add("password", "must be set with username")
 	}
 	if c.Password != "" && c.Username == "" {
-		errs.Add("username", "must be set with password")
-	}
-	if c.Key != "" && c.Cert == "" {
-		errs.Add("cert", "must be set with key")
+		d.Add("username", "must be set with password")
 	}
 }
 
-func hasProblem(errs *sdk.ConfigError, path string) bool {
-	for _, p := range errs.Problems {
-		if p.Path == path || strings.HasPrefix(p.Path, path+"[") {
-			return true
-		}
-	}
-	return false
-}
-
-func hasEndpointProblem(errs *sdk.ConfigError) bool {
+func hasEndpointProblem(d *section.Decoder) bool {
 	for _, k := range []string{"hosts", "host", "url", "urls", "proxy", "srv", "port", "protocol"} {
-		if hasProblem(errs, k) {
+		if d.Failed(k) {
 			return true
 		}
 	}
@@ -313,32 +228,12 @@ func hasEndpointProblem(errs *sdk.ConfigError) bool {
 
 // hostEndpoint turns "host[:port]" into an endpoint URL.
 func hostEndpoint(protocol, s string, defaultPort int) (string, error) {
-	s = strings.TrimSpace(s)
-	switch {
-	case s == "":
-		return "", errors.New("empty host")
-	case strings.Contains(s, "://"):
-		return "", fmt.Errorf("%q must be host:port, not a URL (URLs go in url or urls)", s)
-	case strings.ContainsAny(s, "/ \t@?#"):
-		return "", fmt.Errorf("%q is not a host:port", s)
-	}
-	host, portStr, err := net.SplitHostPort(s)
+	host, port, err := section.HostPort(s)
 	if err != nil {
-		// No port: a name, an IPv4 address or a bare IPv6 address.
-		if ip := net.ParseIP(strings.Trim(s, "[]")); ip != nil {
-			return protocol + "://" + net.JoinHostPort(ip.String(), strconv.Itoa(defaultPort)), nil
-		}
-		if strings.ContainsAny(s, ":[]") {
-			return "", fmt.Errorf("%q is not a host:port", s)
-		}
-		return protocol + "://" + net.JoinHostPort(s, strconv.Itoa(defaultPort)), nil
+		return "", err
 	}
-	if host == "" {
-		return "", fmt.Errorf("%q has no host", s)
-	}
-	port, err := parsePort(portStr)
-	if err != nil {
-		return "", fmt.Errorf("%q: %v", s, err)
+	if port == 0 {
+		port = defaultPort
 	}
 	return protocol + "://" + net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
@@ -361,7 +256,7 @@ func urlEndpoint(s string) (endpoint, user, password string, err error) {
 	}
 	port := DefaultPort
 	if p := u.Port(); p != "" {
-		if port, err = parsePort(p); err != nil {
+		if port, err = section.ParsePort(p); err != nil {
 			return "", "", "", fmt.Errorf("%q: %v", s, err)
 		}
 	}
@@ -372,14 +267,6 @@ func urlEndpoint(s string) (endpoint, user, password string, err error) {
 	return u.Scheme + "://" + net.JoinHostPort(u.Hostname(), strconv.Itoa(port)), user, password, nil
 }
 
-func parsePort(s string) (int, error) {
-	p, err := strconv.Atoi(s)
-	if err != nil || p < 1 || p > 65535 {
-		return 0, fmt.Errorf("port %q is not a number from 1 to 65535", s)
-	}
-	return p, nil
-}
-
 func checkDomain(s string) error {
 	if s == "" {
 		return errors.New("empty domain")
@@ -388,89 +275,6 @@ func checkDomain(s string) error {
 		return fmt.Errorf("%q is not a DNS domain", s)
 	}
 	return nil
-}
-
-func decodeString(path string, v any, errs *sdk.ConfigError) string {
-	s, ok := v.(string)
-	if !ok {
-		errs.Add(path, "must be a string, got %s", jsonType(v))
-	}
-	return s
-}
-
-// decodeList takes a list of strings or one comma-separated string.
-func decodeList(path string, v any, errs *sdk.ConfigError) []string {
-	var out []string
-	switch v := v.(type) {
-	case string:
-		for _, s := range strings.Split(v, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				out = append(out, s)
-			}
-		}
-	case []any:
-		for i, item := range v {
-			s, ok := item.(string)
-			if !ok {
-				errs.Add(fmt.Sprintf("%s[%d]", path, i), "must be a string, got %s", jsonType(item))
-				continue
-			}
-			out = append(out, s)
-		}
-	default:
-		errs.Add(path, "must be a list of strings or a comma-separated string, got %s", jsonType(v))
-	}
-	return out
-}
-
-func decodeBool(path string, v any, errs *sdk.ConfigError) bool {
-	switch v := v.(type) {
-	case bool:
-		return v
-	case string:
-		if b, err := strconv.ParseBool(v); err == nil {
-			return b
-		}
-	}
-	errs.Add(path, "must be true or false, got %s", jsonType(v))
-	return false
-}
-
-func decodePort(path string, v any, errs *sdk.ConfigError) int {
-	var s string
-	switch v := v.(type) {
-	case json.Number:
-		s = v.String()
-	case string:
-		s = v
-	default:
-		errs.Add(path, "must be a port number, got %s", jsonType(v))
-		return DefaultPort
-	}
-	p, err := parsePort(s)
-	if err != nil {
-		errs.Add(path, "%v", err)
-		return DefaultPort
-	}
-	return p
-}
-
-func jsonType(v any) string {
-	switch v := v.(type) {
-	case nil:
-		return "null"
-	case string:
-		return fmt.Sprintf("string %q", v)
-	case bool:
-		return fmt.Sprintf("boolean %v", v)
-	case json.Number:
-		return "number " + v.String()
-	case []any:
-		return "a list"
-	case map[string]any:
-		return "a table"
-	}
-	return fmt.Sprintf("%T", v)
 }
 
 // credentials returns the user name and password to authenticate with:
@@ -534,38 +338,5 @@ func (c *Config) tlsConfig(endpoints []string) (*tls.Config, error) {
 	if !secure {
 		return nil, nil
 	}
-	errs := &sdk.ConfigError{}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if c.CACert != "" {
-		pem, err := os.ReadFile(c.CACert)
-		if err != nil {
-			errs.Add("cacert", "%v", err)
-		} else {
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				errs.Add("cacert", "%s holds no PEM certificate", c.CACert)
-			}
-			cfg.RootCAs = pool
-		}
-	}
-	if c.Cert != "" {
-		keyFile := c.Key
-		if keyFile == "" {
-			// Patroni: the key may sit in the certificate file.
-			keyFile = c.Cert
-		}
-		pair, err := tls.LoadX509KeyPair(c.Cert, keyFile)
-		switch {
-		case err == nil:
-			cfg.Certificates = []tls.Certificate{pair}
-		case c.Key == "":
-			errs.Add("key", "not set, and cert %s holds no usable private key: %v", c.Cert, err)
-		default:
-			errs.Add("cert", "loading client certificate %s with key %s: %v", c.Cert, c.Key, err)
-		}
-	}
-	if err := errs.OrNil(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return c.TLS.Config()
 }

@@ -75,7 +75,7 @@ func TestParseConfigValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Username != "u" || c.Password != "p" || c.CACert != "/ca" || c.Cert != "/c" || c.Key != "/k" ||
+	if c.Username != "u" || c.Password != "p" || c.TLS.CACert != "/ca" || c.TLS.Cert != "/c" || c.TLS.Key != "/k" ||
 		!c.UseProxies || c.SRV != "example.org" || c.SRVSuffix != "blue" || c.Protocol != "http" {
 		t.Fatalf("decoded %#v", c)
 	}

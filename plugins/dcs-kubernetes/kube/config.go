@@ -1,17 +1,15 @@
 package kube
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
-	"sort"
 	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
-	"github.com/custos-ha/custos/plugin/sdk"
+	"github.com/custos-ha/custos/plugin/sdk/section"
 )
 
 // Defaults of the section, as in Patroni 4.x.
@@ -94,35 +92,14 @@ type Config struct {
 	MemberStore string
 }
 
-// configKeys are the keys of the section and how each is decoded.
-var configKeys = map[string]func(c *Config, path string, v any, errs *sdk.ConfigError){
-	"namespace":            func(c *Config, p string, v any, e *sdk.ConfigError) { c.Namespace = decodeString(p, v, e) },
-	"labels":               func(c *Config, p string, v any, e *sdk.ConfigError) { c.Labels = decodeLabels(p, v, e) },
-	"scope_label":          func(c *Config, p string, v any, e *sdk.ConfigError) { c.ScopeLabel = decodeString(p, v, e) },
-	"role_label":           func(c *Config, p string, v any, e *sdk.ConfigError) { c.RoleLabel = decodeString(p, v, e) },
-	"leader_label_value":   func(c *Config, p string, v any, e *sdk.ConfigError) { c.LeaderLabelValue = decodeString(p, v, e) },
-	"follower_label_value": func(c *Config, p string, v any, e *sdk.ConfigError) { c.FollowerLabelValue = decodeString(p, v, e) },
-	"standby_leader_label_value": func(c *Config, p string, v any, e *sdk.ConfigError) {
-		c.StandbyLeaderLabelValue = decodeString(p, v, e)
-	},
-	"tmp_role_label":       func(c *Config, p string, v any, e *sdk.ConfigError) { c.TmpRoleLabel = decodeString(p, v, e) },
-	"bootstrap_labels":     func(c *Config, p string, v any, e *sdk.ConfigError) { c.BootstrapLabels = decodeLabels(p, v, e) },
-	"use_endpoints":        func(c *Config, p string, v any, e *sdk.ConfigError) { c.UseEndpoints = decodeBool(p, v, e) },
-	"pod_ip":               func(c *Config, p string, v any, e *sdk.ConfigError) { c.PodIP = decodeString(p, v, e) },
-	"ports":                func(c *Config, p string, v any, e *sdk.ConfigError) { c.Ports = decodePorts(p, v, e) },
-	"cacert":               func(c *Config, p string, v any, e *sdk.ConfigError) { c.CACert = decodeString(p, v, e) },
-	"bypass_api_service":   func(c *Config, p string, v any, e *sdk.ConfigError) { c.BypassAPIService = decodeBool(p, v, e) },
-	"retriable_http_codes": func(c *Config, p string, v any, e *sdk.ConfigError) { c.RetriableHTTPCodes = decodeCodes(p, v, e) },
-	"kubeconfig":           func(c *Config, p string, v any, e *sdk.ConfigError) { c.Kubeconfig = decodeString(p, v, e) },
-	"context":              func(c *Config, p string, v any, e *sdk.ConfigError) { c.Context = decodeString(p, v, e) },
-	"member_store":         func(c *Config, p string, v any, e *sdk.ConfigError) { c.MemberStore = decodeString(p, v, e) },
-}
-
 // ParseConfig decodes and checks the JSON of the section without touching
 // the network or the file system. Every problem is reported, each with its
 // key path, in one *sdk.ConfigError.
 func ParseConfig(data []byte) (*Config, error) {
-	errs := &sdk.ConfigError{}
+	d, err := section.New(data)
+	if err != nil {
+		return nil, err
+	}
 	c := &Config{
 		ScopeLabel:              defaultScopeLabel,
 		RoleLabel:               defaultRoleLabel,
@@ -130,65 +107,45 @@ func ParseConfig(data []byte) (*Config, error) {
 		FollowerLabelValue:      defaultFollowerValue,
 		StandbyLeaderLabelValue: defaultStandbyValue,
 	}
-	raw := map[string]any{}
-	if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && string(trimmed) != "null" {
-		dec := json.NewDecoder(bytes.NewReader(trimmed))
-		dec.UseNumber()
-		var top any
-		if err := dec.Decode(&top); err != nil {
-			errs.Add("", "not valid JSON: %v", err)
-			return nil, errs
-		}
-		m, ok := top.(map[string]any)
-		if !ok {
-			errs.Add("", "must be a table of keys, got %s", jsonType(top))
-			return nil, errs
-		}
-		raw = m
-	}
-	names := make([]string, 0, len(raw))
-	for k := range raw {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		decode, ok := configKeys[k]
-		if !ok {
-			errs.Add(k, "unknown key (known: %s)", strings.Join(knownKeys(), ", "))
-			continue
-		}
-		decode(c, k, raw[k], errs)
-	}
-	c.check(raw, errs)
-	if err := errs.OrNil(); err != nil {
+	d.String("namespace", &c.Namespace)
+	c.Labels = decodeLabels(d, "labels")
+	d.String("scope_label", &c.ScopeLabel)
+	d.String("role_label", &c.RoleLabel)
+	d.String("leader_label_value", &c.LeaderLabelValue)
+	d.String("follower_label_value", &c.FollowerLabelValue)
+	d.String("standby_leader_label_value", &c.StandbyLeaderLabelValue)
+	d.String("tmp_role_label", &c.TmpRoleLabel)
+	c.BootstrapLabels = decodeLabels(d, "bootstrap_labels")
+	d.Bool("use_endpoints", &c.UseEndpoints)
+	d.String("pod_ip", &c.PodIP)
+	c.Ports = decodePorts(d, "ports")
+	d.String("cacert", &c.CACert)
+	d.Bool("bypass_api_service", &c.BypassAPIService)
+	c.RetriableHTTPCodes = decodeCodes(d, "retriable_http_codes")
+	d.String("kubeconfig", &c.Kubeconfig)
+	d.String("context", &c.Context)
+	d.String("member_store", &c.MemberStore)
+	c.check(d)
+	if err := d.Err(); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-func knownKeys() []string {
-	keys := make([]string, 0, len(configKeys))
-	for k := range configKeys {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // check validates the decoded values the way the API server would, so that
 // a bad label or name is reported with its key instead of failing a write.
-func (c *Config) check(raw map[string]any, errs *sdk.ConfigError) {
+func (c *Config) check(d *section.Decoder) {
 	if c.Namespace != "" {
 		for _, msg := range validation.IsDNS1123Label(c.Namespace) {
-			errs.Add("namespace", "%q is not a valid namespace: %s", c.Namespace, msg)
+			d.Add("namespace", "%q is not a valid namespace: %s", c.Namespace, msg)
 		}
 	}
 	checkQualifiedName := func(key, v string) {
-		if _, set := raw[key]; !set && v == "" {
+		if !d.Has(key) && v == "" {
 			return
 		}
 		for _, msg := range validation.IsQualifiedName(v) {
-			errs.Add(key, "%q is not a valid label name: %s", v, msg)
+			d.Add(key, "%q is not a valid label name: %s", v, msg)
 		}
 	}
 	checkQualifiedName("scope_label", c.ScopeLabel)
@@ -202,39 +159,39 @@ func (c *Config) check(raw map[string]any, errs *sdk.ConfigError) {
 		"standby_leader_label_value": c.StandbyLeaderLabelValue,
 	} {
 		if v == "" {
-			errs.Add(key, "must not be empty")
+			d.Add(key, "must not be empty")
 			continue
 		}
 		for _, msg := range validation.IsValidLabelValue(v) {
-			errs.Add(key, "%q is not a valid label value: %s", v, msg)
+			d.Add(key, "%q is not a valid label value: %s", v, msg)
 		}
 	}
 	if _, ok := c.Labels[c.ScopeLabel]; ok {
-		errs.Add("labels."+c.ScopeLabel, "is the scope_label; its value is always the scope")
+		d.Add("labels."+c.ScopeLabel, "is the scope_label; its value is always the scope")
 	}
 	// The role labels are rewritten on every member write; a fixed label or
 	// bootstrap label with the same name would flip back and forth.
 	reserved := map[string]string{c.ScopeLabel: "scope_label", c.RoleLabel: "role_label"}
 	if c.TmpRoleLabel != "" {
 		if other, ok := reserved[c.TmpRoleLabel]; ok {
-			errs.Add("tmp_role_label", "%q is already the %s", c.TmpRoleLabel, other)
+			d.Add("tmp_role_label", "%q is already the %s", c.TmpRoleLabel, other)
 		}
 		reserved[c.TmpRoleLabel] = "tmp_role_label"
 	}
 	for k := range c.Labels {
 		if other, ok := reserved[k]; ok && k != c.ScopeLabel {
-			errs.Add("labels."+k, "is already the %s", other)
+			d.Add("labels."+k, "is already the %s", other)
 		}
 	}
 	for k := range c.BootstrapLabels {
 		if other, ok := reserved[k]; ok {
-			errs.Add("bootstrap_labels."+k, "is already the %s", other)
+			d.Add("bootstrap_labels."+k, "is already the %s", other)
 		} else if _, ok := c.Labels[k]; ok {
-			errs.Add("bootstrap_labels."+k, "is already one of labels")
+			d.Add("bootstrap_labels."+k, "is already one of labels")
 		}
 	}
 	if c.PodIP != "" && net.ParseIP(c.PodIP) == nil {
-		errs.Add("pod_ip", "%q is not an IP address", c.PodIP)
+		d.Add("pod_ip", "%q is not an IP address", c.PodIP)
 	}
 	if len(c.Ports) == 0 {
 		c.Ports = []Port{{Port: defaultPort}}
@@ -245,9 +202,9 @@ func (c *Config) check(raw map[string]any, errs *sdk.ConfigError) {
 			path := fmt.Sprintf("ports[%d].name", i)
 			switch {
 			case p.Name == "":
-				errs.Add(path, "is required when there is more than one port")
+				d.Add(path, "is required when there is more than one port")
 			case seen[p.Name]:
-				errs.Add(path, "%q is used twice", p.Name)
+				d.Add(path, "%q is used twice", p.Name)
 			}
 			seen[p.Name] = true
 		}
@@ -255,7 +212,7 @@ func (c *Config) check(raw map[string]any, errs *sdk.ConfigError) {
 	switch c.MemberStore {
 	case "", MemberStorePod, MemberStoreConfigMap:
 	default:
-		errs.Add("member_store", "must be %q or %q, got %q", MemberStorePod, MemberStoreConfigMap, c.MemberStore)
+		d.Add("member_store", "must be %q or %q, got %q", MemberStorePod, MemberStoreConfigMap, c.MemberStore)
 	}
 }
 
@@ -285,50 +242,32 @@ func (c *Config) objectLabels(scope string) map[string]string {
 	return out
 }
 
-func decodeString(path string, v any, errs *sdk.ConfigError) string {
-	s, ok := v.(string)
-	if !ok {
-		errs.Add(path, "must be a string, got %s", jsonType(v))
-	}
-	return s
-}
-
-func decodeBool(path string, v any, errs *sdk.ConfigError) bool {
-	switch v := v.(type) {
-	case bool:
-		return v
-	case string:
-		if b, err := strconv.ParseBool(v); err == nil {
-			return b
-		}
-	}
-	errs.Add(path, "must be true or false, got %s", jsonType(v))
-	return false
-}
-
 // decodeLabels takes a table of label names to values (or, from an
 // environment variable, the JSON of one as a string).
-func decodeLabels(path string, v any, errs *sdk.ConfigError) map[string]string {
+func decodeLabels(d *section.Decoder, key string) map[string]string {
+	v, ok := d.Value(key)
+	if !ok {
+		return nil
+	}
+	path := d.Path(key)
 	if s, ok := v.(string); ok {
-		dec := json.NewDecoder(strings.NewReader(s))
-		dec.UseNumber()
-		var parsed any
-		if err := dec.Decode(&parsed); err != nil {
-			errs.Add(path, "must be a table of labels, got %s", jsonType(v))
+		parsed, err := section.Parse([]byte(s))
+		if err != nil {
+			d.Add(path, "must be a table of labels, got %s", section.Describe(v))
 			return nil
 		}
 		v = parsed
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		errs.Add(path, "must be a table of labels, got %s", jsonType(v))
+		d.Add(path, "must be a table of labels, got %s", section.Describe(v))
 		return nil
 	}
 	out := make(map[string]string, len(m))
 	for k, item := range m {
 		p := path + "." + k
 		for _, msg := range validation.IsQualifiedName(k) {
-			errs.Add(p, "%q is not a valid label name: %s", k, msg)
+			d.Add(p, "%q is not a valid label name: %s", k, msg)
 		}
 		var s string
 		switch item := item.(type) {
@@ -339,11 +278,11 @@ func decodeLabels(path string, v any, errs *sdk.ConfigError) map[string]string {
 		case bool:
 			s = strconv.FormatBool(item)
 		default:
-			errs.Add(p, "must be a string, got %s", jsonType(item))
+			d.Add(p, "must be a string, got %s", section.Describe(item))
 			continue
 		}
 		for _, msg := range validation.IsValidLabelValue(s) {
-			errs.Add(p, "%q is not a valid label value: %s", s, msg)
+			d.Add(p, "%q is not a valid label value: %s", s, msg)
 		}
 		out[k] = s
 	}
@@ -352,70 +291,51 @@ func decodeLabels(path string, v any, errs *sdk.ConfigError) map[string]string {
 
 // decodePorts takes a list of tables {name, port, protocol}; port defaults
 // to 5432 as in Patroni.
-func decodePorts(path string, v any, errs *sdk.ConfigError) []Port {
+func decodePorts(d *section.Decoder, key string) []Port {
+	v, ok := d.Value(key)
+	if !ok {
+		return nil
+	}
+	path := d.Path(key)
 	list, ok := v.([]any)
 	if !ok {
-		errs.Add(path, "must be a list of tables {name, port, protocol}, got %s", jsonType(v))
+		d.Add(path, "must be a list of tables {name, port, protocol}, got %s", section.Describe(v))
 		return nil
 	}
 	out := make([]Port, 0, len(list))
 	for i, item := range list {
-		p := fmt.Sprintf("%s[%d]", path, i)
-		m, ok := item.(map[string]any)
+		t, ok := d.Table(fmt.Sprintf("%s[%d]", path, i), item)
 		if !ok {
-			errs.Add(p, "must be a table {name, port, protocol}, got %s", jsonType(item))
 			continue
 		}
 		port := Port{Port: defaultPort}
-		for k, val := range m {
-			switch k {
-			case "name":
-				port.Name = decodeString(p+".name", val, errs)
-				if port.Name != "" {
-					for _, msg := range validation.IsDNS1123Label(port.Name) {
-						errs.Add(p+".name", "%q is not a valid port name: %s", port.Name, msg)
-					}
-				}
-			case "port":
-				port.Port = decodePortNumber(p+".port", val, errs)
-			case "protocol":
-				port.Protocol = decodeString(p+".protocol", val, errs)
-				switch port.Protocol {
-				case "", "TCP", "UDP", "SCTP":
-				default:
-					errs.Add(p+".protocol", "must be TCP, UDP or SCTP, got %q", port.Protocol)
-				}
-			default:
-				errs.Add(p+"."+k, "unknown key (known: name, port, protocol)")
+		t.String("name", &port.Name)
+		t.Port("port", &port.Port)
+		t.String("protocol", &port.Protocol)
+		t.Done()
+		if port.Name != "" {
+			for _, msg := range validation.IsDNS1123Label(port.Name) {
+				d.Add(t.Path("name"), "%q is not a valid port name: %s", port.Name, msg)
 			}
+		}
+		switch port.Protocol {
+		case "", "TCP", "UDP", "SCTP":
+		default:
+			d.Add(t.Path("protocol"), "must be TCP, UDP or SCTP, got %q", port.Protocol)
 		}
 		out = append(out, port)
 	}
 	return out
 }
 
-func decodePortNumber(path string, v any, errs *sdk.ConfigError) int {
-	var s string
-	switch v := v.(type) {
-	case json.Number:
-		s = v.String()
-	case string:
-		s = v
-	default:
-		errs.Add(path, "must be a port number, got %s", jsonType(v))
-		return defaultPort
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil || n < 1 || n > 65535 {
-		errs.Add(path, "must be a port number between 1 and 65535, got %q", s)
-		return defaultPort
-	}
-	return n
-}
-
 // decodeCodes takes one code, a list of codes, or a comma-separated string
 // of codes, as Patroni does.
-func decodeCodes(path string, v any, errs *sdk.ConfigError) []int {
+func decodeCodes(d *section.Decoder, key string) []int {
+	v, ok := d.Value(key)
+	if !ok {
+		return nil
+	}
+	path := d.Path(key)
 	var items []any
 	switch v := v.(type) {
 	case []any:
@@ -442,33 +362,15 @@ func decodeCodes(path string, v any, errs *sdk.ConfigError) []int {
 		case string:
 			s = item
 		default:
-			errs.Add(p, "must be an HTTP status code, got %s", jsonType(item))
+			d.Add(p, "must be an HTTP status code, got %s", section.Describe(item))
 			continue
 		}
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 100 || n > 599 {
-			errs.Add(p, "must be an HTTP status code (100-599), got %q", s)
+			d.Add(p, "must be an HTTP status code (100-599), got %q", s)
 			continue
 		}
 		out = append(out, n)
 	}
 	return out
-}
-
-func jsonType(v any) string {
-	switch v := v.(type) {
-	case nil:
-		return "null"
-	case string:
-		return fmt.Sprintf("string %q", v)
-	case bool:
-		return fmt.Sprintf("boolean %v", v)
-	case json.Number:
-		return "number " + v.String()
-	case []any:
-		return "a list"
-	case map[string]any:
-		return "a table"
-	}
-	return fmt.Sprintf("%T", v)
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/custos-ha/custos/plugin/sdk"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
+	"github.com/custos-ha/custos/plugin/sdk/section"
 )
 
 func TestParseConfigAccepts(t *testing.T) {
@@ -48,8 +49,8 @@ func TestParseConfigAccepts(t *testing.T) {
 				"set_acls": {"CN=custos": ["read", "WRITE", "Create", "DELETE"], "CN=admin": ["ALL"]},
 				"auth_data": {"digest": "user:secret"}}`,
 			want: Config{
-				Hosts: []string{"zk1:2281"}, UseSSL: true, Verify: false, CACert: "/ca.pem",
-				Cert: "/c.pem", Key: "/k.pem", KeyPassword: "pw",
+				Hosts: []string{"zk1:2281"}, UseSSL: true, Verify: false,
+				TLS: section.TLS{CACert: "/ca.pem", Cert: "/c.pem", Key: "/k.pem", KeyPassword: "pw"},
 				ACL: []zk.ACL{
 					{Perms: zk.PermAll, Scheme: "x509", ID: "CN=admin"},
 					{Perms: zk.PermRead | zk.PermWrite | zk.PermCreate | zk.PermDelete, Scheme: "x509", ID: "CN=custos"},
@@ -78,7 +79,7 @@ func TestParseConfigRejects(t *testing.T) {
 		want []string
 	}{
 		{"empty section", ``, []string{"hosts: is required"}},
-		{"not an object", `[1]`, []string{": the section is not a JSON object"}},
+		{"not an object", `[1]`, []string{": must be a table of keys, got a list"}},
 		{"unknown key", `{"hosts": "zk1", "hostz": "zk2", "port": 1}`, []string{"hostz: unknown key", "port: unknown key"}},
 		{"hosts type", `{"hosts": 2181}`, []string{"hosts: must be a list of host:port or a comma-separated string, got a number"}},
 		{"no hosts", `{"hosts": []}`, []string{"hosts: names no server"}},
@@ -92,10 +93,10 @@ func TestParseConfigRejects(t *testing.T) {
 		}},
 		{"bad entry in string", `{"hosts": "zk1:2181,zk2:99999"}`, []string{`hosts: "zk2:99999": port "99999" is not a number`}},
 		{"chroot", `{"hosts": "zk1:2181,zk2:2181/patroni"}`, []string{`hosts: "zk2:2181/patroni": a chroot path`}},
-		{"types", `{"hosts": "zk1", "use_ssl": "yes", "verify": 1, "cacert": true}`, []string{
-			"use_ssl: must be a boolean, got a string",
-			"verify: must be a boolean, got a number",
-			"cacert: must be a file path, got a boolean",
+		{"types", `{"hosts": "zk1", "use_ssl": "maybe", "verify": 1, "cacert": true}`, []string{
+			`use_ssl: must be true or false, got a string "maybe"`,
+			"verify: must be true or false, got a number",
+			"cacert: must be a string, got a boolean",
 		}},
 		{"tls without use_ssl", `{"hosts": "zk1", "cacert": "/ca", "cert": "/c", "key": "/k", "verify": true}`, []string{
 			"cacert: has no effect unless use_ssl is true",
@@ -316,8 +317,8 @@ func TestTLSConfig(t *testing.T) {
 	}
 
 	ok := []*Config{
-		{UseSSL: true, Verify: true, CACert: certPath, Cert: certPath, Key: keyPath},
-		{UseSSL: true, Verify: false, Cert: encCert, Key: encKey, KeyPassword: "s3cret"},
+		{UseSSL: true, Verify: true, TLS: section.TLS{CACert: certPath, Cert: certPath, Key: keyPath}},
+		{UseSSL: true, Verify: false, TLS: section.TLS{Cert: encCert, Key: encKey, KeyPassword: "s3cret"}},
 	}
 	for i, cfg := range ok {
 		tc, err := cfg.tlsConfig()
@@ -336,13 +337,13 @@ func TestTLSConfig(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{Config{UseSSL: true, CACert: filepath.Join(t.TempDir(), "missing.pem")}, "cacert: "},
-		{Config{UseSSL: true, CACert: keyPath}, "cacert: "},
-		{Config{UseSSL: true, Cert: certPath, Key: encKey}, "key_password: "},
-		{Config{UseSSL: true, Cert: encCert, Key: encKey, KeyPassword: "wrong"}, "key_password: "},
-		{Config{UseSSL: true, Cert: certPath, Key: keyPath, KeyPassword: "x"}, "key_password: "},
-		{Config{UseSSL: true, Cert: certPath, Key: pkcs8, KeyPassword: "x"}, "key: "},
-		{Config{UseSSL: true, Cert: keyPath, Key: keyPath}, "cert: "},
+		{Config{UseSSL: true, TLS: section.TLS{CACert: filepath.Join(t.TempDir(), "missing.pem")}}, "cacert: "},
+		{Config{UseSSL: true, TLS: section.TLS{CACert: keyPath}}, "cacert: "},
+		{Config{UseSSL: true, TLS: section.TLS{Cert: certPath, Key: encKey}}, "key_password: "},
+		{Config{UseSSL: true, TLS: section.TLS{Cert: encCert, Key: encKey, KeyPassword: "wrong"}}, "key_password: "},
+		{Config{UseSSL: true, TLS: section.TLS{Cert: certPath, Key: keyPath, KeyPassword: "x"}}, "key_password: "},
+		{Config{UseSSL: true, TLS: section.TLS{Cert: certPath, Key: pkcs8, KeyPassword: "x"}}, "key: "},
+		{Config{UseSSL: true, TLS: section.TLS{Cert: keyPath, Key: keyPath}}, "cert: "},
 	} {
 		_, err := tc.cfg.tlsConfig()
 		var ce *sdk.ConfigError

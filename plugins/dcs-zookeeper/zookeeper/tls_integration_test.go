@@ -23,6 +23,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
+	"github.com/custos-ha/custos/plugin/sdk/section"
 	"github.com/custos-ha/custos/plugins/dcs-zookeeper/internal/zkserver"
 )
 
@@ -225,7 +226,7 @@ func TestTLSAndAuth(t *testing.T) {
 			t.Fatalf("a client without the certificate read config: %v", err)
 		}
 		// A client with the certificate sees the ACL.
-		tlsConf, err := (&Config{UseSSL: true, Verify: true, CACert: ca.path, Cert: certPath, Key: keyPath, KeyPassword: "s3cret"}).tlsConfig()
+		tlsConf, err := (&Config{UseSSL: true, Verify: true, TLS: section.TLS{CACert: ca.path, Cert: certPath, Key: keyPath, KeyPassword: "s3cret"}}).tlsConfig()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,7 +1,6 @@
 package basebackup
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -9,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/custos-ha/custos/plugin/sdk"
+	"github.com/custos-ha/custos/plugin/sdk/section"
 )
 
 // Option is one pg_basebackup long option.
@@ -124,18 +124,11 @@ var alwaysPassed = map[string]bool{"progress": true, "verbose": true}
 // false drops it, a list repeats a repeatable option). Every problem comes
 // back, with its key path, in one *sdk.ConfigError.
 func ParseOptions(data []byte) (Options, error) {
+	top, err := section.Parse(data)
+	if err != nil || top == nil {
+		return nil, err
+	}
 	errs := &sdk.ConfigError{}
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) == 0 || string(trimmed) == "null" {
-		return nil, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	dec.UseNumber()
-	var top any
-	if err := dec.Decode(&top); err != nil {
-		errs.Add("", "not valid JSON: %v", err)
-		return nil, errs
-	}
 	ps := &parser{errs: errs, seen: map[string]bool{}}
 	switch x := top.(type) {
 	case []any:
@@ -154,7 +147,7 @@ func ParseOptions(data []byte) (Options, error) {
 					ps.value(path, k, v)
 				}
 			default:
-				errs.Add(path, "must be an option name or a single-key table, got %s", jsonType(item))
+				errs.Add(path, "must be an option name or a single-key table, got %s", section.Describe(item))
 			}
 		}
 	case map[string]any:
@@ -167,7 +160,7 @@ func ParseOptions(data []byte) (Options, error) {
 			ps.value(k, k, x[k])
 		}
 	default:
-		errs.Add("", "must be a list of options or a table, got %s", jsonType(top))
+		errs.Add("", "must be a list of options or a table, got %s", section.Describe(top))
 	}
 	if err := errs.OrNil(); err != nil {
 		return nil, err
@@ -199,7 +192,7 @@ func (ps *parser) value(path, name string, v any) {
 			ps.value(fmt.Sprintf("%s[%d]", path, i), name, item)
 		}
 	default:
-		ps.errs.Add(path, "must be a string, a number or a boolean, got %s", jsonType(v))
+		ps.errs.Add(path, "must be a string, a number or a boolean, got %s", section.Describe(v))
 	}
 }
 
@@ -297,22 +290,4 @@ func checkCompress(v string) error {
 		return fmt.Errorf("%q: only server-side compression (server-gzip, server-lz4, server-zstd, optionally with :level) works for a replica, on PostgreSQL 15 or later", v)
 	}
 	return nil
-}
-
-func jsonType(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "a boolean"
-	case json.Number:
-		return "a number"
-	case string:
-		return "a string"
-	case []any:
-		return "a list"
-	case map[string]any:
-		return "a table"
-	}
-	return fmt.Sprintf("%T", v)
 }

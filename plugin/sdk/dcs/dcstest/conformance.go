@@ -55,6 +55,55 @@ const CapMaxValueBytes = "dcs.max_value_bytes"
 // RunConformance runs the whole kit. Subtests run in parallel, each in a
 // cluster scope of its own.
 func RunConformance(t *testing.T, target Target) {
+	k := newKit(t, target)
+	runParallel(t, []subtest{
+		{"EmptyCluster", k.testEmptyCluster},
+		{"ValidateRejectsGarbage", k.testValidateRejectsGarbage},
+		{"LeaderRace", k.testLeaderRace},
+		{"CompareAndSet", k.testCompareAndSet},
+		{"CompareAndDelete", k.testCompareAndDelete},
+		{"ConcurrentInitialize", k.testConcurrentInitialize},
+		{"PlainKeys", k.testPlainKeys},
+		{"Members", k.testMembers},
+		{"DeleteLeader", k.testDeleteLeader},
+		{"RenewAndTakeLeader", k.testRenewAndTakeLeader},
+		{"TTLExpiry", k.testTTLExpiry},
+		{"RenewalKeepsAlive", k.testRenewalKeepsAlive},
+		{"WatchLeaderDelete", k.testWatchLeaderDelete},
+		{"WatchLeaderExpiry", k.testWatchLeaderExpiry},
+		{"LargeValue", k.testLargeValue},
+		{"CloseDuringWatch", k.testCloseDuringWatch},
+		{"DeleteCluster", k.testDeleteCluster},
+	})
+}
+
+// subtest is one test of a kit.
+type subtest struct {
+	name string
+	fn   func(t *testing.T)
+}
+
+// runParallel runs the tests as parallel subtests.
+func runParallel(t *testing.T, tests []subtest) {
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t)
+		})
+	}
+}
+
+type kit struct {
+	target      Target
+	ttl         time.Duration
+	expiryDelay time.Duration
+	maxValue    int
+}
+
+// newKit reads the timing and size expectations from the capabilities the
+// plugin announces.
+func newKit(t *testing.T, target Target) *kit {
+	t.Helper()
 	k := &kit{target: target, ttl: defaultTTL}
 	if v := target.Capabilities[dcs.CapMinTTL]; v != "" {
 		secs, err := strconv.Atoi(v)
@@ -80,41 +129,7 @@ func RunConformance(t *testing.T, target Target) {
 		}
 		k.maxValue = n
 	}
-
-	for _, tc := range []struct {
-		name string
-		fn   func(t *testing.T)
-	}{
-		{"EmptyCluster", k.testEmptyCluster},
-		{"ValidateRejectsGarbage", k.testValidateRejectsGarbage},
-		{"LeaderRace", k.testLeaderRace},
-		{"CompareAndSet", k.testCompareAndSet},
-		{"CompareAndDelete", k.testCompareAndDelete},
-		{"ConcurrentInitialize", k.testConcurrentInitialize},
-		{"PlainKeys", k.testPlainKeys},
-		{"Members", k.testMembers},
-		{"DeleteLeader", k.testDeleteLeader},
-		{"RenewAndTakeLeader", k.testRenewAndTakeLeader},
-		{"TTLExpiry", k.testTTLExpiry},
-		{"RenewalKeepsAlive", k.testRenewalKeepsAlive},
-		{"WatchLeaderDelete", k.testWatchLeaderDelete},
-		{"WatchLeaderExpiry", k.testWatchLeaderExpiry},
-		{"LargeValue", k.testLargeValue},
-		{"CloseDuringWatch", k.testCloseDuringWatch},
-		{"DeleteCluster", k.testDeleteCluster},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tc.fn(t)
-		})
-	}
-}
-
-type kit struct {
-	target      Target
-	ttl         time.Duration
-	expiryDelay time.Duration
-	maxValue    int
+	return k
 }
 
 // cluster is one test's scope with its clients.
@@ -142,6 +157,19 @@ func (k *kit) newCluster(t *testing.T) *cluster {
 func (c *cluster) client(member string) dcs.Backend {
 	c.t.Helper()
 	b := c.k.target.New(c.t)
+	c.configure(b, member)
+	c.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
+		_ = b.Close(ctx)
+	})
+	return b
+}
+
+// configure binds b to the cluster as the member, as the host does with a
+// new or restarted plugin.
+func (c *cluster) configure(b dcs.Backend, member string) {
+	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	err := b.Configure(ctx, dcs.ConfigureRequest{
@@ -155,12 +183,6 @@ func (c *cluster) client(member string) dcs.Backend {
 	if err != nil {
 		c.t.Fatalf("configuring client %s: %v", member, err)
 	}
-	c.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-		defer cancel()
-		_ = b.Close(ctx)
-	})
-	return b
 }
 
 func ctxT(t *testing.T) context.Context {

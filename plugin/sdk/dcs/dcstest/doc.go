@@ -4,5 +4,8 @@
 // backend that passes it.
 //
 // Every real plugin runs the kit against its real server, in process and
-// again through its built binary over a go-plugin handshake.
+// again through its built binary over a go-plugin handshake: RunBinary runs
+// the kit through the binary, then RunCrash, which kills plugin processes
+// with SIGKILL and checks that their keys expire and that a restarted
+// process keeps the leadership the killed one held.
 package dcstest

@@ -493,6 +493,26 @@ func (b *downAfterFailsafe) CompareAndSet(ctx context.Context, key sdkdcs.Key, d
 	return b.Backend.CompareAndSet(ctx, key, data, version)
 }
 
+// newFailsafeLeader is a lone member in failsafe mode (loop_wait 1,
+// retry_timeout 2) on a DCS that goes down once /failsafe was written.
+func newFailsafeLeader(t *testing.T) (*Controller, *downAfterFailsafe, *fakePG) {
+	t.Helper()
+	mem := dcstest.NewMemoryStore()
+	t.Cleanup(mem.Stop)
+	b := &downAfterFailsafe{Backend: mem.NewBackend()}
+	if err := b.Configure(context.Background(), sdkdcs.ConfigureRequest{Scope: "demo", Member: "pg1", TTL: 30 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	dyn := config.DefaultDynamic()
+	dyn.LoopWait = 1
+	dyn.RetryTimeout = 2
+	dyn.FailsafeMode = true
+	pg := newFakePG()
+	c := New(Options{Name: "pg1", Scope: "demo", APIURL: "http://127.0.0.1:8008/patroni", Version: "test", Bootstrap: dyn},
+		dcs.New(b, hclog.NewNullLogger(), 2*time.Second), pg, noPeers{}, hclog.NewNullLogger())
+	return c, b, pg
+}
+
 // TestFailsafeKnowsWhatItWrote: the DCS goes away right after the leader
 // wrote /failsafe, before any read returned it. In failsafe mode the
 // primary must still know the members it listed there and stay primary
@@ -500,19 +520,7 @@ func (b *downAfterFailsafe) CompareAndSet(ctx context.Context, key sdkdcs.Key, d
 // demote after retry_timeout, as without failsafe mode.
 func TestFailsafeKnowsWhatItWrote(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		mem := dcstest.NewMemoryStore()
-		defer mem.Stop()
-		b := &downAfterFailsafe{Backend: mem.NewBackend()}
-		if err := b.Configure(context.Background(), sdkdcs.ConfigureRequest{Scope: "demo", Member: "pg1", TTL: 30 * time.Second}); err != nil {
-			t.Fatal(err)
-		}
-		dyn := config.DefaultDynamic()
-		dyn.LoopWait = 1
-		dyn.RetryTimeout = 2
-		dyn.FailsafeMode = true
-		pg := newFakePG()
-		c := New(Options{Name: "pg1", Scope: "demo", APIURL: "http://127.0.0.1:8008/patroni", Version: "test", Bootstrap: dyn},
-			dcs.New(b, hclog.NewNullLogger(), 2*time.Second), pg, noPeers{}, hclog.NewNullLogger())
+		c, b, pg := newFailsafeLeader(t)
 		defer run(c)()
 		eventually(t, "the DCS to go down after /failsafe was written", b.isDown)
 		// Well past retry_timeout and the ttl: still the primary.

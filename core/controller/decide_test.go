@@ -2,7 +2,6 @@ package controller
 
 import (
 	"bytes"
-	"context"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -10,10 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/custos-ha/custos/core/config"
-	"github.com/custos-ha/custos/core/dcs"
 	"github.com/custos-ha/custos/core/ha"
-	sdkdcs "github.com/custos-ha/custos/plugin/sdk/dcs"
 	"github.com/custos-ha/custos/plugin/sdk/dcs/dcstest"
 )
 
@@ -114,19 +110,7 @@ func TestOneDecisionPerCycleInTheLeaderRace(t *testing.T) {
 // while the DCS stays away, one decision a cycle.
 func TestOneDecisionPerCycleInFailsafeMode(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		mem := dcstest.NewMemoryStore()
-		defer mem.Stop()
-		b := &downAfterFailsafe{Backend: mem.NewBackend()}
-		if err := b.Configure(context.Background(), sdkdcs.ConfigureRequest{Scope: "demo", Member: "pg1", TTL: 30 * time.Second}); err != nil {
-			t.Fatal(err)
-		}
-		dyn := config.DefaultDynamic()
-		dyn.LoopWait = 1
-		dyn.RetryTimeout = 2
-		dyn.FailsafeMode = true
-		pg := newFakePG()
-		c := New(Options{Name: "pg1", Scope: "demo", APIURL: "http://127.0.0.1:8008/patroni", Version: "test", Bootstrap: dyn},
-			dcs.New(b, hclog.NewNullLogger(), 2*time.Second), pg, noPeers{}, hclog.NewNullLogger())
+		c, b, _ := newFailsafeLeader(t)
 		d := countDecisions(c)
 		stop := run(c)
 		eventually(t, "the DCS to go down after /failsafe was written", b.isDown)

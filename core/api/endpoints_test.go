@@ -3,9 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,9 +15,8 @@ import (
 	"github.com/custos-ha/custos/core/cluster"
 	"github.com/custos-ha/custos/core/config"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
+	goldenfile "github.com/custos-ha/custos/testkit/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden files")
 
 // golden compares got (indented JSON) with testdata/<name>.golden.
 func golden(t *testing.T, name string, got []byte) {
@@ -29,19 +26,7 @@ func golden(t *testing.T, name string, got []byte) {
 		t.Fatalf("%s: not JSON: %v\n%s", name, err, got)
 	}
 	indented.WriteByte('\n')
-	file := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(file, indented.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("reading golden file (run with -update to create it): %v", err)
-	}
-	if !bytes.Equal(indented.Bytes(), want) {
-		t.Errorf("%s differs (run with -update after checking):\ngot:\n%s", file, indented.Bytes())
-	}
+	goldenfile.Check(t, filepath.Join("testdata", name+".golden"), indented.Bytes())
 }
 
 func TestGoldenDocuments(t *testing.T) {

@@ -1,19 +1,17 @@
 package config
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
-)
 
-var update = flag.Bool("update", false, "rewrite testdata/*.golden files")
+	goldenfile "github.com/custos-ha/custos/testkit/golden"
+)
 
 // minimal is the smallest useful configuration (the one the docs show).
 const minimal = `scope = "demo"
@@ -258,18 +256,7 @@ func TestFullConfig(t *testing.T) {
 
 func checkGolden(t *testing.T, file string, got []byte) {
 	t.Helper()
-	if *update {
-		if err := os.WriteFile(file, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("reading golden file (run with -update to create it): %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (run with -update after checking):\ngot:\n%s", file, got)
-	}
+	goldenfile.Check(t, file, got)
 }
 
 // TestThreeMistakes is the example from the docs: every mistake is

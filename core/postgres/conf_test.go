@@ -1,16 +1,13 @@
 package postgres
 
 import (
-	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/custos-ha/custos/core/config"
+	goldenfile "github.com/custos-ha/custos/testkit/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 func baseConfig() Config {
 	return Config{
@@ -58,20 +55,7 @@ func renderFiles(t *testing.T, cfg Config, major int, setup Setup) string {
 
 func checkGolden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading %s (run with -update to create it): %v", path, err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from the rendering (run with -update after checking):\n--- got ---\n%s\n--- want ---\n%s", path, got, want)
-	}
+	goldenfile.Check(t, filepath.Join("testdata", name+".golden"), []byte(got))
 }
 
 func TestRenderGolden(t *testing.T) {

@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/custos-ha/custos/core v0.0.0
+	github.com/custos-ha/custos/testkit v0.0.0
 	github.com/jackc/pgx/v5 v5.7.6
 	go.etcd.io/etcd/api/v3 v3.6.16
 	go.etcd.io/etcd/client/v3 v3.6.16
@@ -37,4 +38,5 @@ require (
 replace (
 	github.com/custos-ha/custos/core => ../core
 	github.com/custos-ha/custos/plugin/sdk => ../plugin/sdk
+	github.com/custos-ha/custos/testkit => ../testkit
 )

@@ -6,6 +6,7 @@ require (
 	github.com/BurntSushi/toml v1.6.0
 	github.com/cockroachdb/datadriven v1.0.2
 	github.com/custos-ha/custos/plugin/sdk v0.0.0
+	github.com/custos-ha/custos/testkit v0.0.0
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/go-plugin v1.7.0
 	github.com/jackc/pgx/v5 v5.7.6
@@ -87,4 +88,7 @@ require (
 	sigs.k8s.io/yaml v1.4.0 // indirect
 )
 
-replace github.com/custos-ha/custos/plugin/sdk => ../plugin/sdk
+replace (
+	github.com/custos-ha/custos/plugin/sdk => ../plugin/sdk
+	github.com/custos-ha/custos/testkit => ../testkit
+)

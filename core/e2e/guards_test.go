@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 // Failover guards (reference §3.2), in the spirit of Patroni's
@@ -70,7 +72,7 @@ func TestPriorityFailover(t *testing.T) {
 // PostgreSQL accepts writes.
 func (c *testCluster) assertNoFailover(t testing.TB, old *member) {
 	t.Helper()
-	waitFor(t, old.name+"'s leader key to expire", failoverTimeout, func() error {
+	poll.Eventually(t, failoverTimeout, old.name+"'s leader key to expire", func() error {
 		v, err := c.dcs()
 		if err != nil {
 			return err
@@ -83,6 +85,7 @@ func (c *testCluster) assertNoFailover(t testing.TB, old *member) {
 		}
 		return nil
 	})
+
 	holdsFor(t, "no leader", c.raceHold(), func() error {
 		v, err := c.dcs()
 		if err != nil {
@@ -134,7 +137,7 @@ func TestFailoverLagGuard(t *testing.T) {
 	// hold.
 	primary.exec(t, "insert into e2e (note) select 'bulk ' || repeat('x', 1000) || g from generate_series(1, 16000) g")
 	var lag int64
-	waitFor(t, "the leader to publish a WAL position past the replica's by more than maximum_lag_on_failover", opTimeout, func() error {
+	poll.Eventually(t, opTimeout, "the leader to publish a WAL position past the replica's by more than maximum_lag_on_failover", func() error {
 		v, err := c.dcs()
 		if err != nil {
 			return err
@@ -156,6 +159,7 @@ func TestFailoverLagGuard(t *testing.T) {
 		}
 		return nil
 	})
+
 	t.Logf("%s is %d bytes behind the published position", replica.name, lag)
 	offset := replica.logSize()
 	primary.kill(t, agentAndPostmaster, syscall.SIGKILL)
@@ -176,7 +180,7 @@ func TestFailoverLagGuard(t *testing.T) {
 	if got := c.waitHealthy(t, formTimeout); got != primary {
 		t.Fatalf("%s leads", got.name)
 	}
-	waitFor(t, replica.name+" to catch up", opTimeout, func() error {
+	poll.Eventually(t, opTimeout, replica.name+" to catch up", func() error {
 		v, err := replica.query("select count(*) from e2e")
 		if err != nil {
 			return err
@@ -186,6 +190,7 @@ func TestFailoverLagGuard(t *testing.T) {
 		}
 		return nil
 	})
+
 	for _, m := range c.m {
 		m.assertNoCrash(t)
 	}

@@ -580,23 +580,6 @@ func (m *member) stop() {
 	}
 }
 
-// waitFor polls cond until it returns nil; after timeout the test fails
-// with what it waited for and cond's last answer.
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s; last: %v", timeout, what, err)
-		}
-		time.Sleep(pollInterval)
-	}
-}
-
 var portsTaken struct {
 	sync.Mutex
 	m map[int]bool

@@ -12,10 +12,11 @@ import (
 )
 
 const (
-	repoPath   = "github.com/custos-ha/custos"
-	corePath   = repoPath + "/core"
-	sdkPath    = repoPath + "/plugin/sdk"
-	pluginsDir = repoPath + "/plugins/"
+	repoPath    = "github.com/custos-ha/custos"
+	corePath    = repoPath + "/core"
+	sdkPath     = repoPath + "/plugin/sdk"
+	pluginsDir  = repoPath + "/plugins/"
+	testkitPath = repoPath + "/testkit"
 )
 
 // sdkAllowed are the module path prefixes the SDK may import directly,
@@ -112,6 +113,39 @@ func TestPluginsImportNoOtherPlugin(t *testing.T) {
 				if strings.HasPrefix(d, pluginsDir) && d != own && !strings.HasPrefix(d, own+"/") {
 					t.Errorf("%s depends on %s: a plugin imports only plugin/sdk", p.ImportPath, d)
 				}
+			}
+		}
+	}
+}
+
+// TestTestkitOnlyInTests: the test servers and helpers of the testkit
+// module reach the tests only. No package a binary or a plugin links
+// (every non-test package of the commands, core, plugin/sdk and the
+// plugins) depends on testkit, and testkit depends on no custos module, so
+// a plugin's tests may use it without importing core.
+func TestTestkitOnlyInTests(t *testing.T) {
+	patterns := []string{"./cmd/...", "./core/...", "./plugin/sdk/...", "./testkit/..."}
+	entries, err := os.ReadDir(filepath.Join(repoRoot(t), "plugins"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			patterns = append(patterns, "./plugins/"+e.Name()+"/...")
+		}
+	}
+	for _, p := range list(t, patterns...) {
+		inTestkit := p.ImportPath == testkitPath || strings.HasPrefix(p.ImportPath, testkitPath+"/")
+		// A test variant reads "path [path.test]"; a test main ends in .test.
+		if strings.Contains(p.ImportPath, " [") || strings.HasSuffix(p.ImportPath, ".test") {
+			continue
+		}
+		for _, d := range p.Deps {
+			switch {
+			case inTestkit && strings.HasPrefix(d, repoPath+"/") && !strings.HasPrefix(d, testkitPath+"/"):
+				t.Errorf("%s depends on %s: testkit depends on no other custos module", p.ImportPath, d)
+			case !inTestkit && (d == testkitPath || strings.HasPrefix(d, testkitPath+"/")):
+				t.Errorf("%s depends on %s: only tests may use testkit", p.ImportPath, d)
 			}
 		}
 	}

@@ -104,7 +104,8 @@ func waitForBuild(path string) error {
 		if err != nil || syscall.Kill(pid, 0) == syscall.ESRCH {
 			return 0, "", false
 		}
-		if len(f) > 1 {
+		log = "the output of .ci/build-servers"
+		if len(f) > 1 && f[1] != "-" {
 			log = f[1]
 		}
 		return pid, log, true

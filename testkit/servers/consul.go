@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -35,8 +34,7 @@ type Consul struct {
 	// Address is the HTTP API's "127.0.0.1:<port>".
 	Address string
 	proc    *process
-	dir     string
-	owned   bool
+	ws      workspace
 }
 
 // URL is the HTTP API's "http://127.0.0.1:<port>".
@@ -58,25 +56,15 @@ func StartConsul(cfg ConsulConfig) (*Consul, error) {
 			return nil, err
 		}
 	}
-	dir, owned, err := workDir(cfg.Dir, "custos-consul-")
+	c, ws, err := launch("consul", cfg.Dir, func(dir string) (*Consul, error) { return startConsul(cfg.Bin, dir) })
 	if err != nil {
 		return nil, err
 	}
-	c, err := withPortRetries(dir, func(dir string) (*Consul, error) { return startConsul(cfg.Bin, dir) })
-	if err != nil {
-		if owned {
-			_ = os.RemoveAll(dir)
-		}
-		return nil, fmt.Errorf("starting consul: %w", err)
-	}
-	c.dir, c.owned = dir, owned
+	c.ws = ws
 	return c, nil
 }
 
 func startConsul(bin, dir string) (*Consul, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
 	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
@@ -122,9 +110,7 @@ func startConsul(bin, dir string) (*Consul, error) {
 // Stop kills the agent and removes the directory StartConsul made for it.
 func (c *Consul) Stop() {
 	c.proc.kill()
-	if c.owned {
-		_ = os.RemoveAll(c.dir)
-	}
+	c.ws.remove()
 }
 
 // Log returns what Consul logged so far.

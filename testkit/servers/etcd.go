@@ -58,8 +58,7 @@ type Etcd struct {
 	// Endpoint is the client address, "127.0.0.1:<port>".
 	Endpoint string
 	proc     *process
-	dir      string
-	owned    bool
+	ws       workspace
 }
 
 // ClientURL is the client URL, "http://127.0.0.1:<port>".
@@ -94,25 +93,15 @@ func StartEtcd(cfg EtcdConfig) (*Etcd, error) {
 	if cfg.Election == 0 {
 		cfg.Election = etcdElection
 	}
-	dir, owned, err := workDir(cfg.Dir, "custos-etcd-")
+	e, ws, err := launch("etcd", cfg.Dir, func(dir string) (*Etcd, error) { return startEtcd(cfg, dir) })
 	if err != nil {
 		return nil, err
 	}
-	e, err := withPortRetries(dir, func(dir string) (*Etcd, error) { return startEtcd(cfg, dir) })
-	if err != nil {
-		if owned {
-			_ = os.RemoveAll(dir)
-		}
-		return nil, fmt.Errorf("starting etcd: %w", err)
-	}
-	e.dir, e.owned = dir, owned
+	e.ws = ws
 	return e, nil
 }
 
 func startEtcd(cfg EtcdConfig, dir string) (*Etcd, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
 	ports, err := freePorts(2)
 	if err != nil {
 		return nil, err
@@ -191,9 +180,7 @@ func (e *Etcd) Restart() error {
 // Stop kills the server and removes the directory StartEtcd made for it.
 func (e *Etcd) Stop() {
 	e.proc.kill()
-	if e.owned {
-		_ = os.RemoveAll(e.dir)
-	}
+	e.ws.remove()
 }
 
 // Log returns what etcd logged so far.

@@ -62,8 +62,7 @@ type Kube struct {
 	closeClient func()
 	etcd        *Etcd
 	apiserver   *process
-	dir         string
-	owned       bool
+	ws          workspace
 	kubeconfDir string
 }
 
@@ -87,23 +86,14 @@ func StartKube(cfg KubeConfig) (*Kube, error) {
 		cfg.APIServerBin = orDefault(cfg.APIServerBin, api)
 		cfg.EtcdBin = orDefault(cfg.EtcdBin, etcd)
 	}
-	dir, owned, err := workDir(cfg.Dir, "custos-kube-")
+	k, ws, err := launch("kube-apiserver", cfg.Dir, func(dir string) (*Kube, error) { return startKube(cfg, dir) })
 	if err != nil {
 		return nil, err
 	}
-	k, err := withPortRetries(dir, func(dir string) (*Kube, error) { return startKube(cfg, dir) })
-	if err == nil {
-		k.dir, k.owned = dir, owned
-		err = k.writeKubeconfig()
-		if err != nil {
-			k.Stop()
-		}
-	}
-	if err != nil {
-		if owned {
-			_ = os.RemoveAll(dir)
-		}
-		return nil, fmt.Errorf("starting kube-apiserver: %w", err)
+	k.ws = ws
+	if err := k.writeKubeconfig(); err != nil {
+		k.Stop()
+		return nil, fmt.Errorf("starting kube-apiserver: writing the kubeconfig: %w", err)
 	}
 	return k, nil
 }
@@ -116,9 +106,6 @@ func orDefault(s, or string) string {
 }
 
 func startKube(cfg KubeConfig, dir string) (*Kube, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
 	etcd, err := StartEtcd(EtcdConfig{Bin: cfg.EtcdBin, Dir: filepath.Join(dir, "etcd"), Name: "custos-kube", NoFsync: true})
 	if err != nil {
 		return nil, err
@@ -210,9 +197,7 @@ func (k *Kube) Stop() {
 	if k.kubeconfDir != "" {
 		_ = os.RemoveAll(k.kubeconfDir)
 	}
-	if k.owned {
-		_ = os.RemoveAll(k.dir)
-	}
+	k.ws.remove()
 }
 
 // Logs returns the tails of both servers' logs.

@@ -151,32 +151,50 @@ func TempRoot() string {
 	return os.TempDir()
 }
 
-// workDir returns dir, created when missing, or a new directory under
-// TempRoot; owned says the caller must remove the new one.
-func workDir(dir, pattern string) (path string, owned bool, err error) {
-	if dir != "" {
-		return dir, false, os.MkdirAll(dir, 0o700)
-	}
-	path, err = os.MkdirTemp(TempRoot(), pattern)
-	return path, err == nil, err
+// workspace is the directory of a server's files; one the launcher made
+// for it goes when the server is stopped.
+type workspace struct {
+	dir   string
+	owned bool
 }
 
-// withPortRetries calls start with a fresh subdirectory of dir for each
-// attempt until it succeeds or fails for another reason than a lost port.
-func withPortRetries[S any](dir string, start func(dir string) (S, error)) (S, error) {
+func (w workspace) remove() {
+	if w.owned {
+		_ = os.RemoveAll(w.dir)
+	}
+}
+
+// launch starts a server with start in a fresh subdirectory of dir (of a
+// new directory under TempRoot when dir is empty) for each attempt, until
+// it succeeds or fails for another reason than a lost port.
+func launch[S any](what, dir string, start func(dir string) (S, error)) (S, workspace, error) {
+	var zero S
+	ws := workspace{dir: dir}
+	if dir == "" {
+		var err error
+		if ws.dir, err = os.MkdirTemp(TempRoot(), "custos-"+what+"-"); err != nil {
+			return zero, ws, err
+		}
+		ws.owned = true
+	}
 	var errs []error
 	for attempt := 1; attempt <= startAttempts; attempt++ {
-		s, err := start(filepath.Join(dir, "attempt-"+strconv.Itoa(attempt)))
+		adir := filepath.Join(ws.dir, "attempt-"+strconv.Itoa(attempt))
+		if err := os.MkdirAll(adir, 0o700); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		s, err := start(adir)
 		if err == nil {
-			return s, nil
+			return s, ws, nil
 		}
 		errs = append(errs, err)
 		if !errors.Is(err, errPortTaken) {
 			break
 		}
 	}
-	var zero S
-	return zero, errors.Join(errs...)
+	ws.remove()
+	return zero, ws, fmt.Errorf("starting %s: %w", what, errors.Join(errs...))
 }
 
 // freePorts picks n distinct loopback ports nothing listens on right now

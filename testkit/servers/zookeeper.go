@@ -72,8 +72,7 @@ type ZooKeeper struct {
 	// SecureAddr is the TLS client address when started with TLS.
 	SecureAddr string
 	proc       *process
-	dir        string
-	owned      bool
+	ws         workspace
 }
 
 // StartZooKeeper starts a standalone server on loopback ports picked now
@@ -87,18 +86,13 @@ func StartZooKeeper(cfg ZooKeeperConfig) (*ZooKeeper, error) {
 	if cfg.TLS != nil {
 		classPath += nettyClassPath()
 	}
-	dir, owned, err := workDir(cfg.Dir, "custos-zookeeper-")
+	z, ws, err := launch("zookeeper", cfg.Dir, func(dir string) (*ZooKeeper, error) {
+		return startZooKeeper(java, classPath, dir, cfg.TLS)
+	})
 	if err != nil {
 		return nil, err
 	}
-	z, err := withPortRetries(dir, func(dir string) (*ZooKeeper, error) { return startZooKeeper(java, classPath, dir, cfg.TLS) })
-	if err != nil {
-		if owned {
-			_ = os.RemoveAll(dir)
-		}
-		return nil, fmt.Errorf("starting zookeeper: %w", err)
-	}
-	z.dir, z.owned = dir, owned
+	z.ws = ws
 	return z, nil
 }
 
@@ -247,9 +241,7 @@ func (z *ZooKeeper) Restart() error {
 // it.
 func (z *ZooKeeper) Stop() {
 	z.proc.kill()
-	if z.owned {
-		_ = os.RemoveAll(z.dir)
-	}
+	z.ws.remove()
 }
 
 // Log returns what the server logged so far.

@@ -76,17 +76,24 @@ func list(t *testing.T, patterns ...string) []pkg {
 	return pkgs
 }
 
-func TestSDKAndPluginsNeverImportCore(t *testing.T) {
-	patterns := []string{"./plugin/sdk/..."}
+// pluginPatterns are the package patterns of every plugin module.
+func pluginPatterns(t *testing.T) []string {
+	t.Helper()
 	entries, err := os.ReadDir(filepath.Join(repoRoot(t), "plugins"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	var patterns []string
 	for _, e := range entries {
 		if e.IsDir() {
 			patterns = append(patterns, "./plugins/"+e.Name()+"/...")
 		}
 	}
+	return patterns
+}
+
+func TestSDKAndPluginsNeverImportCore(t *testing.T) {
+	patterns := append([]string{"./plugin/sdk/..."}, pluginPatterns(t)...)
 	for _, p := range list(t, patterns...) {
 		for _, d := range append(append([]string{}, p.Deps...), p.Imports...) {
 			if d == corePath || strings.HasPrefix(d, corePath+"/") {
@@ -124,16 +131,7 @@ func TestPluginsImportNoOtherPlugin(t *testing.T) {
 // plugins) depends on testkit, and testkit depends on no custos module, so
 // a plugin's tests may use it without importing core.
 func TestTestkitOnlyInTests(t *testing.T) {
-	patterns := []string{"./cmd/...", "./core/...", "./plugin/sdk/...", "./testkit/..."}
-	entries, err := os.ReadDir(filepath.Join(repoRoot(t), "plugins"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.IsDir() {
-			patterns = append(patterns, "./plugins/"+e.Name()+"/...")
-		}
-	}
+	patterns := append([]string{"./cmd/...", "./core/...", "./plugin/sdk/...", "./testkit/..."}, pluginPatterns(t)...)
 	for _, p := range list(t, patterns...) {
 		inTestkit := p.ImportPath == testkitPath || strings.HasPrefix(p.ImportPath, testkitPath+"/")
 		// A test variant reads "path [path.test]"; a test main ends in .test.

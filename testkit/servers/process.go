@@ -59,7 +59,7 @@ func CacheDir() string {
 // cachedBinary is the binary named by the environment variable env, else
 // <cache>/bin/<name>. When that is missing while .ci/build-servers is
 // building it (it leaves <name>.building with its pid), it waits for the
-// build. A missing binary is an error that says how to build it.
+// build (on Linux, which shows the builder in /proc). A missing binary is an error that says how to build it.
 func cachedBinary(env, name string) (string, error) {
 	if path := os.Getenv(env); path != "" {
 		if !executable(path) {
@@ -101,7 +101,10 @@ func waitForBuild(path string) error {
 			return 0, "", false
 		}
 		pid, err = strconv.Atoi(f[0])
-		if err != nil || syscall.Kill(pid, 0) == syscall.ESRCH {
+		// Not kill(pid, 0): where PID 1 does not reap orphans, a finished
+		// build lingers as a zombie, whose command line is empty.
+		cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if err != nil || len(cmdline) == 0 {
 			return 0, "", false
 		}
 		log = "the output of .ci/build-servers"

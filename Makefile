@@ -65,14 +65,30 @@ test-deps: ## Install what the tests need (Debian packages; needs root)
 	./.ci/install-deps
 
 .PHONY: servers
-servers: ## Build the Consul and kube-apiserver/etcd 3.6 test servers into $(CUSTOS_CACHE)/bin when missing
-	./.ci/build-consul
-	./.ci/build-kube
+servers: ## Build the Consul, kube-apiserver and etcd 3.6 test servers into $(CUSTOS_CACHE)/bin when missing
+	./.ci/build-servers
+
+# The tests that need a server built from tools/ (Consul, kube-apiserver and
+# its etcd 3.6): the Consul and Kubernetes plugins, and these end-to-end
+# tests. `make test` starts the build in the background and runs everything
+# else meanwhile; these run once the servers are there.
+SERVER_MODULES := plugins/dcs-consul plugins/dcs-kubernetes
+SERVER_E2E := ^(TestConsul|TestKubernetes)$$
+GO_TEST := $(GO) test -tags integration -count=1 -timeout $(TEST_TIMEOUT) -p 2
 
 .PHONY: test
-test: servers ## Run every test tier against real servers (installs what is missing when root)
+test: ## Run every test tier against real servers (installs what is missing when root; builds the test servers meanwhile)
 	@if [ "$$(id -u)" = 0 ]; then ./.ci/install-deps; fi
-	$(GO) test -tags integration -count=1 -timeout $(TEST_TIMEOUT) -p 2 $(addsuffix /...,$(addprefix ./,$(MODULES)))
+	@./.ci/build-servers --start
+	@rc=0; \
+	echo "$(GO_TEST) -skip '$(SERVER_E2E)' <every module but $(SERVER_MODULES)>"; \
+	$(GO_TEST) -skip '$(SERVER_E2E)' $(addsuffix /...,$(addprefix ./,$(filter-out $(SERVER_MODULES),$(MODULES)))) || rc=1; \
+	./.ci/build-servers --wait || exit 1; \
+	echo "$(GO_TEST) -run '$(SERVER_E2E)' ./core/e2e; $(GO_TEST) $(addsuffix /...,$(addprefix ./,$(SERVER_MODULES)))"; \
+	$(GO_TEST) -run '$(SERVER_E2E)' ./core/e2e & e2e=$$!; \
+	$(GO_TEST) $(addsuffix /...,$(addprefix ./,$(SERVER_MODULES))) || rc=1; \
+	wait $$e2e || rc=1; \
+	exit $$rc
 
 .PHONY: test-short
 test-short: ## Run the fast tier only: tests without the integration tag (no server, no root, no go build)

@@ -7,80 +7,37 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/custos-ha/custos/testkit/servers"
 )
 
 const (
-	// etcdStartTimeout bounds one etcd start; a single member elects
-	// itself within a second.
-	etcdStartTimeout = 30 * time.Second
-	// etcdHeartbeatMS and etcdElectionMS are etcd's defaults: the agents
-	// see the server they would see in production.
-	etcdHeartbeatMS = 100
-	etcdElectionMS  = 1000
+	// etcdHeartbeat and etcdElection are etcd's defaults: the agents see
+	// the server they would see in production.
+	etcdHeartbeat = 100 * time.Millisecond
+	etcdElection  = 1000 * time.Millisecond
 )
 
-// etcdServer is a single-member etcd in its own process.
+// etcdServer is a single-member etcd in its own process, with a client.
 type etcdServer struct {
 	endpoint string // 127.0.0.1:<port>
-	cmd      *exec.Cmd
-	done     chan struct{}
-	dir      string
+	srv      *servers.Etcd
 	client   *clientv3.Client
 }
 
 // startEtcd starts bin with its data in dir on ports picked now.
 func startEtcd(bin, dir string) (*etcdServer, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	ports, err := freePorts(2)
+	srv, err := servers.StartEtcd(servers.EtcdConfig{Bin: bin, Dir: dir, Name: "bench", Heartbeat: etcdHeartbeat, Election: etcdElection})
 	if err != nil {
 		return nil, err
 	}
-	client := "http://127.0.0.1:" + strconv.Itoa(ports[0])
-	peer := "http://127.0.0.1:" + strconv.Itoa(ports[1])
-	logf, err := os.Create(filepath.Join(dir, "etcd.log"))
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	cmd := exec.Command(bin,
-		"--name", "bench",
-		"--data-dir", filepath.Join(dir, "data"),
-		"--listen-client-urls", client,
-		"--advertise-client-urls", client,
-		"--listen-peer-urls", peer,
-		"--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "bench="+peer,
-		"--initial-cluster-state", "new",
-		"--heartbeat-interval", strconv.Itoa(etcdHeartbeatMS),
-		"--election-timeout", strconv.Itoa(etcdElectionMS),
-		"--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn",
-	)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", bin, err)
-	}
-	e := &etcdServer{endpoint: "127.0.0.1:" + strconv.Itoa(ports[0]), cmd: cmd, done: make(chan struct{}), dir: dir}
-	go func() {
-		_ = cmd.Wait()
-		close(e.done)
-	}()
-	if err := e.waitHealthy(); err != nil {
-		e.stop()
-		return nil, err
-	}
+	e := &etcdServer{endpoint: srv.Endpoint, srv: srv}
 	c, err := clientv3.New(clientv3.Config{Endpoints: []string{e.endpoint}, DialTimeout: 5 * time.Second})
 	if err != nil {
 		e.stop()
@@ -90,36 +47,11 @@ func startEtcd(bin, dir string) (*etcdServer, error) {
 	return e, nil
 }
 
-func (e *etcdServer) waitHealthy() error {
-	deadline := time.Now().Add(etcdStartTimeout)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-e.done:
-			return fmt.Errorf("etcd exited during start-up (see %s)", filepath.Join(e.dir, "etcd.log"))
-		case <-time.After(50 * time.Millisecond): // polling interval
-		}
-		resp, err := http.Get("http://" + e.endpoint + "/health")
-		if err != nil {
-			last = err
-			continue
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK && strings.Contains(string(body), `"health":"true"`) {
-			return nil
-		}
-		last = fmt.Errorf("health %d %s", resp.StatusCode, body)
-	}
-	return fmt.Errorf("etcd not healthy after %v: %v", etcdStartTimeout, last)
-}
-
 func (e *etcdServer) stop() {
 	if e.client != nil {
 		_ = e.client.Close()
 	}
-	_ = e.cmd.Process.Kill()
-	<-e.done
+	e.srv.Stop()
 }
 
 // requestCounts reads etcd's /metrics (plain HTTP, not counted itself) and

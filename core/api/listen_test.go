@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 // encryptKey writes the PEM key file keyFile again with legacy PEM
@@ -194,7 +196,7 @@ func TestRequestQueueSizeLimitsConcurrentConnections(t *testing.T) {
 			codes <- resp.StatusCode
 		})
 	}
-	waitFor(t, "the first clients are being served", func() bool { return entered.Load() >= limit })
+	poll.Eventually(t, ioTimeout, "the first clients are being served", func() bool { return entered.Load() >= limit })
 	// Give an uncapped server the time to let the other clients in too
 	// (they are all connected by now); with the cap they keep waiting.
 	time.Sleep(200 * time.Millisecond)
@@ -284,16 +286,4 @@ func TestServeUsesTheListenersTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = conn.Close()
-}
-
-// waitFor polls cond every 10 ms for up to ioTimeout.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(ioTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true within %s", what, ioTimeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

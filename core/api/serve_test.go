@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -391,13 +393,7 @@ func TestCertificateRotation(t *testing.T) {
 	future := time.Now().Add(2 * time.Second)
 	_ = os.Chtimes(cert, future, future)
 	_ = os.Chtimes(key, future, future)
-	deadline := time.Now().Add(ioTimeout)
-	for served() == before {
-		if time.Now().After(deadline) {
-			t.Fatal("the new certificate is not served")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Eventually(t, ioTimeout, "the new certificate served", func() bool { return served() != before })
 }
 
 func copyFile(t *testing.T, from, to string) {

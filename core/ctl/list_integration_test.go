@@ -20,6 +20,7 @@ import (
 	"github.com/custos-ha/custos/core/plugins"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
 	tkcluster "github.com/custos-ha/custos/testkit/cluster"
+	"github.com/custos-ha/custos/testkit/servers"
 )
 
 var (
@@ -133,7 +134,7 @@ func etcdRevision(t *testing.T, endpoint string) string {
 // every format, without writing anything.
 func TestListThroughEtcd3Plugin(t *testing.T) {
 	dir := etcd3PluginDir(t)
-	etcd := testenv.StartEtcd(t)
+	etcd := startEtcd(t)
 	seed(t, dir, etcd.Endpoint, "/service", "demo", healthyRaw())
 	seed(t, dir, etcd.Endpoint, "/other", "demo", busyRaw())
 	ctx := context.Background()
@@ -163,7 +164,7 @@ func TestListThroughEtcd3Plugin(t *testing.T) {
 // after the other.
 func TestListWithAgentConfig(t *testing.T) {
 	dir := etcd3PluginDir(t)
-	etcd := testenv.StartEtcd(t)
+	etcd := startEtcd(t)
 	seed(t, dir, etcd.Endpoint, "/custom", "batman", healthyRaw())
 	path := filepath.Join(t.TempDir(), "custos.toml")
 	text := strings.Replace(strings.Replace(agentConfig, "%s", fmt.Sprintf("plugin_dir = %q", dir), 1), "%s", "false", 1)
@@ -200,7 +201,7 @@ func TestListWithAgentConfig(t *testing.T) {
 // A watch refreshes until it is interrupted and then exits cleanly.
 func TestListWatchUntilInterrupted(t *testing.T) {
 	dir := etcd3PluginDir(t)
-	etcd := testenv.StartEtcd(t)
+	etcd := startEtcd(t)
 	seed(t, dir, etcd.Endpoint, "/service", "demo", healthyRaw())
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
@@ -240,4 +241,15 @@ func TestListMissingPlugin(t *testing.T) {
 	if code != exitFailure || !strings.Contains(stderr, "custos-plugin-dcs-etcd3") || !strings.Contains(stderr, empty) {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
+}
+
+// startEtcd starts an etcd of the test's own, stopped when the test ends.
+func startEtcd(t *testing.T) *servers.Etcd {
+	t.Helper()
+	e, err := servers.StartEtcd(servers.EtcdConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	return e
 }

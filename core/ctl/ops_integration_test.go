@@ -18,6 +18,7 @@ import (
 	"github.com/custos-ha/custos/core/internal/testenv"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
 	tkcluster "github.com/custos-ha/custos/testkit/cluster"
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 // liveCluster is a three-member cluster (custos agents with real
@@ -42,7 +43,7 @@ const (
 func startLiveCluster(t *testing.T) *liveCluster {
 	t.Helper()
 	bin := release(t)
-	etcd := testenv.StartEtcd(t)
+	etcd := startEtcd(t)
 	var runAs *syscall.Credential
 	if os.Geteuid() == 0 {
 		var err error
@@ -138,19 +139,14 @@ func (lc *liveCluster) members() (leader string, replicas []string, rows []map[s
 	return leader, replicas, rows
 }
 
-// eventually polls cond until it holds or the timeout passes.
+// eventually polls cond until it holds or the timeout passes; a failure
+// shows the cluster as custosctl lists it.
 func (lc *liveCluster) eventually(what string, timeout time.Duration, cond func() error) {
 	lc.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			lc.t.Fatalf("%s: not within %v: %v\n%s", what, timeout, err, lc.ctl("", exitOK, "list", "-e"))
-		}
-		time.Sleep(500 * time.Millisecond)
+	ctx, cancel := context.WithTimeoutCause(context.Background(), timeout, fmt.Errorf("waited %v", timeout))
+	defer cancel()
+	if err := poll.Until(ctx, func(context.Context) error { return cond() }); err != nil {
+		lc.t.Fatalf("%s: %v\n%s", what, err, lc.ctl("", exitOK, "list", "-e"))
 	}
 }
 
@@ -341,7 +337,7 @@ func replicasOf(lc *liveCluster, leader string) []string {
 // fallback go through the real etcd3 plugin.
 func TestDCSWritesThroughEtcd3Plugin(t *testing.T) {
 	dir := etcd3PluginDir(t)
-	etcd := testenv.StartEtcd(t)
+	etcd := startEtcd(t)
 	// The members' REST APIs point at a port nobody listens on.
 	raw := healthyRaw()
 	closed := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))

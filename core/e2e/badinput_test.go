@@ -12,7 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-ha/custos/core/internal/testenv"
+	"github.com/custos-ha/custos/testkit/poll"
+	"github.com/custos-ha/custos/testkit/servers"
 )
 
 // degradedFor is how long the bad-input tests watch an agent that must not
@@ -67,7 +68,7 @@ func TestForeignDataDir(t *testing.T) {
 		}
 	}
 	m.start(t)
-	waitFor(t, "/patroni to report the data directory problem", formTimeout, func() error {
+	poll.Eventually(t, formTimeout, "/patroni to report the data directory problem", func() error {
 		st, err := m.status()
 		if err != nil {
 			return err
@@ -77,6 +78,7 @@ func TestForeignDataDir(t *testing.T) {
 		}
 		return nil
 	})
+
 	// Watch it for a while: it must neither start anything nor stop.
 	time.Sleep(degradedFor) // the agent must stay idle for several loops
 	if !m.running() {
@@ -116,7 +118,7 @@ func TestUnreachableDCS(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	c := startCluster(t, clusterOpts{members: 1, edit: func(m *member) { m.dcsHosts = []string{addr} }})
 	m := c.m[0]
-	waitFor(t, "/patroni to report the DCS problem", formTimeout, func() error {
+	poll.Eventually(t, formTimeout, "/patroni to report the DCS problem", func() error {
 		st, err := m.status()
 		if err != nil {
 			return err
@@ -126,9 +128,10 @@ func TestUnreachableDCS(t *testing.T) {
 		}
 		return nil
 	})
+
 	// Each cycle waits retry_timeout for the DCS; a few of them must pass
 	// without the agent doing anything.
-	waitFor(t, "three HA cycles without the DCS", 3*(retryTimeout+loopWait)*time.Second+formTimeout, func() error {
+	poll.Eventually(t, 3*(retryTimeout+loopWait)*time.Second+formTimeout, "three HA cycles without the DCS", func() error {
 		if !m.running() {
 			return fmt.Errorf("the agent exited (%v)", m.current().state)
 		}
@@ -137,6 +140,7 @@ func TestUnreachableDCS(t *testing.T) {
 		}
 		return nil
 	})
+
 	st := mustStatus(t, m)
 	if _, err := os.Stat(filepath.Join(m.dataDir, "PG_VERSION")); err == nil || m.postmasterPID() != 0 || st.Role == "primary" {
 		t.Fatalf("the agent bootstrapped without a DCS: role %q, postmaster %d", st.Role, m.postmasterPID())
@@ -154,8 +158,12 @@ func TestUnreachableDCS(t *testing.T) {
 	// etcd appears at the configured address. The proxy's clean-up,
 	// registered after startCluster's, runs before the agents stop: they
 	// shut down against a reachable DCS.
-	testenv.StartProxy(t, addr, env.etcd.Endpoint)
-	waitFor(t, "the agent to bootstrap once the DCS answers", formTimeout, func() error {
+	p, err := servers.StartProxy(addr, env.etcd.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	poll.Eventually(t, formTimeout, "the agent to bootstrap once the DCS answers", func() error {
 		v, err := c.dcs()
 		if err != nil {
 			return err
@@ -168,6 +176,7 @@ func TestUnreachableDCS(t *testing.T) {
 		}
 		return m.noProblems()
 	})
+
 	m.assertNoCrash(t)
 }
 
@@ -203,7 +212,7 @@ func TestMalformedMemberKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range c.m {
-		waitFor(t, m.name+" to report members/bogus in /patroni", formTimeout, func() error {
+		poll.Eventually(t, formTimeout, m.name+" to report members/bogus in /patroni", func() error {
 			st, err := m.status()
 			if err != nil {
 				return err
@@ -213,15 +222,17 @@ func TestMalformedMemberKey(t *testing.T) {
 			}
 			return nil
 		})
+
 	}
 	// The loop keeps going: more cycles, without errors, same leader.
 	for _, m := range c.m {
-		waitFor(t, m.name+" to run two more HA cycles", formTimeout, func() error {
+		poll.Eventually(t, formTimeout, m.name+" to run two more HA cycles", func() error {
 			if n := len(m.cyclesSince(offsets[m.name])); n < 2 {
 				return fmt.Errorf("%d cycles", n)
 			}
 			return nil
 		})
+
 		for _, cy := range m.cyclesSince(offsets[m.name]) {
 			if cy.err != "" {
 				t.Errorf("%s: a cycle failed after the bad key appeared: %s", m.name, cy.line)
@@ -292,7 +303,7 @@ func TestMalformedClusterValues(t *testing.T) {
 	put("initialize", "garbage")
 
 	for _, m := range c.m {
-		waitFor(t, m.name+" to name the rejected /config keys in /patroni", formTimeout, func() error {
+		poll.Eventually(t, formTimeout, m.name+" to name the rejected /config keys in /patroni", func() error {
 			st, err := m.status()
 			if err != nil {
 				return err
@@ -303,8 +314,9 @@ func TestMalformedClusterValues(t *testing.T) {
 			}
 			return nil
 		})
+
 	}
-	waitFor(t, "the leader to write /initialize and /status back", formTimeout, func() error {
+	poll.Eventually(t, formTimeout, "the leader to write /initialize and /status back", func() error {
 		v, err := c.dcs()
 		if err != nil {
 			return err
@@ -317,6 +329,7 @@ func TestMalformedClusterValues(t *testing.T) {
 		}
 		return nil
 	})
+
 	logged := false
 	for _, l := range primary.logSince(offset) {
 		logged = logged || strings.Contains(l, "malformed /initialize")
@@ -342,7 +355,7 @@ func TestMalformedClusterValues(t *testing.T) {
 
 	put("config", goodConfig)
 	for _, m := range c.m {
-		waitFor(t, m.name+" to clear the problems once /config is fixed", formTimeout, m.noProblems)
+		poll.Eventually(t, formTimeout, m.name+" to clear the problems once /config is fixed", m.noProblems)
 		m.assertNoCrash(t)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 // TestCascadingReplication, in the spirit of Patroni's
@@ -30,12 +32,13 @@ func TestCascadingReplication(t *testing.T) {
 	node1, node2, node3 := c.m[0], c.m[1], c.m[2]
 	// node2 first, so that it can be node3's clone source.
 	node1.start(t)
-	waitFor(t, "node1 to lead", formTimeout, func() error {
+	poll.Eventually(t, formTimeout, "node1 to lead", func() error {
 		if st, err := node1.status(); err != nil || st.Role != "primary" || st.State != "running" {
 			return fmt.Errorf("%+v %v", st, err)
 		}
 		return nil
 	})
+
 	node2.start(t)
 	c.waitHealthy(t, formTimeout)
 	node3.start(t)
@@ -98,7 +101,7 @@ func TestCascadingReplication(t *testing.T) {
 	})
 
 	step(t, "streams from its replicatefrom member", func(t *testing.T) {
-		waitFor(t, "node3 to stream from node2 through its slot there", opTimeout, func() error {
+		poll.Eventually(t, opTimeout, "node3 to stream from node2 through its slot there", func() error {
 			wr, err := node3.walReceiver()
 			if err != nil {
 				return err
@@ -122,6 +125,7 @@ func TestCascadingReplication(t *testing.T) {
 			}
 			return nil
 		})
+
 		rep, err := node1.replication()
 		if err != nil {
 			t.Fatal(err)
@@ -137,7 +141,7 @@ func TestCascadingReplication(t *testing.T) {
 	step(t, "falls back to the leader without its upstream", func(t *testing.T) {
 		node2.kill(t, agentOnly, syscall.SIGTERM)
 		node2.waitExit(t, stopTimeout)
-		waitFor(t, "node3 to stream from the leader", failoverTimeout, func() error {
+		poll.Eventually(t, failoverTimeout, "node3 to stream from the leader", func() error {
 			wr, err := node3.walReceiver()
 			if err != nil {
 				return err
@@ -147,11 +151,12 @@ func TestCascadingReplication(t *testing.T) {
 			}
 			return nil
 		})
+
 		node1.exec(t, "insert into e2e (note) values ('without node2')")
 		node3.waitRow(t, "without node2", opTimeout)
 		// node2 back: node3 cascades from it again.
 		node2.restart(t)
-		waitFor(t, "node3 to stream from node2 again", formTimeout, func() error {
+		poll.Eventually(t, formTimeout, "node3 to stream from node2 again", func() error {
 			wr, err := node3.walReceiver()
 			if err != nil {
 				return err
@@ -161,6 +166,7 @@ func TestCascadingReplication(t *testing.T) {
 			}
 			return nil
 		})
+
 		c.waitHealthy(t, formTimeout)
 	})
 	for _, m := range c.m {
@@ -197,15 +203,16 @@ func TestNoStream(t *testing.T) {
 	})
 	node1, node2 := c.m[0], c.m[1]
 	node1.start(t)
-	waitFor(t, "node1 to lead", formTimeout, func() error {
+	poll.Eventually(t, formTimeout, "node1 to lead", func() error {
 		if st, err := node1.status(); err != nil || st.Role != "primary" || st.State != "running" {
 			return fmt.Errorf("%+v %v", st, err)
 		}
 		return nil
 	})
+
 	c.guardSinglePrimary(t)
 	node2.start(t)
-	waitFor(t, "node2 to run as a replica in archive recovery", formTimeout, func() error {
+	poll.Eventually(t, formTimeout, "node2 to run as a replica in archive recovery", func() error {
 		st, err := node2.status()
 		if err != nil {
 			return err
@@ -215,6 +222,7 @@ func TestNoStream(t *testing.T) {
 		}
 		return nil
 	})
+
 	node1.exec(t, "create table e2e (id serial primary key, note text)")
 	node1.exec(t, "insert into e2e (note) values ('archived')")
 	// The segment is archived once it is complete.
@@ -239,12 +247,13 @@ func TestNoStream(t *testing.T) {
 	}
 	// Some cycles after node2 joined: the primary keeps no slot for it.
 	offset := node1.logSize()
-	waitFor(t, "two more HA cycles on node1", opTimeout, func() error {
+	poll.Eventually(t, opTimeout, "two more HA cycles on node1", func() error {
 		if n := len(node1.cyclesSince(offset)); n < 2 {
 			return fmt.Errorf("%d cycles", n)
 		}
 		return nil
 	})
+
 	s, err := node1.slots()
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 // zeroLossRounds is how many times TestZeroLoss kills the primary.
@@ -61,12 +63,13 @@ func TestZeroLoss(t *testing.T) {
 		standbys := c.waitSync(t, primary, 1)
 		settled := time.Since(settling)
 		from := w.ackedCount()
-		waitFor(t, fmt.Sprintf("%d commits acknowledged with %v synchronous", ackedBeforeKill, standbys), opTimeout, func() error {
+		poll.Eventually(t, opTimeout, fmt.Sprintf("%d commits acknowledged with %v synchronous", ackedBeforeKill, standbys), func() error {
 			if n := w.ackedCount() - from; n < ackedBeforeKill {
 				return fmt.Errorf("%d acknowledged; last error %v", n, w.lastError())
 			}
 			return nil
 		})
+
 		old := primary
 		old.kill(t, agentAndPostmaster, syscall.SIGKILL)
 		killed := time.Now()
@@ -347,7 +350,7 @@ func (w *writer) slowestCommit() time.Duration {
 func (c *testCluster) assertHistory(t testing.TB, promoted []string) {
 	t.Helper()
 	var lines [][]any
-	waitFor(t, fmt.Sprintf("/history to list %d promotions", len(promoted)), opTimeout, func() error {
+	poll.Eventually(t, opTimeout, fmt.Sprintf("/history to list %d promotions", len(promoted)), func() error {
 		v, err := c.dcs()
 		if err != nil {
 			return err
@@ -365,6 +368,7 @@ func (c *testCluster) assertHistory(t testing.TB, promoted []string) {
 		}
 		return nil
 	})
+
 	if len(lines) != len(promoted) {
 		t.Errorf("/history has %d lines for %d promotions: %v", len(lines), len(promoted), lines)
 	}

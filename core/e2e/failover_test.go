@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 // TestKillPrimary: SIGKILL of the primary's agent and postmaster. A replica
@@ -55,7 +57,7 @@ func TestKillPrimary(t *testing.T) {
 	next.exec(t, "insert into e2e (note) values ('after the failover')")
 	// /patroni answers from the last cycle: wait for the promotion there.
 	newTL := 0
-	waitFor(t, next.name+" to report a primary on a new timeline", formTimeout, func() error {
+	poll.Eventually(t, formTimeout, next.name+" to report a primary on a new timeline", func() error {
 		st, err := next.status()
 		if err != nil {
 			return err
@@ -66,12 +68,13 @@ func TestKillPrimary(t *testing.T) {
 		newTL = st.Timeline
 		return nil
 	})
+
 	c.waitHealthy(t, failoverTimeout) // the third member follows the new primary
 
 	// The old primary comes back as a replica of the new one.
 	oldOffset := old.logSize()
 	old.restart(t)
-	waitFor(t, old.name+" to stream from "+next.name+" on the new timeline", formTimeout, func() error {
+	poll.Eventually(t, formTimeout, old.name+" to stream from "+next.name+" on the new timeline", func() error {
 		st, err := old.status()
 		if err != nil {
 			return err
@@ -81,6 +84,7 @@ func TestKillPrimary(t *testing.T) {
 		}
 		return nil
 	})
+
 	old.waitRow(t, "after the failover", formTimeout)
 	rewound := false
 	for _, cy := range old.cyclesSince(oldOffset) {
@@ -104,13 +108,14 @@ func TestKillPrimary(t *testing.T) {
 	if !strings.Contains(out, fmt.Sprintf("| %2d |", oldTL)) || !strings.Contains(out, next.name) {
 		t.Errorf("patronictl history lacks timeline %d and new leader %s:\n%s", oldTL, next.name, out)
 	}
-	waitFor(t, "patronictl list to show the new leader and two streaming replicas", formTimeout, func() error {
+	poll.Eventually(t, formTimeout, "patronictl list to show the new leader and two streaming replicas", func() error {
 		rows, err := patronictlList(t, c)
 		if err != nil {
 			return err
 		}
 		return checkList(rows, c, next, newTL)
 	})
+
 	for _, m := range c.m {
 		m.assertNoCrash(t)
 	}
@@ -141,7 +146,7 @@ func TestKillPostmaster(t *testing.T) {
 
 	primary.kill(t, postmasterOnly, syscall.SIGKILL)
 
-	waitFor(t, "the postmaster to run again", formTimeout, func() error {
+	poll.Eventually(t, formTimeout, "the postmaster to run again", func() error {
 		pid := primary.postmasterPID()
 		if pid == 0 || pid == oldPID {
 			return fmt.Errorf("postmaster pid %d", pid)
@@ -151,6 +156,7 @@ func TestKillPostmaster(t *testing.T) {
 		}
 		return nil
 	})
+
 	after := c.mustDCS(t)
 	if b, a := before.kv["leader"], after.kv["leader"]; a == nil || a.Value != b.Value || a.CreateRevision != b.CreateRevision {
 		t.Errorf("the leader key changed hands: before %+v, after %+v", b, a)
@@ -159,7 +165,7 @@ func TestKillPostmaster(t *testing.T) {
 		t.Errorf("/history changed with the restart in place: before %+v, after %+v", b, a)
 	}
 	// /patroni answers from the last cycle: wait until it saw the restart.
-	waitFor(t, "/patroni to report the restarted primary", formTimeout, func() error {
+	poll.Eventually(t, formTimeout, "/patroni to report the restarted primary", func() error {
 		st, err := primary.status()
 		if err != nil {
 			return err
@@ -172,6 +178,7 @@ func TestKillPostmaster(t *testing.T) {
 		}
 		return nil
 	})
+
 	// The exit woke a cycle, and that cycle started the postmaster again
 	// (unless a loop_wait cycle that began in the same instant already
 	// had).
@@ -216,16 +223,17 @@ func TestPrimaryStartTimeout(t *testing.T) {
 	}()
 	old.kill(t, postmasterOnly, syscall.SIGKILL)
 	var l net.Listener
-	waitFor(t, "the primary's port to be free", stopTimeout, func() error {
+	poll.Eventually(t, stopTimeout, "the primary's port to be free", func() error {
 		var err error
 		l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", old.pgPort))
 		return err
 	})
+
 	defer l.Close()
 	old.kill(t, agentOnly, syscall.SIGCONT)
 	stopped = false
 
-	waitFor(t, replica.name+" to take over", failoverTimeout+10*time.Second, func() error {
+	poll.Eventually(t, failoverTimeout+10*time.Second, replica.name+" to take over", func() error {
 		v, err := c.dcs()
 		if err != nil {
 			return err
@@ -238,6 +246,7 @@ func TestPrimaryStartTimeout(t *testing.T) {
 		}
 		return nil
 	})
+
 	cycles := old.cyclesSince(offset)
 	var notice, gaveUp *cycle
 	for i := range cycles {
@@ -265,9 +274,8 @@ func TestPrimaryStartTimeout(t *testing.T) {
 	_ = l.Close()
 	replica.exec(t, "create table e2e (id serial primary key, note text)")
 	replica.exec(t, "insert into e2e (note) values ('after the failover')")
-	waitFor(t, old.name+" to stream from "+replica.name+" on its new timeline", formTimeout, func() error {
-		// /patroni answers from the last cycle: the new primary's may still
-		// show the timeline it was promoted from.
+	poll.Eventually(t, formTimeout, old.name+" to stream from "+replica.name+" on its new timeline", func() error {
+
 		ps, err := replica.status()
 		if err != nil {
 			return err
@@ -281,6 +289,7 @@ func TestPrimaryStartTimeout(t *testing.T) {
 		}
 		return nil
 	})
+
 	old.waitRow(t, "after the failover", formTimeout)
 	// Its data directory was left by a SIGKILL: when pg_rewind ran,
 	// single-user crash recovery brought it to a clean shutdown first. (When
@@ -348,7 +357,7 @@ func TestPrimaryStartTimeoutZero(t *testing.T) {
 	assertWatchWon(t, replica, replicaOffset, deletedAt)
 
 	replica.exec(t, "insert into e2e (note) values ('after the failover')")
-	waitFor(t, old.name+" to stream from "+replica.name+" on a new timeline", formTimeout, func() error {
+	poll.Eventually(t, formTimeout, old.name+" to stream from "+replica.name+" on a new timeline", func() error {
 		st, err := old.status()
 		if err != nil {
 			return err
@@ -358,6 +367,7 @@ func TestPrimaryStartTimeoutZero(t *testing.T) {
 		}
 		return nil
 	})
+
 	old.waitRow(t, "after the failover", formTimeout)
 	for _, m := range c.m {
 		m.assertNoCrash(t)
@@ -425,7 +435,7 @@ func TestStopPrimaryAgent(t *testing.T) {
 	next.exec(t, "insert into e2e (note) values ('after the stop')")
 	for _, r := range c.others(old) {
 		if r != next {
-			waitFor(t, r.name+" to follow "+next.name, failoverTimeout, func() error {
+			poll.Eventually(t, failoverTimeout, r.name+" to follow "+next.name, func() error {
 				st, err := r.status()
 				if err != nil {
 					return err
@@ -435,6 +445,7 @@ func TestStopPrimaryAgent(t *testing.T) {
 				}
 				return nil
 			})
+
 			r.waitRow(t, "after the stop", formTimeout)
 		}
 	}

@@ -14,7 +14,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/custos-ha/custos/core/internal/testenv"
+	"github.com/custos-ha/custos/testkit/poll"
+	"github.com/custos-ha/custos/testkit/servers"
 )
 
 // TestFailsafe, in the spirit of Patroni's dcs_failsafe_mode feature
@@ -73,12 +74,13 @@ func TestFailsafe(t *testing.T) {
 	step(t, "the primary demotes when a replica is also down", func(t *testing.T) {
 		gone.kill(t, agentOnly, syscall.SIGTERM)
 		gone.waitExit(t, stopTimeout)
-		waitFor(t, primary.name+" to stop accepting writes", failoverTimeout, func() error {
+		poll.Eventually(t, failoverTimeout, primary.name+" to stop accepting writes", func() error {
 			if ok, err := primary.writable(); err == nil && ok {
 				return fmt.Errorf("%s accepts writes", primary.name)
 			}
 			return nil
 		})
+
 		// And nobody else does, without the DCS.
 		holdsFor(t, "no primary without the DCS", tm.ttlDuration(), func() error {
 			for _, m := range c.m {
@@ -99,7 +101,7 @@ func TestFailsafe(t *testing.T) {
 		t.Logf("%s leads after the outage; %d commits were acknowledged during it", leader.name, acked)
 		// Every commit the primary acknowledged while the DCS was down is
 		// on the primary of the healed cluster.
-		waitFor(t, "the outage's commits on "+leader.name, opTimeout, func() error {
+		poll.Eventually(t, opTimeout, "the outage's commits on "+leader.name, func() error {
 			v, err := leader.query("select count(*) from e2e where note = 'failsafe'")
 			if err != nil {
 				return err
@@ -109,6 +111,7 @@ func TestFailsafe(t *testing.T) {
 			}
 			return nil
 		})
+
 		leader.exec(t, "insert into e2e (note) values ('healed')")
 		for _, m := range c.others(leader) {
 			m.waitRow(t, "healed", opTimeout)
@@ -128,7 +131,7 @@ func (c *testCluster) waitFailsafe(t testing.TB) {
 		want = append(want, m.name)
 	}
 	sort.Strings(want)
-	waitFor(t, "/failsafe to list every member", opTimeout, func() error {
+	poll.Eventually(t, opTimeout, "/failsafe to list every member", func() error {
 		v, err := c.dcs()
 		if err != nil {
 			return err
@@ -152,6 +155,7 @@ func (c *testCluster) waitFailsafe(t testing.TB) {
 		}
 		return nil
 	})
+
 }
 
 // TestFailsafeEtcdFrozen: failsafe_mode on, and the DCS hangs instead of
@@ -263,12 +267,16 @@ func TestFailsafeEtcdFrozen(t *testing.T) {
 
 // etcdDCS is an etcd of the test's own, which it may kill and start again.
 type etcdDCS struct {
-	srv *testenv.Etcd
+	srv *servers.Etcd
 	kv  *clientv3.Client
 }
 
 func newEtcdDCS(t *testing.T) *etcdDCS {
-	srv := testenv.StartEtcd(t)
+	srv, err := servers.StartEtcd(servers.EtcdConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
 	kv, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Endpoint}, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatalf("etcd client: %v", err)

@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-ha/custos/core/internal/testenv"
+	"github.com/custos-ha/custos/testkit/poll"
+	"github.com/custos-ha/custos/testkit/servers"
 )
 
 // Fencing: a primary never outlives its leader key. A writer commits on the
@@ -201,9 +202,14 @@ func TestPrimaryCutFromDCS(t *testing.T) {
 			// over. Each agent reaches etcd through a proxy of its own,
 			// started before the cluster so that it outlives the agents.
 			const members = 2
-			proxies := map[string]*testenv.Proxy{}
+			proxies := map[string]*servers.Proxy{}
 			for i := range members {
-				proxies[fmt.Sprintf("node%d", i+1)] = testenv.StartProxy(t, "127.0.0.1:0", env.etcd.Endpoint)
+				p, err := servers.StartProxy("127.0.0.1:0", env.etcd.Endpoint)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(p.Close)
+				proxies[fmt.Sprintf("node%d", i+1)] = p
 			}
 			c := startCluster(t, clusterOpts{members: members, timings: &tm, pgParameters: fencingParameters, edit: func(m *member) {
 				p := proxies[m.name]
@@ -236,12 +242,13 @@ func TestPrimaryCutFromDCS(t *testing.T) {
 			// that a write the old one took meanwhile would show as an
 			// overlap.
 			waitWrites(t, in.w, in.s, next, 20)
-			waitFor(t, old.name+" to stop taking writes", failoverTimeout, func() error {
+			poll.Eventually(t, failoverTimeout, old.name+" to stop taking writes", func() error {
 				if ok, err := old.writableWithin(probeTimeout); err == nil && ok {
 					return fmt.Errorf("%s takes writes", old.name)
 				}
 				return nil
 			})
+
 			for _, m := range c.m {
 				m.assertNoCrash(t)
 			}

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 // TestFormCluster: three agents on empty data directories form a cluster
@@ -29,7 +31,7 @@ func TestFormCluster(t *testing.T) {
 		for _, r := range replicas {
 			want = append(want, r.name+" active")
 		}
-		waitFor(t, "an active slot per replica on the primary", formTimeout, func() error {
+		poll.Eventually(t, formTimeout, "an active slot per replica on the primary", func() error {
 			got, err := primary.query(`select slot_name || case when active then ' active' else ' inactive' end
 				from pg_replication_slots where slot_type = 'physical' order by 1`)
 			if err != nil {
@@ -40,6 +42,7 @@ func TestFormCluster(t *testing.T) {
 			}
 			return nil
 		})
+
 		for _, r := range replicas {
 			got, err := r.query("select coalesce(slot_name, '') || ' ' || status from pg_stat_wal_receiver")
 			if err != nil {
@@ -125,7 +128,7 @@ func TestPatronictl(t *testing.T) {
 	// patronictl reads the DCS linearizably but a replica's xlog_location
 	// is only as fresh as its last cycle: wait for lag 0 everywhere.
 	var rows []patronictlRow
-	waitFor(t, "patronictl list to show a leader and two streaming replicas without lag", formTimeout, func() error {
+	poll.Eventually(t, formTimeout, "patronictl list to show a leader and two streaming replicas without lag", func() error {
 		var err error
 		rows, err = patronictlList(t, c)
 		if err != nil {

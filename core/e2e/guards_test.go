@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 // Failover guards (nofailover, failover_priority, maximum_lag_on_failover),
@@ -71,7 +73,7 @@ func TestPriorityFailover(t *testing.T) {
 // PostgreSQL accepts writes.
 func (c *testCluster) assertNoFailover(t testing.TB, old *member) {
 	t.Helper()
-	waitFor(t, old.name+"'s leader key to expire", failoverTimeout, func() error {
+	poll.Eventually(t, failoverTimeout, old.name+"'s leader key to expire", func() error {
 		v, err := c.dcs()
 		if err != nil {
 			return err
@@ -84,6 +86,7 @@ func (c *testCluster) assertNoFailover(t testing.TB, old *member) {
 		}
 		return nil
 	})
+
 	holdsFor(t, "no leader", c.raceHold(), func() error {
 		v, err := c.dcs()
 		if err != nil {
@@ -135,7 +138,7 @@ func TestFailoverLagGuard(t *testing.T) {
 	// hold.
 	primary.exec(t, "insert into e2e (note) select 'bulk ' || repeat('x', 1000) || g from generate_series(1, 16000) g")
 	var lag int64
-	waitFor(t, "the leader to publish a WAL position past the replica's by more than maximum_lag_on_failover", opTimeout, func() error {
+	poll.Eventually(t, opTimeout, "the leader to publish a WAL position past the replica's by more than maximum_lag_on_failover", func() error {
 		v, err := c.dcs()
 		if err != nil {
 			return err
@@ -157,6 +160,7 @@ func TestFailoverLagGuard(t *testing.T) {
 		}
 		return nil
 	})
+
 	t.Logf("%s is %d bytes behind the published position", replica.name, lag)
 	offset := replica.logSize()
 	primary.kill(t, agentAndPostmaster, syscall.SIGKILL)
@@ -177,7 +181,7 @@ func TestFailoverLagGuard(t *testing.T) {
 	if got := c.waitHealthy(t, formTimeout); got != primary {
 		t.Fatalf("%s leads", got.name)
 	}
-	waitFor(t, replica.name+" to catch up", opTimeout, func() error {
+	poll.Eventually(t, opTimeout, replica.name+" to catch up", func() error {
 		v, err := replica.query("select count(*) from e2e")
 		if err != nil {
 			return err
@@ -187,6 +191,7 @@ func TestFailoverLagGuard(t *testing.T) {
 		}
 		return nil
 	})
+
 	for _, m := range c.m {
 		m.assertNoCrash(t)
 	}

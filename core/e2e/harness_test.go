@@ -470,23 +470,6 @@ func (c *testCluster) stopAll() {
 	}
 }
 
-// waitFor polls cond until it returns nil; after timeout the test fails
-// with what it waited for and cond's last answer.
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s; last: %v", timeout, what, err)
-		}
-		time.Sleep(pollInterval)
-	}
-}
-
 // freePorts returns n loopback ports free a moment ago, none handed out
 // before by this process (the harness's, shared with the clusters' ports).
 func freePorts(t testing.TB, n int) []int {

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 // TestLogicalSlots: a permanent logical slot is copied
@@ -52,7 +54,7 @@ func TestLogicalSlots(t *testing.T) {
 	// waitReplicaSlot waits until r has the logical slot at pos or past.
 	waitReplicaSlot := func(t *testing.T, r *member, pos int64) {
 		t.Helper()
-		waitFor(t, fmt.Sprintf("%s to keep cdc at %d or past", r.name, pos), opTimeout, func() error {
+		poll.Eventually(t, opTimeout, fmt.Sprintf("%s to keep cdc at %d or past", r.name, pos), func() error {
 			s, err := r.slots()
 			if err != nil {
 				return err
@@ -68,6 +70,7 @@ func TestLogicalSlots(t *testing.T) {
 			}
 			return nil
 		})
+
 	}
 	var consumed int64
 
@@ -76,7 +79,7 @@ func TestLogicalSlots(t *testing.T) {
 		for _, r := range replicas {
 			offsets[r.name] = r.logSize()
 		}
-		waitFor(t, "the primary to create cdc", opTimeout, func() error {
+		poll.Eventually(t, opTimeout, "the primary to create cdc", func() error {
 			s, err := primary.slots()
 			if err != nil {
 				return err
@@ -86,18 +89,20 @@ func TestLogicalSlots(t *testing.T) {
 			}
 			return nil
 		})
+
 		insert(t, primary, "first 1", "first 2", "first 3")
 		notes, pos := consume(t, primary)
 		if want := []string{"first 1", "first 2", "first 3"}; !slices.Equal(notes, want) {
 			t.Fatalf("decoded %q on the primary, want %q", notes, want)
 		}
 		consumed = pos
-		waitFor(t, "/status to publish cdc", opTimeout, func() error {
+		poll.Eventually(t, opTimeout, "/status to publish cdc", func() error {
 			if got := c.statusSlots(t)["cdc"]; got < pos {
 				return fmt.Errorf("/status cdc %d, the primary's %d", got, pos)
 			}
 			return nil
 		})
+
 		for _, r := range replicas {
 			waitReplicaSlot(t, r, pos)
 			// The copy needs a restart (slots load at start-up); a
@@ -159,12 +164,13 @@ func TestLogicalSlots(t *testing.T) {
 		if want := []string{"after the failover"}; !slices.Equal(notes, want) {
 			t.Fatalf("decoded %q on %s, want %q", notes, next.name, want)
 		}
-		waitFor(t, "/status to publish "+next.name+"'s cdc", opTimeout, func() error {
+		poll.Eventually(t, opTimeout, "/status to publish "+next.name+"'s cdc", func() error {
 			if got := c.statusSlots(t)["cdc"]; got < pos {
 				return fmt.Errorf("/status cdc %d, %s's %d", got, next.name, pos)
 			}
 			return nil
 		})
+
 		waitReplicaSlot(t, third, pos)
 	})
 	for _, m := range c.m {

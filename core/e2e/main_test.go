@@ -21,6 +21,7 @@ import (
 
 	"github.com/custos-ha/custos/core/internal/testenv"
 	"github.com/custos-ha/custos/core/reaper"
+	"github.com/custos-ha/custos/testkit/servers"
 )
 
 // env is what TestMain prepares once for every test.
@@ -33,7 +34,7 @@ var env struct {
 	// pgBinDir holds the PostgreSQL server programs.
 	pgBinDir string
 	// etcd is the one etcd every test shares (each with its own scope).
-	etcd *testenv.Etcd
+	etcd *servers.Etcd
 	// kv reads and writes that etcd directly.
 	kv *clientv3.Client
 	// cred runs the agents as the postgres OS user when the tests run as
@@ -99,7 +100,10 @@ func setUp(tb *mainTB) error {
 	}
 	return tb.do(func() {
 		env.pgBinDir = testenv.PostgresBinDir(tb)
-		env.etcd = testenv.StartEtcd(tb)
+		if env.etcd, err = servers.StartEtcd(servers.EtcdConfig{}); err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(env.etcd.Stop)
 		env.kv, err = clientv3.New(clientv3.Config{Endpoints: []string{env.etcd.Endpoint}, DialTimeout: 5 * time.Second})
 		if err != nil {
 			tb.Fatalf("etcd client: %v", err)

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 // Day-2 operations against a three-member cluster with REST API
@@ -72,7 +74,7 @@ func TestPatronictlOperations(t *testing.T) {
 		out := ctlOK(t, c, "edit-config", c.scope, "--force", "-p", "work_mem=8MB", "-s", "loop_wait=3")
 		wantOutput(t, out, "Configuration changed")
 		for _, m := range c.m {
-			waitFor(t, m.name+" to run with work_mem 8MB", opTimeout, func() error {
+			poll.Eventually(t, opTimeout, m.name+" to run with work_mem 8MB", func() error {
 				v, err := m.query("show work_mem")
 				if err != nil {
 					return err
@@ -82,6 +84,7 @@ func TestPatronictlOperations(t *testing.T) {
 				}
 				return nil
 			})
+
 		}
 		if after := postmasterStarts(t, c.m...); !mapsEqual(before, after) {
 			t.Errorf("a reloadable setting restarted postgres: postmaster start times %v, before %v", after, before)
@@ -247,7 +250,7 @@ func TestPatronictlOperations(t *testing.T) {
 		at := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
 		out := ctlOK(t, c, "restart", c.scope, replica.name, "--scheduled", at.Format(time.RFC3339), "--force")
 		wantOutput(t, out, "Success: restart scheduled on member "+replica.name)
-		waitFor(t, replica.name+"'s member key to carry the scheduled restart", opTimeout, func() error {
+		poll.Eventually(t, opTimeout, replica.name+"'s member key to carry the scheduled restart", func() error {
 			v, err := c.dcs()
 			if err != nil {
 				return err
@@ -261,11 +264,12 @@ func TestPatronictlOperations(t *testing.T) {
 			}
 			return nil
 		})
+
 		wantOutput(t, ctlOK(t, c, "list", c.scope, "-e"), "Scheduled restart")
 
 		out = ctlOK(t, c, "flush", c.scope, replica.name, "restart", "--force")
 		wantOutput(t, out, "Success: flush scheduled restart for member "+replica.name)
-		waitFor(t, replica.name+"'s member key to drop the scheduled restart", opTimeout, func() error {
+		poll.Eventually(t, opTimeout, replica.name+"'s member key to drop the scheduled restart", func() error {
 			v, err := c.dcs()
 			if err != nil {
 				return err
@@ -275,6 +279,7 @@ func TestPatronictlOperations(t *testing.T) {
 			}
 			return nil
 		})
+
 		if after := postmasterStarts(t, replica); !mapsEqual(before, after) {
 			t.Errorf("%s restarted although its scheduled restart was flushed (%v, before %v)", replica.name, after, before)
 		}
@@ -320,7 +325,7 @@ func TestScheduledOperations(t *testing.T) {
 	wantOutput(t, out, "Success: restart scheduled on member "+replica.name)
 
 	// Before the time both plans are visible in the DCS.
-	waitFor(t, replica.name+"'s member key to carry the scheduled restart", time.Until(at), func() error {
+	poll.Eventually(t, time.Until(at), replica.name+"'s member key to carry the scheduled restart", func() error {
 		v, err := c.dcs()
 		if err != nil {
 			return err
@@ -330,6 +335,7 @@ func TestScheduledOperations(t *testing.T) {
 		}
 		return nil
 	})
+
 	if f := keyJSON(t, c.mustDCS(t), "failover"); f["scheduled_at"] == nil || f["member"] != cand.name && f["candidate"] != cand.name {
 		t.Errorf("/failover %v: want the scheduled switchover to %s", f, cand.name)
 	}
@@ -358,7 +364,7 @@ func TestScheduledOperations(t *testing.T) {
 	assertScheduledCycle(t, replica, replicaOffset, "restart", restartAt)
 
 	var changedAt time.Time
-	waitFor(t, "the leader key to leave "+old.name, time.Until(deadline)+time.Second, func() error {
+	poll.Eventually(t, time.Until(deadline)+time.Second, "the leader key to leave "+old.name, func() error {
 		for _, e := range w.snapshot() {
 			if e.deleted || e.value != old.name {
 				changedAt = e.at
@@ -367,6 +373,7 @@ func TestScheduledOperations(t *testing.T) {
 		}
 		return fmt.Errorf("leader key events %+v", w.snapshot())
 	})
+
 	t.Logf("the leader key left %s at %s (switchover scheduled at %s)", old.name, changedAt.Format("15:04:05.000"), atText)
 	if changedAt.Before(at) {
 		t.Errorf("the leader key left %s at %s, before the scheduled time %s", old.name, changedAt.Format(time.RFC3339Nano), atText)
@@ -552,7 +559,7 @@ func TestRESTOperations(t *testing.T) {
 		if a.code != http.StatusAccepted {
 			t.Fatalf("scheduling a restart with credentials: %d %s", a.code, a.body)
 		}
-		waitFor(t, replica.name+"'s member key to carry the scheduled restart", opTimeout, func() error {
+		poll.Eventually(t, opTimeout, replica.name+"'s member key to carry the scheduled restart", func() error {
 			v, err := c.dcs()
 			if err != nil {
 				return err
@@ -562,6 +569,7 @@ func TestRESTOperations(t *testing.T) {
 			}
 			return nil
 		})
+
 		marker := filepath.Join(replica.dataDir, "e2e-marker")
 		if err := os.WriteFile(marker, []byte("must survive\n"), 0o600); err != nil {
 			t.Fatal(err)
@@ -694,7 +702,7 @@ func TestRESTOperations(t *testing.T) {
 		for _, m := range c.m {
 			measureFrom[m.name] = m.logSize()
 		}
-		waitFor(t, "two timer cycles of every agent after the change", 4*newLoopWait*time.Second, func() error {
+		poll.Eventually(t, 4*newLoopWait*time.Second, "two timer cycles of every agent after the change", func() error {
 			for _, m := range c.m {
 				if gaps := timerGaps(m.cyclesSince(measureFrom[m.name])); len(gaps) < 2 {
 					return fmt.Errorf("%s: %d timer cycles with loop_wait %d:\n%s", m.name, len(gaps), newLoopWait, strings.Join(m.logSince(measureFrom[m.name]), "\n"))
@@ -702,6 +710,7 @@ func TestRESTOperations(t *testing.T) {
 			}
 			return nil
 		})
+
 		for _, m := range c.m {
 			old := before[m.name]
 			if len(old) > 0 && median(old) > loopWait*time.Second+time.Second {
@@ -741,7 +750,7 @@ func TestRESTOperations(t *testing.T) {
 			t.Fatalf("PATCH /config max_connections: %d %s", a.code, a.body)
 		}
 		for _, m := range c.m {
-			waitFor(t, m.name+" to report a pending restart for max_connections", opTimeout, func() error {
+			poll.Eventually(t, opTimeout, m.name+" to report a pending restart for max_connections", func() error {
 				st, err := m.status()
 				if err != nil {
 					return err
@@ -758,8 +767,9 @@ func TestRESTOperations(t *testing.T) {
 				}
 				return nil
 			})
+
 		}
-		waitFor(t, "patronictl list -e to show every member pending restart", opTimeout, func() error {
+		poll.Eventually(t, opTimeout, "patronictl list -e to show every member pending restart", func() error {
 			out, err := patronictl(t, c, "list", c.scope, "-e", "-f", "json")
 			if err != nil {
 				return fmt.Errorf("%v: %s", err, out)
@@ -778,6 +788,7 @@ func TestRESTOperations(t *testing.T) {
 			}
 			return nil
 		})
+
 		if got := postmasterStarts(t, c.m...); !mapsEqual(starts, got) {
 			t.Errorf("a restart-only setting restarted postgres by itself: %v, before %v", got, starts)
 		}
@@ -789,7 +800,7 @@ func TestRESTOperations(t *testing.T) {
 			}
 		}
 		for _, m := range c.m {
-			waitFor(t, m.name+" to run with max_connections 40 and nothing pending", opTimeout, func() error {
+			poll.Eventually(t, opTimeout, m.name+" to run with max_connections 40 and nothing pending", func() error {
 				v, err := m.query("show max_connections")
 				if err != nil {
 					return err
@@ -806,6 +817,7 @@ func TestRESTOperations(t *testing.T) {
 				}
 				return nil
 			})
+
 		}
 		c.waitHealthy(t, opTimeout)
 	})
@@ -900,7 +912,7 @@ func (c *testCluster) waitNewLeader(t testing.TB, old, want *member, tl int) (*m
 	t.Helper()
 	var next *member
 	newTL := 0
-	waitFor(t, "a new primary on a new timeline", opTimeout, func() error {
+	poll.Eventually(t, opTimeout, "a new primary on a new timeline", func() error {
 		v, err := c.dcs()
 		if err != nil {
 			return err
@@ -920,6 +932,7 @@ func (c *testCluster) waitNewLeader(t testing.TB, old, want *member, tl int) (*m
 		newTL = st.Timeline
 		return nil
 	})
+
 	if newTL != tl+1 {
 		t.Errorf("%s: timeline %d after one switchover from timeline %d", next.name, newTL, tl)
 	}
@@ -939,7 +952,7 @@ func (c *testCluster) waitHealthyStatus(t testing.TB) status {
 // waitPause waits until every member key's pause flag is paused.
 func (c *testCluster) waitPause(t testing.TB, paused bool) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("every member key to say pause %v", paused), opTimeout, func() error {
+	poll.Eventually(t, opTimeout, fmt.Sprintf("every member key to say pause %v", paused), func() error {
 		v, err := c.dcs()
 		if err != nil {
 			return err
@@ -952,13 +965,14 @@ func (c *testCluster) waitPause(t testing.TB, paused bool) {
 		}
 		return nil
 	})
+
 }
 
 // waitLeaseTTL waits until every member key and the leader key carry
 // leases granted for ttl seconds.
 func (c *testCluster) waitLeaseTTL(t testing.TB, ttl int) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("the agents' leases to be granted for %ds", ttl), opTimeout, func() error {
+	poll.Eventually(t, opTimeout, fmt.Sprintf("the agents' leases to be granted for %ds", ttl), func() error {
 		v, err := c.dcs()
 		if err != nil {
 			return err
@@ -982,6 +996,7 @@ func (c *testCluster) waitLeaseTTL(t testing.TB, ttl int) {
 		}
 		return nil
 	})
+
 }
 
 // leaseGranted is the TTL an etcd lease was granted with, in seconds.
@@ -1020,11 +1035,12 @@ func memberData(t testing.TB, v dcsView, name string) map[string]any {
 func postmasterStarts(t testing.TB, ms ...*member) map[string]time.Time {
 	t.Helper()
 	var out map[string]time.Time
-	waitFor(t, "the postmaster start times", opTimeout, func() error {
+	poll.Eventually(t, opTimeout, "the postmaster start times", func() error {
 		var err error
 		out, err = postmasterStartsErr(ms...)
 		return err
 	})
+
 	return out
 }
 

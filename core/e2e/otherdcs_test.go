@@ -16,7 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-ha/custos/core/internal/testenv"
+	"github.com/custos-ha/custos/testkit/poll"
+	"github.com/custos-ha/custos/testkit/servers"
 )
 
 // Clusters on Consul and on Kubernetes: the agents of the etcd tests, with
@@ -29,7 +30,17 @@ import (
 // up to twice that after the last renewal) and deletes the key.
 func TestConsul(t *testing.T) {
 	t.Parallel()
-	d := newConsulDCS(t, testenv.StartConsul(t))
+	srv, err := servers.StartConsul(servers.ConsulConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("consul log:\n%s", srv.Log())
+		}
+		srv.Stop()
+	})
+	d := newConsulDCS(t, srv)
 	failoverOn(t, d, dcsChecks{
 		formed: func(t *testing.T, v dcsView) {
 			// One session per member holds its member key and, for the
@@ -64,7 +75,17 @@ func TestConsul(t *testing.T) {
 // it over once it is ttl old.
 func TestKubernetes(t *testing.T) {
 	t.Parallel()
-	d := &kubeDCS{srv: testenv.StartKube(t)}
+	srv, err := servers.StartKube(servers.KubeConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s", srv.Logs())
+		}
+		srv.Stop()
+	})
+	d := &kubeDCS{srv: srv}
 	failoverOn(t, d, dcsChecks{
 		formed: func(t *testing.T, v dcsView) {
 			if got := v.meta("leader", "ttl"); got != strconv.Itoa(int(ttl/time.Second)) {
@@ -142,7 +163,7 @@ func failoverOn(t *testing.T, d dcsServer, checks dcsChecks) {
 		next  *member
 		after dcsView
 	)
-	waitFor(t, "a replica to take the leader key and run as primary", failoverTimeout, func() error {
+	poll.Eventually(t, failoverTimeout, "a replica to take the leader key and run as primary", func() error {
 		var err error
 		if after, err = c.dcs(); err != nil {
 			return err
@@ -157,6 +178,7 @@ func failoverOn(t *testing.T, d dcsServer, checks dcsChecks) {
 		}
 		return nil
 	})
+
 	t.Logf("%s promoted %v after the kill", next.name, time.Since(killedAt).Round(time.Millisecond))
 	checks.takeover(t, killed, after)
 	for _, cy := range next.cyclesSince(offsets[next.name]) {
@@ -167,7 +189,7 @@ func failoverOn(t *testing.T, d dcsServer, checks dcsChecks) {
 	}
 	next.exec(t, "insert into e2e (note) values ('after the failover')")
 	newTL := 0
-	waitFor(t, next.name+" to report a primary on a new timeline", formTimeout, func() error {
+	poll.Eventually(t, formTimeout, next.name+" to report a primary on a new timeline", func() error {
 		st, err := next.status()
 		if err != nil {
 			return err
@@ -178,13 +200,14 @@ func failoverOn(t *testing.T, d dcsServer, checks dcsChecks) {
 		newTL = st.Timeline
 		return nil
 	})
+
 	c.waitHealthy(t, failoverTimeout) // the third member follows the new primary
 
 	// (c) The old primary, started again, rejoins as a replica of the new
 	// one.
 	rejoin := time.Now()
 	old.restart(t)
-	waitFor(t, old.name+" to stream from "+next.name+" on the new timeline", formTimeout, func() error {
+	poll.Eventually(t, formTimeout, old.name+" to stream from "+next.name+" on the new timeline", func() error {
 		st, err := old.status()
 		if err != nil {
 			return err
@@ -194,6 +217,7 @@ func failoverOn(t *testing.T, d dcsServer, checks dcsChecks) {
 		}
 		return nil
 	})
+
 	old.waitRow(t, "after the failover", formTimeout)
 	t.Logf("%s rejoined as a replica in %v", old.name, time.Since(rejoin).Round(time.Millisecond))
 	if got := c.waitHealthy(t, formTimeout); got != next {
@@ -253,11 +277,11 @@ func (v dcsView) meta(key, field string) string {
 
 // consulDCS reads the cluster's keys through Consul's KV HTTP API.
 type consulDCS struct {
-	srv    *testenv.Consul
+	srv    *servers.Consul
 	client *http.Client
 }
 
-func newConsulDCS(t *testing.T, srv *testenv.Consul) *consulDCS {
+func newConsulDCS(t *testing.T, srv *servers.Consul) *consulDCS {
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &consulDCS{srv: srv, client: &http.Client{Transport: tr, Timeout: httpTimeout}}
@@ -338,7 +362,7 @@ func (d *consulDCS) get(ctx context.Context, path string) (*http.Response, []byt
 // ---- Kubernetes ----
 
 // kubeDCS reads the cluster's ConfigMaps through the API server.
-type kubeDCS struct{ srv *testenv.Kube }
+type kubeDCS struct{ srv *servers.Kube }
 
 func (d *kubeDCS) section() (string, []string) {
 	return "kubernetes", []string{fmt.Sprintf("kubeconfig = %q", d.srv.Kubeconfig)}

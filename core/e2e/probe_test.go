@@ -21,6 +21,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 // Looking at a cluster from outside: its keys in etcd, the REST API, SQL.
@@ -238,11 +240,12 @@ func (m *member) writableWithin(timeout time.Duration) (bool, error) {
 func (c *testCluster) waitHealthy(t testing.TB, timeout time.Duration) *member {
 	t.Helper()
 	var leader *member
-	waitFor(t, "a primary and streaming replicas", timeout, func() error {
+	poll.Eventually(t, timeout, "a primary and streaming replicas", func() error {
 		var err error
 		leader, err = c.healthy()
 		return err
 	})
+
 	return leader
 }
 
@@ -285,7 +288,7 @@ func (c *testCluster) healthy() (*member, error) {
 // waitRow waits until the member's table e2e holds a row with note.
 func (m *member) waitRow(t testing.TB, note string, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("row %q on %s", note, m.name), timeout, func() error {
+	poll.Eventually(t, timeout, fmt.Sprintf("row %q on %s", note, m.name), func() error {
 		v, err := m.query("select count(*) from e2e where note = $1", note)
 		if err != nil {
 			return err
@@ -295,6 +298,7 @@ func (m *member) waitRow(t testing.TB, note string, timeout time.Duration) {
 		}
 		return nil
 	})
+
 }
 
 // guardSinglePrimary samples every member until the end of the test and

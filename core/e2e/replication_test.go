@@ -18,6 +18,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 // Looking at replication from outside: pg_stat_replication, slots, /sync,
@@ -31,7 +33,7 @@ func (c *testCluster) startLeaderFirst(t testing.TB) *member {
 	t.Helper()
 	first := c.m[0]
 	first.start(t)
-	waitFor(t, first.name+" to bootstrap the cluster and lead it", formTimeout, func() error {
+	poll.Eventually(t, formTimeout, first.name+" to bootstrap the cluster and lead it", func() error {
 		v, err := c.dcs()
 		if err != nil {
 			return err
@@ -48,6 +50,7 @@ func (c *testCluster) startLeaderFirst(t testing.TB) *member {
 		}
 		return nil
 	})
+
 	for _, m := range c.m[1:] {
 		m.start(t)
 	}
@@ -80,7 +83,7 @@ func (c *testCluster) waitTags(t testing.TB, m *member, want map[string]any) {
 	norm := map[string]any{}
 	data, _ := json.Marshal(want)
 	_ = json.Unmarshal(data, &norm)
-	waitFor(t, fmt.Sprintf("%s to publish tags %v", m.name, want), opTimeout, func() error {
+	poll.Eventually(t, opTimeout, fmt.Sprintf("%s to publish tags %v", m.name, want), func() error {
 		v, err := c.dcs()
 		if err != nil {
 			return err
@@ -94,6 +97,7 @@ func (c *testCluster) waitTags(t testing.TB, m *member, want map[string]any) {
 		}
 		return nil
 	})
+
 }
 
 // patchConfig changes the dynamic configuration through PATCH /config on m
@@ -310,7 +314,7 @@ func (c *testCluster) sync() (s syncKey, ok bool, err error) {
 func (c *testCluster) waitSync(t testing.TB, primary *member, n int, want ...string) []string {
 	t.Helper()
 	var names []string
-	waitFor(t, fmt.Sprintf("%s to have %d synchronous standby(s) %v", primary.name, n, want), opTimeout, func() error {
+	poll.Eventually(t, opTimeout, fmt.Sprintf("%s to have %d synchronous standby(s) %v", primary.name, n, want), func() error {
 		s, ok, err := c.sync()
 		if err != nil {
 			return err
@@ -345,6 +349,7 @@ func (c *testCluster) waitSync(t testing.TB, primary *member, n int, want ...str
 		}
 		return nil
 	})
+
 	return names
 }
 
@@ -375,7 +380,7 @@ func (c *testCluster) killPrimary(t testing.TB, old *member) *member {
 func (c *testCluster) waitWritableLeader(t testing.TB, old *member) *member {
 	t.Helper()
 	var next *member
-	waitFor(t, "a new leader running as primary", failoverTimeout, func() error {
+	poll.Eventually(t, failoverTimeout, "a new leader running as primary", func() error {
 		v, err := c.dcs()
 		if err != nil {
 			return err
@@ -390,6 +395,7 @@ func (c *testCluster) waitWritableLeader(t testing.TB, old *member) *member {
 		}
 		return nil
 	})
+
 	return next
 }
 
@@ -398,7 +404,7 @@ func (c *testCluster) waitWritableLeader(t testing.TB, old *member) *member {
 // alone.
 func (c *testCluster) sameWAL(t testing.TB) {
 	t.Helper()
-	waitFor(t, "every member at the same WAL position", opTimeout, func() error {
+	poll.Eventually(t, opTimeout, "every member at the same WAL position", func() error {
 		var first int64 = -1
 		var seen []string
 		for _, m := range c.m {
@@ -418,4 +424,5 @@ func (c *testCluster) sameWAL(t testing.TB) {
 		}
 		return nil
 	})
+
 }

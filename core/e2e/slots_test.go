@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
+
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 // Replication slots (member, permanent and ignored), in the spirit of
@@ -33,7 +35,7 @@ func TestSlots(t *testing.T) {
 	replicas := c.others(primary)
 
 	step(t, "permanent and member slots on the primary", func(t *testing.T) {
-		waitFor(t, "the primary's slots", opTimeout, func() error {
+		poll.Eventually(t, opTimeout, "the primary's slots", func() error {
 			s, err := primary.slots()
 			if err != nil {
 				return err
@@ -51,6 +53,7 @@ func TestSlots(t *testing.T) {
 			}
 			return nil
 		})
+
 		// Permanent logical slots need hot_standby_feedback on the
 		// replicas that may take them over.
 		for _, r := range replicas {
@@ -79,15 +82,16 @@ func TestSlots(t *testing.T) {
 		if phys <= before["perm_phys"] || logical <= before["perm_logical"] {
 			t.Fatalf("the slots did not move on the primary: %v, then perm_phys %d perm_logical %d", before, phys, logical)
 		}
-		waitFor(t, "/status to publish the new positions", opTimeout, func() error {
+		poll.Eventually(t, opTimeout, "/status to publish the new positions", func() error {
 			st := c.statusSlots(t)
 			if st["perm_phys"] != phys || st["perm_logical"] != logical {
 				return fmt.Errorf("/status slots %v, the primary's perm_phys %d perm_logical %d", st, phys, logical)
 			}
 			return nil
 		})
+
 		for _, r := range replicas {
-			waitFor(t, r.name+" to keep perm_phys at the primary's position", opTimeout, func() error {
+			poll.Eventually(t, opTimeout, r.name+" to keep perm_phys at the primary's position", func() error {
 				rs, err := r.slots()
 				if err != nil {
 					return err
@@ -95,8 +99,7 @@ func TestSlots(t *testing.T) {
 				if p := rs["perm_phys"]; p.kind != "physical" || p.lsn < phys {
 					return fmt.Errorf("perm_phys %+v, want at least %d (slots %v)", p, phys, slotNames(rs))
 				}
-				// member_slots_ttl: a slot for every other member, ready
-				// for when this replica is promoted.
+
 				for _, o := range c.others(r) {
 					if rs[o.name].kind != "physical" {
 						return fmt.Errorf("no slot for %s (slots %v)", o.name, slotNames(rs))
@@ -104,12 +107,13 @@ func TestSlots(t *testing.T) {
 				}
 				return nil
 			})
+
 		}
 		// The member slots follow the positions the leader publishes, so
 		// that they do not hold WAL back on the replicas.
 		for _, r := range replicas {
 			for _, o := range c.others(r) {
-				waitFor(t, fmt.Sprintf("%s's slot for %s to be advanced", r.name, o.name), opTimeout, func() error {
+				poll.Eventually(t, opTimeout, fmt.Sprintf("%s's slot for %s to be advanced", r.name, o.name), func() error {
 					rs, err := r.slots()
 					if err != nil {
 						return err
@@ -119,6 +123,7 @@ func TestSlots(t *testing.T) {
 					}
 					return nil
 				})
+
 			}
 		}
 	})
@@ -131,14 +136,15 @@ func TestSlots(t *testing.T) {
 			// A replica may be restarting (it copies the permanent
 			// logical slot with a restart): retry until it takes them.
 			for _, name := range []string{"keep_me", "drop_me"} {
-				waitFor(t, fmt.Sprintf("%s to create slot %s", r.name, name), opTimeout, func() error {
+				poll.Eventually(t, opTimeout, fmt.Sprintf("%s to create slot %s", r.name, name), func() error {
 					_, err := r.query("select count(*) from pg_create_physical_replication_slot($1, true) where not exists (select 1 from pg_replication_slots where slot_name = $1)", name)
 					return err
 				})
+
 			}
 		}
 		for _, m := range c.m {
-			waitFor(t, m.name+" to drop drop_me", opTimeout, func() error {
+			poll.Eventually(t, opTimeout, m.name+" to drop drop_me", func() error {
 				s, err := m.slots()
 				if err != nil {
 					return err
@@ -148,6 +154,7 @@ func TestSlots(t *testing.T) {
 				}
 				return nil
 			})
+
 		}
 		// Two more cycles everywhere: the ignored ones stay.
 		offsets := map[string]int64{}
@@ -155,18 +162,20 @@ func TestSlots(t *testing.T) {
 			offsets[m.name] = m.logSize()
 		}
 		for _, m := range c.m {
-			waitFor(t, "two more HA cycles on "+m.name, opTimeout, func() error {
+			poll.Eventually(t, opTimeout, "two more HA cycles on "+m.name, func() error {
 				if n := len(m.cyclesSince(offsets[m.name])); n < 2 {
 					return fmt.Errorf("%d cycles", n)
 				}
 				return nil
 			})
+
 			var s map[string]slot
-			waitFor(t, m.name+"'s slots", opTimeout, func() error {
+			poll.Eventually(t, opTimeout, m.name+"'s slots", func() error {
 				var err error
 				s, err = m.slots()
 				return err
 			})
+
 			want := []string{"keep_me"}
 			if m == primary {
 				want = append(want, "keep_logical")
@@ -191,7 +200,7 @@ func TestSlots(t *testing.T) {
 				third = r
 			}
 		}
-		waitFor(t, next.name+"'s slots as the new primary", opTimeout, func() error {
+		poll.Eventually(t, opTimeout, next.name+"'s slots as the new primary", func() error {
 			s, err := next.slots()
 			if err != nil {
 				return err
@@ -210,7 +219,8 @@ func TestSlots(t *testing.T) {
 			}
 			return nil
 		})
-		waitFor(t, "/status to publish "+next.name+"'s permanent slots", opTimeout, func() error {
+
+		poll.Eventually(t, opTimeout, "/status to publish "+next.name+"'s permanent slots", func() error {
 			st := c.statusSlots(t)
 			for _, name := range []string{"perm_phys", "perm_logical"} {
 				if _, ok := st[name]; !ok {
@@ -219,11 +229,12 @@ func TestSlots(t *testing.T) {
 			}
 			return nil
 		})
+
 		primary.restart(t)
 		if got := c.waitHealthy(t, formTimeout); got != next {
 			t.Fatalf("%s leads", got.name)
 		}
-		waitFor(t, primary.name+" to stream through its slot on "+next.name, opTimeout, func() error {
+		poll.Eventually(t, opTimeout, primary.name+" to stream through its slot on "+next.name, func() error {
 			s, err := next.slots()
 			if err != nil {
 				return err
@@ -233,7 +244,8 @@ func TestSlots(t *testing.T) {
 			}
 			return nil
 		})
-		waitFor(t, primary.name+" to keep perm_phys as a replica", opTimeout, func() error {
+
+		poll.Eventually(t, opTimeout, primary.name+" to keep perm_phys as a replica", func() error {
 			s, err := primary.slots()
 			if err != nil {
 				return err
@@ -243,6 +255,7 @@ func TestSlots(t *testing.T) {
 			}
 			return nil
 		})
+
 	})
 	for _, m := range c.m {
 		m.assertNoCrash(t)

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 // Synchronous replication (on, strict and quorum), in the spirit of Patroni's
@@ -126,13 +128,12 @@ func TestSyncReplication(t *testing.T) {
 		}()
 		var inserted error
 		finished := false
-		waitFor(t, fmt.Sprintf("%s to replace the stuck %s as the synchronous standby", other.name, stuck.name), opTimeout, func() error {
+		poll.Eventually(t, opTimeout, fmt.Sprintf("%s to replace the stuck %s as the synchronous standby", other.name, stuck.name), func() error {
 			if !finished {
 				select {
 				case inserted = <-done:
 					finished = true
-					// While PostgreSQL still waits for the stuck standby,
-					// no commit can be acknowledged.
+
 					if ssn, err := primary.query("show synchronous_standby_names"); err == nil && len(ssn) == 1 && ssn[0] == stuck.name {
 						t.Errorf("the commit returned while synchronous_standby_names still named the stuck %s", stuck.name)
 					}
@@ -148,6 +149,7 @@ func TestSyncReplication(t *testing.T) {
 			}
 			return nil
 		})
+
 		c.waitSync(t, primary, 1, other.name)
 		if !finished {
 			select {
@@ -199,7 +201,7 @@ func TestSyncReplication(t *testing.T) {
 
 	step(t, "without strict mode writes go on with no standby", func(t *testing.T) {
 		stopReplicas(t)
-		waitFor(t, "the primary to drop its synchronous standbys", opTimeout, func() error {
+		poll.Eventually(t, opTimeout, "the primary to drop its synchronous standbys", func() error {
 			s, ok, err := c.sync()
 			if err != nil {
 				return err
@@ -216,6 +218,7 @@ func TestSyncReplication(t *testing.T) {
 			}
 			return nil
 		})
+
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		defer cancel()
 		notices, err := primary.execNotices(ctx, "insert into e2e (note) values ('alone')", syncWait)
@@ -233,7 +236,7 @@ func TestSyncReplication(t *testing.T) {
 
 	step(t, "strict mode keeps synchronous_standby_names", func(t *testing.T) {
 		primary.patchConfig(t, map[string]any{"synchronous_mode_strict": true})
-		waitFor(t, "the agents to apply synchronous_mode_strict", opTimeout, func() error {
+		poll.Eventually(t, opTimeout, "the agents to apply synchronous_mode_strict", func() error {
 			a, err := primary.call(http.MethodGet, "/config", nil, "", "")
 			if err != nil {
 				return err
@@ -243,12 +246,13 @@ func TestSyncReplication(t *testing.T) {
 			}
 			return nil
 		})
+
 		before := c.waitSync(t, primary, 2)
 		stopReplicas(t)
 		// The primary sees its standbys go (their member keys say stopped)
 		// and keeps waiting for them.
 		for _, m := range c.others(primary) {
-			waitFor(t, m.name+"'s member key to say stopped", opTimeout, func() error {
+			poll.Eventually(t, opTimeout, m.name+"'s member key to say stopped", func() error {
 				v, err := c.dcs()
 				if err != nil {
 					return err
@@ -258,14 +262,16 @@ func TestSyncReplication(t *testing.T) {
 				}
 				return nil
 			})
+
 		}
 		offset := primary.logSize()
-		waitFor(t, "two more HA cycles on the primary", opTimeout, func() error {
+		poll.Eventually(t, opTimeout, "two more HA cycles on the primary", func() error {
 			if n := len(primary.cyclesSince(offset)); n < 2 {
 				return fmt.Errorf("%d cycles", n)
 			}
 			return nil
 		})
+
 		s, _, err := c.sync()
 		if err != nil {
 			t.Fatal(err)
@@ -333,12 +339,13 @@ func TestPrioritySync(t *testing.T) {
 		primary.patchConfig(t, map[string]any{"synchronous_node_count": 2})
 		// Room for two, and still only node3: the count is a maximum.
 		offset := primary.logSize()
-		waitFor(t, "three HA cycles on the primary with synchronous_node_count 2", opTimeout, func() error {
+		poll.Eventually(t, opTimeout, "three HA cycles on the primary with synchronous_node_count 2", func() error {
 			if n := len(primary.cyclesSince(offset)); n < 3 {
 				return fmt.Errorf("%d cycles", n)
 			}
 			return nil
 		})
+
 		c.waitSync(t, primary, 1, node3.name)
 		if rep, err := primary.replication(); err != nil || rep[node2.name].syncState != "async" {
 			t.Errorf("pg_stat_replication of %s: %+v (%v), want async", node2.name, rep[node2.name], err)
@@ -416,12 +423,13 @@ func TestQuorumCommit(t *testing.T) {
 	step(t, "a voter takes over with every acknowledged commit", func(t *testing.T) {
 		voters := c.others(primary)
 		from := w.ackedCount()
-		waitFor(t, fmt.Sprintf("%d commits acknowledged", ackedBeforeKill), opTimeout, func() error {
+		poll.Eventually(t, opTimeout, fmt.Sprintf("%d commits acknowledged", ackedBeforeKill), func() error {
 			if n := w.ackedCount() - from; n < ackedBeforeKill {
 				return fmt.Errorf("%d acknowledged; last error %v", n, w.lastError())
 			}
 			return nil
 		})
+
 		old := primary
 		next := c.killPrimary(t, old)
 		if !slices.Contains(voters, next) {
@@ -485,7 +493,7 @@ func (c *testCluster) waitQuorum(t testing.TB, primary *member, numsync, quorum 
 	slices.Sort(names)
 	wantSync := fmt.Sprintf(`{"leader":%q,"quorum":%d,"sync_standby":%q}`, primary.name, quorum, strings.Join(names, ","))
 	wantSSN := fmt.Sprintf("ANY %d (%s)", numsync, strings.Join(names, ","))
-	waitFor(t, fmt.Sprintf("%s to run quorum commit %s with /sync %s", primary.name, wantSSN, wantSync), opTimeout, func() error {
+	poll.Eventually(t, opTimeout, fmt.Sprintf("%s to run quorum commit %s with /sync %s", primary.name, wantSSN, wantSync), func() error {
 		v, err := c.dcs()
 		if err != nil {
 			return err
@@ -511,4 +519,5 @@ func (c *testCluster) waitQuorum(t testing.TB, primary *member, numsync, quorum 
 		}
 		return nil
 	})
+
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 // Who accepts writes, when: the instruments of the fencing tests.
@@ -398,7 +400,7 @@ func pollREST(t testing.TB, m *member, path string, every time.Duration) *record
 func (c *testCluster) waitFormed(t testing.TB) *member {
 	t.Helper()
 	var leader *member
-	waitFor(t, "a primary and streaming replicas", formTimeout, func() error {
+	poll.Eventually(t, formTimeout, "a primary and streaming replicas", func() error {
 		for _, m := range c.m {
 			if !m.running() {
 				t.Fatalf("%s: the agent exited (%v) before the cluster formed:\n%s", m.name, m.current().state, tail(strings.Join(m.logSince(0), "\n"), 40))
@@ -408,6 +410,7 @@ func (c *testCluster) waitFormed(t testing.TB) *member {
 		leader, err = c.healthy()
 		return err
 	})
+
 	return leader
 }
 
@@ -455,7 +458,7 @@ func (in instruments) stop() {
 func waitWrites(t testing.TB, w *writer, s *writeSampler, primary *member, n int) {
 	t.Helper()
 	from := w.ackedCount()
-	waitFor(t, fmt.Sprintf("%d commits and a sampled write on %s", n, primary.name), opTimeout, func() error {
+	poll.Eventually(t, opTimeout, fmt.Sprintf("%d commits and a sampled write on %s", n, primary.name), func() error {
 		if got := w.ackedCount() - from; got < n {
 			return fmt.Errorf("%d acknowledged; last error %v", got, w.lastError())
 		}
@@ -464,4 +467,5 @@ func waitWrites(t testing.TB, w *writer, s *writeSampler, primary *member, n int
 		}
 		return nil
 	})
+
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/custos-ha/custos/plugin/sdk"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 func TestDiscoverListsPluginExecutables(t *testing.T) {
@@ -252,9 +253,10 @@ func TestPluginLogLinesReachTheHostLogger(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := fmt.Sprint(p.Pid())
-	eventually(t, 5*time.Second, "the plugin's start line in the host log", func() bool {
+	poll.Eventually(t, 5*time.Second, "the plugin's start line in the host log", func() bool {
 		return len(th.logs.withMessage(t, "test plugin starting", "plugin", "dcs-memory", "pid", pid)) == 1
 	})
+
 	e := th.logs.withMessage(t, "test plugin starting")[0]
 	if e["@level"] != "info" {
 		t.Errorf("level %v, want info", e["@level"])

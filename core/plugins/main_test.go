@@ -15,7 +15,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"go.uber.org/goleak"
@@ -185,18 +184,6 @@ func newTestHost(t *testing.T, checksums map[string]string) *testHost {
 		}
 	})
 	return &testHost{Host: h, dir: dir, logs: logs}
-}
-
-// eventually polls cond every 20 ms until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true within %s", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // processGone reports whether no process has the pid any more.

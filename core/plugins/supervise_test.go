@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 // openMemory starts the test plugin supervised and configures it.
@@ -72,10 +73,11 @@ func TestSupervisedDCSRestartsAKilledPlugin(t *testing.T) {
 	}
 	// GetCluster needs a configured backend: success means the new process
 	// got the Configure replayed.
-	eventually(t, 10*time.Second, "GetCluster succeeds after the restart", func() bool {
+	poll.Eventually(t, 10*time.Second, "GetCluster succeeds after the restart", func() bool {
 		_, err := s.GetCluster(ctx)
 		return err == nil
 	})
+
 	if got := s.Pid(); got == pid || got <= 0 {
 		t.Errorf("pid after restart %d (was %d)", got, pid)
 	}
@@ -98,10 +100,11 @@ func TestSupervisedDCSRestartsAKilledPlugin(t *testing.T) {
 	}
 	// The plugin logs what it was given: Configure and SetTTL twice each,
 	// once by the caller and once replayed after the restart.
-	eventually(t, 5*time.Second, "Configure and SetTTL replayed", func() bool {
+	poll.Eventually(t, 5*time.Second, "Configure and SetTTL replayed", func() bool {
 		return len(th.logs.withMessage(t, "configured", "scope", "batman", "member", "m1", "ttl", "5s")) == 2 &&
 			len(th.logs.withMessage(t, "ttl set", "ttl", "7s")) == 2
 	})
+
 }
 
 func TestSupervisedDCSWatchEndsWhenThePluginDies(t *testing.T) {
@@ -128,7 +131,7 @@ func TestSupervisedDCSWatchEndsWhenThePluginDies(t *testing.T) {
 	// be registered yet when the first write happens.
 	waitEvent := func(events chan dcs.Event) {
 		t.Helper()
-		eventually(t, 5*time.Second, "a watch event", func() bool {
+		poll.Eventually(t, 5*time.Second, "a watch event", func() bool {
 			if err := s.Set(ctx, dcs.KeyStatus, []byte(`{}`)); err != nil {
 				t.Fatal(err)
 			}
@@ -139,6 +142,7 @@ func TestSupervisedDCSWatchEndsWhenThePluginDies(t *testing.T) {
 				return false
 			}
 		})
+
 	}
 
 	events, done := watch()
@@ -154,10 +158,11 @@ func TestSupervisedDCSWatchEndsWhenThePluginDies(t *testing.T) {
 	}
 
 	// The caller re-subscribes once the plugin is back.
-	eventually(t, 10*time.Second, "plugin back", func() bool {
+	poll.Eventually(t, 10*time.Second, "plugin back", func() bool {
 		_, err := s.GetCluster(ctx)
 		return err == nil
 	})
+
 	events, done = watch()
 	waitEvent(events)
 	cancel()
@@ -177,8 +182,8 @@ func TestSupervisedDCSCrashLoopBacksOff(t *testing.T) {
 	crash(t, s)
 	// 10, 20, 40, 40, 40, 40 ms: growth, then the cap several times.
 	const attempts = 6
-	eventually(t, 20*time.Second, fmt.Sprintf("%d restart attempts", attempts), func() bool {
-		// Calls fail fast while the plugin cannot be started.
+	poll.Eventually(t, 20*time.Second, fmt.Sprintf("%d restart attempts", attempts), func() bool {
+
 		start := time.Now()
 		if _, err := s.GetCluster(ctx); err != nil && !errors.Is(err, dcs.ErrUnavailable) {
 			t.Fatalf("call during the crash loop: %v", err)
@@ -219,10 +224,11 @@ func TestSupervisedDCSCrashLoopBacksOff(t *testing.T) {
 
 	// Fixed: the plugin comes back, configured.
 	setKnobs(t, bin.Path, knobs{})
-	eventually(t, 10*time.Second, "plugin back after the crash loop", func() bool {
+	poll.Eventually(t, 10*time.Second, "plugin back after the crash loop", func() bool {
 		_, err := s.GetCluster(ctx)
 		return err == nil
 	})
+
 	if n := s.Restarts(); n != 1 {
 		t.Errorf("%d successful restarts, want 1", n)
 	}
@@ -236,9 +242,10 @@ func TestSupervisedDCSCloseDuringBackoffIsPrompt(t *testing.T) {
 	ctx := context.Background()
 
 	crash(t, s)
-	eventually(t, 5*time.Second, "restart scheduled", func() bool {
+	poll.Eventually(t, 5*time.Second, "restart scheduled", func() bool {
 		return len(th.logs.withMessage(t, "restarting plugin")) == 1
 	})
+
 	start := time.Now()
 	_, err := s.GetCluster(ctx)
 	if !errors.Is(err, dcs.ErrUnavailable) || !strings.Contains(err.Error(), "not running") {
@@ -288,7 +295,7 @@ func TestSupervisedDCSRefusesAReplacedIdentity(t *testing.T) {
 	s := openMemory(t, th)
 	setKnobs(t, bin.Path, knobs{Name: "impostor"})
 	crash(t, s)
-	eventually(t, 5*time.Second, "restart refused for the new identity", func() bool {
+	poll.Eventually(t, 5*time.Second, "restart refused for the new identity", func() bool {
 		for _, e := range th.logs.withMessage(t, "restarting plugin") {
 			if strings.Contains(fmt.Sprint(e["reason"]), `not the dcs plugin "memory"`) {
 				return true
@@ -296,6 +303,7 @@ func TestSupervisedDCSRefusesAReplacedIdentity(t *testing.T) {
 		}
 		return false
 	})
+
 	if _, err := s.GetCluster(context.Background()); !errors.Is(err, dcs.ErrUnavailable) {
 		t.Errorf("call while the impostor is refused: %v", err)
 	}
@@ -354,12 +362,13 @@ func TestSupervisedDCSKillsAPluginThatMissesDeadlines(t *testing.T) {
 	for range maxMissedDeadlines {
 		miss()
 	}
-	eventually(t, 10*time.Second, "the stuck process is killed", func() bool { return processGone(pid) })
+	poll.Eventually(t, 10*time.Second, "the stuck process is killed", func() bool { return processGone(pid) })
 	setHang(false)
-	eventually(t, 10*time.Second, "a fresh process serves", func() bool {
+	poll.Eventually(t, 10*time.Second, "a fresh process serves", func() bool {
 		_, err := s.GetCluster(context.Background())
 		return err == nil && s.Pid() != pid && s.Pid() > 0
 	})
+
 	if n := len(th.logs.withMessage(t, "plugin missed the deadline of its calls several times in a row; killing it to start a fresh process")); n != 1 {
 		t.Errorf("%d log lines about the kill, want 1", n)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/custos-ha/custos/core/cluster"
 	"github.com/custos-ha/custos/core/internal/testenv"
 	"github.com/custos-ha/custos/core/reaper"
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 // integration tells TestMain to run the tests as the postgres OS user.
@@ -106,22 +107,6 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-// eventually polls cond until it returns nil or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %s: %v", what, within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // sql runs one statement on a node through a fresh connection and
 // returns the first column of the first row as text.
 func sql(t *testing.T, n *node, query string) string {
@@ -200,7 +185,7 @@ func observe(t *testing.T, n *node) Observation {
 
 func waitStreaming(t *testing.T, primary, replica *node) {
 	t.Helper()
-	eventually(t, 30*time.Second, replica.name+" streaming from "+primary.name, func() error {
+	poll.Eventually(t, 30*time.Second, replica.name+" streaming from "+primary.name, func() error {
 		o, err := replica.p.Observe(context.Background())
 		if err != nil {
 			return err
@@ -219,12 +204,13 @@ func waitStreaming(t *testing.T, primary, replica *node) {
 		}
 		return fmt.Errorf("%s's pg_stat_replication: %+v", primary.name, po.Replication)
 	})
+
 }
 
 func waitCaughtUp(t *testing.T, primary, replica *node) {
 	t.Helper()
 	target := observe(t, primary).WALLSN
-	eventually(t, 30*time.Second, replica.name+" replaying up to "+target.String(), func() error {
+	poll.Eventually(t, 30*time.Second, replica.name+" replaying up to "+target.String(), func() error {
 		o, err := replica.p.Observe(context.Background())
 		if err != nil {
 			return err
@@ -234,6 +220,7 @@ func waitCaughtUp(t *testing.T, primary, replica *node) {
 		}
 		return nil
 	})
+
 }
 
 func TestIntegrationCluster(t *testing.T) {
@@ -376,7 +363,7 @@ func TestIntegrationCluster(t *testing.T) {
 		if err := a.p.Reload(ctxT(t, 5*time.Second)); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 10*time.Second, "max_connections pending restart", func() error {
+		poll.Eventually(t, 10*time.Second, "max_connections pending restart", func() error {
 			o, err := a.p.Observe(context.Background())
 			if err != nil {
 				return err
@@ -388,6 +375,7 @@ func TestIntegrationCluster(t *testing.T) {
 			}
 			return fmt.Errorf("pending: %+v", o.PendingRestart)
 		})
+
 		// The replica needs max_connections >= the primary's: raise it there first.
 		cfgB := b.p.Config()
 		cfgB.Parameters["max_connections"] = "40"
@@ -518,7 +506,7 @@ func TestIntegrationCluster(t *testing.T) {
 			t.Error("IsRunning after SIGKILL")
 		}
 		// The orphaned backends exit on their own and are reaped.
-		eventually(t, 15*time.Second, "orphaned backends reaped", func() error {
+		poll.Eventually(t, 15*time.Second, "orphaned backends reaped", func() error {
 			for _, k := range kids {
 				if _, err := reaper.ReadStat(k); err == nil {
 					st, _ := reaper.ReadStat(k)
@@ -527,6 +515,7 @@ func TestIntegrationCluster(t *testing.T) {
 			}
 			return nil
 		})
+
 		// Crash recovery on start.
 		if err := a.p.Start(ctxT(t, time.Minute), 0); err != nil {
 			t.Fatalf("Start after SIGKILL: %v", err)
@@ -573,7 +562,7 @@ func TestIntegrationCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 30*time.Second, "a replayed b's shutdown checkpoint", func() error {
+		poll.Eventually(t, 30*time.Second, "a replayed b's shutdown checkpoint", func() error {
 			o, err := a.p.Observe(context.Background())
 			if err != nil {
 				return err
@@ -583,6 +572,7 @@ func TestIntegrationCluster(t *testing.T) {
 			}
 			return nil
 		})
+
 		if err := a.p.Promote(ctx, true, 0); err != nil {
 			t.Fatal(err)
 		}

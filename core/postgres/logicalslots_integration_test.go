@@ -10,6 +10,7 @@ import (
 
 	"github.com/custos-ha/custos/core/cluster"
 	"github.com/custos-ha/custos/core/internal/testenv"
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 // TestLogicalSlotCopy: on a real primary and standby, a permanent logical
@@ -97,7 +98,7 @@ func TestLogicalSlotCopy(t *testing.T) {
 		pid := b.p.Postmaster().Pid()
 		// The copy waits for the standby's feedback in its slot on the
 		// primary.
-		eventually(t, time.Minute, "the copy", func() error {
+		poll.Eventually(t, time.Minute, "the copy", func() error {
 			got, err := b.p.CopyLogicalSlots(ctx, src, ch.Copy, 0)
 			if err != nil {
 				return err
@@ -107,13 +108,14 @@ func TestLogicalSlotCopy(t *testing.T) {
 			}
 			return nil
 		})
+
 		if b.p.Postmaster().Pid() == pid {
 			t.Fatal("the standby was not restarted to load the slot")
 		}
 		if got := sql(t, b, "SELECT slot_type || ' ' || database || ' ' || plugin FROM pg_replication_slots WHERE slot_name = 'cdc'"); got != "logical postgres test_decoding" {
 			t.Fatalf("cdc on the standby: %q", got)
 		}
-		eventually(t, time.Minute, "the advance to the published position", func() error {
+		poll.Eventually(t, time.Minute, "the advance to the published position", func() error {
 			ch, err := b.p.SyncSlots(ctx, plan)
 			if err != nil {
 				return err
@@ -130,6 +132,7 @@ func TestLogicalSlotCopy(t *testing.T) {
 			}
 			return nil
 		})
+
 		if v := sql(t, b, "SELECT pg_is_in_recovery()"); v != "true" {
 			t.Fatalf("the standby left recovery: %s", v)
 		}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 // GET /patroni's live positions never hold up the HA loop's connection
@@ -27,9 +29,10 @@ func TestIntegrationPositionsApartFromTheLoop(t *testing.T) {
 	// 1. The loop's connection is busy: positions are read all the same.
 	loopDone := make(chan error, 1)
 	go func() { loopDone <- n.p.Exec(ctx, "SELECT pg_sleep(3)") }()
-	eventually(t, 10*time.Second, "the loop's statement runs", func() error {
+	poll.Eventually(t, 10*time.Second, "the loop's statement runs", func() error {
 		return errIfNot(strings.Contains(freshQuery(t, n, `SELECT string_agg(query, ';') FROM pg_stat_activity WHERE state = 'active'`), "pg_sleep(3)"))
 	})
+
 	if _, wal, _, _, err := n.p.Positions(ctx); err != nil || wal == 0 {
 		t.Errorf("positions while the loop's connection is busy: wal %v, %v", wal, err)
 	}
@@ -66,7 +69,7 @@ func TestIntegrationPositionsApartFromTheLoop(t *testing.T) {
 		}
 	}
 	cont(t, apiPid)
-	eventually(t, 10*time.Second, "positions are read again", func() error {
+	poll.Eventually(t, 10*time.Second, "positions are read again", func() error {
 		_, _, _, _, err := n.p.Positions(ctx)
 		return err
 	})
@@ -84,10 +87,11 @@ func TestIntegrationPositionsApartFromTheLoop(t *testing.T) {
 	for _, pid := range pids {
 		cont(t, pid)
 	}
-	eventually(t, 10*time.Second, "positions are read after the thaw", func() error {
+	poll.Eventually(t, 10*time.Second, "positions are read after the thaw", func() error {
 		_, _, _, _, err := n.p.Positions(ctx)
 		return err
 	})
+
 }
 
 func errIfNot(ok bool) error {

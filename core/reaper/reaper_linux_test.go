@@ -16,6 +16,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"go.uber.org/goleak"
+
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -43,17 +45,13 @@ func spawnOrphan(t *testing.T, d time.Duration, prepare bool) int {
 // waitGone polls until /proc/<pid> is gone: a zombie still has an entry.
 func waitGone(t *testing.T, pid int, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	poll.Eventually(t, within, fmt.Sprintf("pid %d gone from /proc", pid), func() error {
 		st, err := ReadStat(pid)
 		if errors.Is(err, os.ErrNotExist) {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pid %d still in /proc after %s (state %c, ppid %d)", pid, within, st.State, st.PPid)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("state %c, ppid %d", st.State, st.PPid)
+	})
 }
 
 func TestOrphanIsAdoptedAndReaped(t *testing.T) {

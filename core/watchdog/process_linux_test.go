@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/custos-ha/custos/core/reaper"
+	"github.com/custos-ha/custos/testkit/poll"
 )
 
 // within bounds every wait for something that should happen after a
@@ -137,8 +138,8 @@ func TestFencerKillsWhenNotFed(t *testing.T) {
 	if _, err := p.arm(300*time.Millisecond, g.target); err != nil {
 		t.Fatalf("arm: %v", err)
 	}
-	eventually(t, within, "the group of an unfed fence is not killed", g.killed)
-	eventually(t, within, "the fencing process did not exit after firing", p.exitedNow)
+	poll.Eventually(t, within, "the group of an unfed fence is not killed", g.killed)
+	poll.Eventually(t, within, "the fencing process did not exit after firing", p.exitedNow)
 	log := stderr.String()
 	for _, want := range []string{"not fed for 300ms while armed", "killed the target's process group", "target_pid=" + strconv.Itoa(g.target.Pid)} {
 		if !strings.Contains(log, want) {
@@ -201,9 +202,9 @@ func TestFencerKillsAfterTheAgentIsGone(t *testing.T) {
 	}
 	// The agent dies: its end of the pipe closes without a disarm.
 	p.in.Close()
-	eventually(t, within, "an armed fencer whose agent is gone did not kill", g.killed)
+	poll.Eventually(t, within, "an armed fencer whose agent is gone did not kill", g.killed)
 	// The fencer logs the kill after making it.
-	eventually(t, within, "the fencer did not log the kill", func() bool {
+	poll.Eventually(t, within, "the fencer did not log the kill", func() bool {
 		return strings.Contains(stderr.String(), "killed the target's process group")
 	})
 	log := stderr.String()
@@ -355,7 +356,7 @@ func TestProcessWatchdog(t *testing.T) {
 	if err := p.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, within, "the killed fencer did not exit", p.exitedNow)
+	poll.Eventually(t, within, "the killed fencer did not exit", p.exitedNow)
 	if err := w.Healthy(ttl, loopWait); err != nil {
 		t.Fatalf("Healthy after the fencer died: %v", err)
 	}
@@ -377,8 +378,8 @@ func TestProcessWatchdog(t *testing.T) {
 
 	// Armed and no longer fed: the postmaster's group is killed, then the
 	// watchdog says it is gone.
-	eventually(t, within, "an unfed process watchdog did not kill", g.killed)
-	eventually(t, within, "the fencer did not exit after firing", p.exitedNow)
+	poll.Eventually(t, within, "an unfed process watchdog did not kill", g.killed)
+	poll.Eventually(t, within, "the fencer did not exit after firing", p.exitedNow)
 	if err := w.Feed(); err == nil || !strings.Contains(err.Error(), "fencing process") {
 		t.Errorf("Feed after the fencer fired = %v", err)
 	}
@@ -434,7 +435,7 @@ func TestFencerThatDoesNotAnswerIsReplaced(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "did not answer") {
 		t.Errorf("feed to a stopped fencer = %v", err)
 	}
-	eventually(t, within, "the stopped fencer was not killed", func() bool { return isClosed(exited) })
+	poll.Eventually(t, within, "the stopped fencer was not killed", func() bool { return isClosed(exited) })
 	if p.armed() {
 		t.Error("armed after the fencer was killed")
 	}

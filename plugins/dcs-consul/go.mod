@@ -4,6 +4,7 @@ go 1.26.7
 
 require (
 	github.com/custos-ha/custos/plugin/sdk v0.0.0
+	github.com/custos-ha/custos/testkit v0.0.0
 	github.com/hashicorp/consul/api v1.34.5
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/go-plugin v1.7.0
@@ -37,4 +38,7 @@ require (
 	google.golang.org/protobuf v1.36.11 // indirect
 )
 
-replace github.com/custos-ha/custos/plugin/sdk => ../../plugin/sdk
+replace (
+	github.com/custos-ha/custos/plugin/sdk => ../../plugin/sdk
+	github.com/custos-ha/custos/testkit => ../../testkit
+)

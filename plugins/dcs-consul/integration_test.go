@@ -29,14 +29,13 @@ import (
 	"github.com/custos-ha/custos/plugin/sdk"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
 	"github.com/custos-ha/custos/plugin/sdk/dcs/dcstest"
-
 	"github.com/custos-ha/custos/plugins/dcs-consul/consul"
-	"github.com/custos-ha/custos/plugins/dcs-consul/internal/consultest"
+	"github.com/custos-ha/custos/testkit/servers"
 )
 
 // Shared by every test of the package: one Consul agent, one plugin build.
 var (
-	agent    *consultest.Server
+	agent    *servers.Consul
 	startErr error
 	buildDir string
 )
@@ -68,20 +67,14 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(buildDir)
-	dir, err := os.MkdirTemp("", "custos-dcs-consul-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
 	// A missing Consul fails every test with the message (not a skip).
-	agent, startErr = consultest.Start(dir)
+	agent, startErr = servers.StartConsul(servers.ConsulConfig{})
 	code := m.Run()
 	if agent != nil {
-		agent.Stop()
 		if code != 0 {
 			fmt.Fprintf(os.Stderr, "consul log:\n%s\n", agent.Log())
 		}
+		agent.Stop()
 	}
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
@@ -94,7 +87,7 @@ func runTests(m *testing.M) int {
 
 // consulAgent returns the shared agent or fails the test with why it is
 // not there.
-func consulAgent(t *testing.T) *consultest.Server {
+func consulAgent(t *testing.T) *servers.Consul {
 	t.Helper()
 	if startErr != nil {
 		t.Fatalf("starting Consul: %v", startErr)

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,21 +19,15 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
-
 	"github.com/custos-ha/custos/plugins/dcs-etcd3/etcd3"
-	"github.com/custos-ha/custos/plugins/dcs-etcd3/internal/etcdtest"
+	"github.com/custos-ha/custos/testkit/servers"
 )
 
 // ownEtcd starts an etcd for one test, so that its request counters see
 // that test's requests only.
-func ownEtcd(t *testing.T) *etcdtest.Server {
+func ownEtcd(t *testing.T) *servers.Etcd {
 	t.Helper()
-	dir, err := os.MkdirTemp(etcdtest.TempRoot(), "custos-dcs-etcd3-own-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	srv, err := etcdtest.Start(dir)
+	srv, err := servers.StartEtcd(servers.EtcdConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +35,7 @@ func ownEtcd(t *testing.T) *etcdtest.Server {
 	return srv
 }
 
-func configureOn(t *testing.T, srv *etcdtest.Server, ns, member string, ttl time.Duration) *etcd3.Backend {
+func configureOn(t *testing.T, srv *servers.Etcd, ns, member string, ttl time.Duration) *etcd3.Backend {
 	t.Helper()
 	b := etcd3.New(testLogger())
 	err := b.Configure(ctxT(t), dcs.ConfigureRequest{
@@ -56,7 +49,7 @@ func configureOn(t *testing.T, srv *etcdtest.Server, ns, member string, ttl time
 	return b
 }
 
-func rawClientOn(t *testing.T, srv *etcdtest.Server) *clientv3.Client {
+func rawClientOn(t *testing.T, srv *servers.Etcd) *clientv3.Client {
 	t.Helper()
 	c, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.ClientURL()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
@@ -74,7 +67,7 @@ type requests struct {
 }
 
 // counts reads etcd's /metrics (plain HTTP, not counted itself).
-func counts(t *testing.T, srv *etcdtest.Server) requests {
+func counts(t *testing.T, srv *servers.Etcd) requests {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctxT(t), http.MethodGet, srv.ClientURL()+"/metrics", nil)
 	if err != nil {
@@ -160,7 +153,7 @@ func per(m map[string]float64, n int) string {
 // cachedRead polls GetCluster until one call takes no Range (the
 // backend's cache is in sync and etcd answered its progress request within
 // syncWait) and returns what that call read.
-func cachedRead(t *testing.T, srv *etcdtest.Server, b dcs.Backend) *dcs.Cluster {
+func cachedRead(t *testing.T, srv *servers.Etcd, b dcs.Backend) *dcs.Cluster {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

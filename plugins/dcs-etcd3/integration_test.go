@@ -27,14 +27,13 @@ import (
 	"github.com/custos-ha/custos/plugin/sdk"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
 	"github.com/custos-ha/custos/plugin/sdk/dcs/dcstest"
-
 	"github.com/custos-ha/custos/plugins/dcs-etcd3/etcd3"
-	"github.com/custos-ha/custos/plugins/dcs-etcd3/internal/etcdtest"
+	"github.com/custos-ha/custos/testkit/servers"
 )
 
 // Shared by every test of the package: one etcd, one plugin build.
 var (
-	etcd     *etcdtest.Server
+	etcd     *servers.Etcd
 	buildDir string
 )
 
@@ -64,13 +63,7 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(buildDir)
-	dir, err := os.MkdirTemp(etcdtest.TempRoot(), "custos-dcs-etcd3-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	etcd, err = etcdtest.Start(dir)
+	etcd, err = servers.StartEtcd(servers.EtcdConfig{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -2,10 +2,14 @@ module github.com/custos-ha/custos/plugins/dcs-kubernetes
 
 go 1.26.0
 
-replace github.com/custos-ha/custos/plugin/sdk => ../../plugin/sdk
+replace (
+	github.com/custos-ha/custos/plugin/sdk => ../../plugin/sdk
+	github.com/custos-ha/custos/testkit => ../../testkit
+)
 
 require (
 	github.com/custos-ha/custos/plugin/sdk v0.0.0
+	github.com/custos-ha/custos/testkit v0.0.0
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/go-plugin v1.7.0
 	go.uber.org/goleak v1.3.0

@@ -26,18 +26,19 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/custos-ha/custos/plugin/sdk"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
 	"github.com/custos-ha/custos/plugin/sdk/dcs/dcstest"
-
-	"github.com/custos-ha/custos/plugins/dcs-kubernetes/internal/kubetest"
 	"github.com/custos-ha/custos/plugins/dcs-kubernetes/kube"
+	"github.com/custos-ha/custos/testkit/servers"
 )
 
 // Shared by every test of the package: one API server, one plugin build.
 var (
-	server    *kubetest.Server
+	server    *servers.Kube
 	apiClient kubernetes.Interface
 	buildDir  string
 )
@@ -68,20 +69,14 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(buildDir)
-	dir, err := os.MkdirTemp(kubetest.TempRoot(), "custos-dcs-kubernetes-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
 	start := time.Now()
-	server, err = kubetest.Start(dir)
+	server, err = servers.StartKube(servers.KubeConfig{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	fmt.Fprintf(os.Stderr, "etcd %s and kube-apiserver %s ready in %v\n", kubetest.EtcdVersion, kubetest.KubeVersion, time.Since(start).Round(10*time.Millisecond))
-	if apiClient, err = server.Client(); err != nil {
+	fmt.Fprintf(os.Stderr, "etcd %s and kube-apiserver %s ready in %v\n", servers.Etcd36Version, servers.KubeVersion, time.Since(start).Round(10*time.Millisecond))
+	if apiClient, err = clientFor(server.Kubeconfig); err != nil {
 		server.Stop()
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -115,6 +110,17 @@ func configJSON(extra string) []byte {
 		c += ", " + extra
 	}
 	return []byte(c + "}")
+}
+
+// clientFor returns a clientset for the API server a kubeconfig names.
+func clientFor(kubeconfig string) (kubernetes.Interface, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS, cfg.Burst = 100, 200
+	cfg.WarningHandler = rest.NoWarnings{} // the tests use Endpoints on purpose
+	return kubernetes.NewForConfig(cfg)
 }
 
 func testLogger() hclog.Logger {

@@ -11,12 +11,11 @@ import (
 
 	"github.com/custos-ha/custos/plugin/sdk"
 	"github.com/custos-ha/custos/plugin/sdk/dcs/dcstest"
-
-	"github.com/custos-ha/custos/plugins/dcs-zookeeper/internal/zkserver"
+	"github.com/custos-ha/custos/testkit/servers"
 )
 
 var (
-	zkServer  *zkserver.Server
+	zkServer  *servers.ZooKeeper
 	pluginBin string
 )
 
@@ -39,7 +38,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "building the plugin:", err)
 		return 1
 	}
-	zkServer, err = zkserver.Start(dir)
+	zkServer, err = servers.StartZooKeeper(servers.ZooKeeperConfig{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting the test ZooKeeper server:", err)
 		return 1

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/custos-ha/custos/testkit/servers"
 )
 
 const (
@@ -271,34 +273,9 @@ func (m *Member) Get(ctx context.Context, path string) (int, []byte, error) {
 	return resp.StatusCode, body, err
 }
 
-var portsTaken struct {
-	sync.Mutex
-	m map[int]bool
-}
-
 // FreePorts returns n loopback ports that were free a moment ago, none
-// handed out before by this process (all n listeners stay open until it
-// returns, so they differ).
-func FreePorts(n int) ([]int, error) {
-	portsTaken.Lock()
-	defer portsTaken.Unlock()
-	if portsTaken.m == nil {
-		portsTaken.m = map[int]bool{}
-	}
-	var out []int
-	for len(out) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("picking a free port: %w", err)
-		}
-		defer l.Close()
-		if p := l.Addr().(*net.TCPAddr).Port; !portsTaken.m[p] {
-			portsTaken.m[p] = true
-			out = append(out, p)
-		}
-	}
-	return out, nil
-}
+// handed out before by this process (servers.FreePorts).
+func FreePorts(n int) ([]int, error) { return servers.FreePorts(n) }
 
 // Loopback is 127.0.0.1:port.
 func Loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }

@@ -1,6 +1,6 @@
 // Module consul builds a real Consul agent for custos's integration tests
 // from Consul's own Go module. It is not part of go.work: its dependency set
-// stays out of custos's modules. .ci/build-consul builds it into the cache.
+// stays out of custos's modules. .ci/build-servers builds it into the cache.
 module github.com/custos-ha/custos/tools/consul
 
 go 1.26.0

@@ -1,5 +1,5 @@
 // Wrapper module that builds the etcd v3.6.16 server for the kube-apiserver used in custos's
-// Kubernetes DCS tests. Not part of go.work. Built by .ci/build-kube into the cache directory.
+// Kubernetes DCS tests. Not part of go.work. Built by .ci/build-servers into the cache directory.
 module github.com/custos-ha/custos/tools/etcd
 
 go 1.26.0

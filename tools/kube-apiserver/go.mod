@@ -1,5 +1,5 @@
 // Wrapper module that builds kube-apiserver v1.37.1 for custos's Kubernetes DCS tests.
-// Not part of go.work. Built by .ci/build-kube into the cache directory.
+// Not part of go.work. Built by .ci/build-servers into the cache directory.
 // The replace block is generated from k8s.io/kubernetes@v1.37.1's go.mod: every staging
 // module (k8s.io/<name> => ./staging/src/k8s.io/<name>) is pinned to its published v0.37.1,
 // except the sample-* modules, which the apiserver does not import.

@@ -14,10 +14,11 @@ import (
 )
 
 const (
-	repoPath   = "github.com/custos-ha/custos"
-	corePath   = repoPath + "/core"
-	sdkPath    = repoPath + "/plugin/sdk"
-	pluginsDir = repoPath + "/plugins/"
+	repoPath    = "github.com/custos-ha/custos"
+	corePath    = repoPath + "/core"
+	sdkPath     = repoPath + "/plugin/sdk"
+	pluginsDir  = repoPath + "/plugins/"
+	testkitPath = repoPath + "/testkit"
 )
 
 // sdkAllowed are the module path prefixes the SDK may import directly,
@@ -77,17 +78,24 @@ func list(t *testing.T, patterns ...string) []pkg {
 	return pkgs
 }
 
-func TestSDKAndPluginsNeverImportCore(t *testing.T) {
-	patterns := []string{"./plugin/sdk/..."}
+// pluginPatterns are the package patterns of every plugin module.
+func pluginPatterns(t *testing.T) []string {
+	t.Helper()
 	entries, err := os.ReadDir(filepath.Join(repoRoot(t), "plugins"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	var patterns []string
 	for _, e := range entries {
 		if e.IsDir() {
 			patterns = append(patterns, "./plugins/"+e.Name()+"/...")
 		}
 	}
+	return patterns
+}
+
+func TestSDKAndPluginsNeverImportCore(t *testing.T) {
+	patterns := append([]string{"./plugin/sdk/..."}, pluginPatterns(t)...)
 	for _, p := range list(t, patterns...) {
 		for _, d := range append(append([]string{}, p.Deps...), p.Imports...) {
 			if d == corePath || strings.HasPrefix(d, corePath+"/") {
@@ -114,6 +122,30 @@ func TestPluginsImportNoOtherPlugin(t *testing.T) {
 				if strings.HasPrefix(d, pluginsDir) && d != own && !strings.HasPrefix(d, own+"/") {
 					t.Errorf("%s depends on %s: a plugin imports only plugin/sdk", p.ImportPath, d)
 				}
+			}
+		}
+	}
+}
+
+// TestTestkitOnlyInTests: the test servers and helpers of the testkit
+// module reach the tests only. No package a binary or a plugin links
+// (every non-test package of the commands, core, plugin/sdk and the
+// plugins) depends on testkit, and testkit depends on no custos module, so
+// a plugin's tests may use it without importing core.
+func TestTestkitOnlyInTests(t *testing.T) {
+	patterns := append([]string{"./cmd/...", "./core/...", "./plugin/sdk/...", "./testkit/..."}, pluginPatterns(t)...)
+	for _, p := range list(t, patterns...) {
+		inTestkit := p.ImportPath == testkitPath || strings.HasPrefix(p.ImportPath, testkitPath+"/")
+		// A test variant reads "path [path.test]"; a test main ends in .test.
+		if strings.Contains(p.ImportPath, " [") || strings.HasSuffix(p.ImportPath, ".test") {
+			continue
+		}
+		for _, d := range p.Deps {
+			switch {
+			case inTestkit && strings.HasPrefix(d, repoPath+"/") && !strings.HasPrefix(d, testkitPath+"/"):
+				t.Errorf("%s depends on %s: testkit depends on no other custos module", p.ImportPath, d)
+			case !inTestkit && (d == testkitPath || strings.HasPrefix(d, testkitPath+"/")):
+				t.Errorf("%s depends on %s: only tests may use testkit", p.ImportPath, d)
 			}
 		}
 	}

@@ -13,11 +13,9 @@
 //	}
 //
 // Outside that, PostgresBinDir finds the server binaries and FreePort picks
-// a free TCP port; ForeignDir gives a directory owned by another user.
-// StartEtcd, StartConsul and StartKube run throwaway DCS servers (etcd,
-// a Consul dev agent, kube-apiserver with etcd 3.6) on loopback ports; the
-// Consul and Kubernetes binaries come from the cache that .ci/build-consul
-// and .ci/build-kube fill.
+// a free TCP port; ForeignDir gives a directory owned by another user. The
+// DCS servers the tests run come from the testkit module
+// (github.com/custos-ha/custos/testkit/servers).
 package testenv
 
 import (

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
-	"github.com/custos-ha/custos/plugins/dcs-zookeeper/internal/zkserver"
+	"github.com/custos-ha/custos/testkit/servers"
 )
 
 // TestServerRestart crashes and restarts a server of its own within the
@@ -19,7 +19,7 @@ import (
 // never changed hands, and the open watch still delivers events.
 func TestServerRestart(t *testing.T) {
 	t.Parallel()
-	srv, err := zkserver.Start(t.TempDir())
+	srv, err := servers.StartZooKeeper(servers.ZooKeeperConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestServerRestart(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // give the watch time to start
 	}
 
-	srv.Stop()
+	srv.Kill()
 	start := time.Now()
 	if _, err := impatient.GetCluster(context.Background()); !errors.Is(err, dcs.ErrUnavailable) {
 		t.Fatalf("GetCluster with the server down: want ErrUnavailable, got %v", err)

@@ -4,27 +4,18 @@ package zookeeper
 
 import (
 	"fmt"
-	"os"
 
-	"github.com/custos-ha/custos/plugins/dcs-zookeeper/internal/zkserver"
+	"github.com/custos-ha/custos/testkit/servers"
 )
 
 // zkServer is the test binary's ZooKeeper server.
-var zkServer *zkserver.Server
+var zkServer *servers.ZooKeeper
 
 // startServer starts one ZooKeeper server for the whole test binary.
 func startServer() (stop func(), err error) {
-	dir, err := os.MkdirTemp("", "custos-zk-")
+	zkServer, err = servers.StartZooKeeper(servers.ZooKeeperConfig{})
 	if err != nil {
-		return nil, err
-	}
-	zkServer, err = zkserver.Start(dir)
-	if err != nil {
-		os.RemoveAll(dir)
 		return nil, fmt.Errorf("starting the test ZooKeeper server: %w", err)
 	}
-	return func() {
-		zkServer.Stop()
-		os.RemoveAll(dir)
-	}, nil
+	return zkServer.Stop, nil
 }

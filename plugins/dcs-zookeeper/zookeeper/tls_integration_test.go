@@ -24,7 +24,7 @@ import (
 
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
 	"github.com/custos-ha/custos/plugin/sdk/section"
-	"github.com/custos-ha/custos/plugins/dcs-zookeeper/internal/zkserver"
+	"github.com/custos-ha/custos/testkit/servers"
 )
 
 // testCA is a throwaway certificate authority.
@@ -132,7 +132,7 @@ func TestTLSAndAuth(t *testing.T) {
 	writePEM(t, certPath, clientCert)
 	writePEM(t, keyPath, encrypted)
 
-	srv, err := zkserver.StartTLS(dir, &zkserver.TLS{KeyPair: keyPair, CA: ca.path})
+	srv, err := servers.StartZooKeeper(servers.ZooKeeperConfig{Dir: dir, TLS: &servers.ZooKeeperTLS{KeyPair: keyPair, CA: ca.path}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,10 @@
-package testenv
+package servers
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -39,12 +39,11 @@ type Proxy struct {
 }
 
 // StartProxy listens on addr ("127.0.0.1:0" picks a port) and forwards every
-// connection to target until the end of the test.
-func StartProxy(t testing.TB, addr, target string) *Proxy {
-	t.Helper()
+// connection to target until Close.
+func StartProxy(addr, target string) (*Proxy, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Fatalf("proxy: listening on %s: %v", addr, err)
+		return nil, fmt.Errorf("proxy: listening on %s: %w", addr, err)
 	}
 	open := make(chan struct{})
 	close(open)
@@ -58,8 +57,7 @@ func StartProxy(t testing.TB, addr, target string) *Proxy {
 	}
 	p.wg.Add(1)
 	go p.accept()
-	t.Cleanup(p.Close)
-	return p
+	return p, nil
 }
 
 // Stall stops forwarding. Stalling a stalled proxy does nothing.

@@ -1,4 +1,4 @@
-package testenv
+package servers
 
 import (
 	"context"
@@ -16,33 +16,33 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"testing"
 	"time"
 )
 
-// Versions of the Kubernetes test servers: the ones tools/kube-apiserver
-// and tools/etcd require and .ci/build-kube builds.
-const (
-	KubeVersion   = "1.37.1"
-	Etcd36Version = "3.6.16"
-)
+// EnvKubeAPIServerBin names the kube-apiserver StartKube runs instead of
+// the cache's (EnvEtcd36Bin names its etcd).
+const EnvKubeAPIServerBin = "CUSTOS_KUBE_APISERVER_BIN"
 
-// Environment variables that name the Kubernetes test servers' binaries
-// instead of the cache.
-const (
-	EnvKubeAPIServerBin = "CUSTOS_KUBE_APISERVER_BIN"
-	EnvEtcd36Bin        = "CUSTOS_ETCD36_BIN"
-)
+// kubeStartTimeout bounds the start of the API server; a cold
+// kube-apiserver is ready within seconds once etcd answers, more on a busy
+// machine.
+const kubeStartTimeout = 90 * time.Second
 
-const (
-	// kubeStartTimeout bounds the start of each server; a cold
-	// kube-apiserver is ready within seconds once etcd answers, more on a
-	// busy machine.
-	kubeStartTimeout = 90 * time.Second
-	// kubeStartAttempts retries a start that lost a port to another process
-	// between picking it and a server binding it.
-	kubeStartAttempts = 3
-)
+// PostgresUser is the OS user the agents under test run as when the tests
+// run as root (PostgreSQL refuses to run as root); the files a server
+// hands to the agents belong to it.
+const PostgresUser = "postgres"
+
+// KubeConfig says how to run kube-apiserver and its etcd.
+type KubeConfig struct {
+	// APIServerBin and EtcdBin are the binaries: empty for
+	// $CUSTOS_KUBE_APISERVER_BIN and Etcd36Binary, else the cache's,
+	// waiting for a build of them in progress.
+	APIServerBin, EtcdBin string
+	// Dir holds the data, certificates and logs; empty for a new directory
+	// under TempRoot that Stop removes.
+	Dir string
+}
 
 // Kube is a throwaway kube-apiserver with its etcd 3.6, each in its own
 // process: token authentication, AlwaysAllow authorization, no
@@ -50,7 +50,7 @@ const (
 type Kube struct {
 	// URL is the API server's "https://127.0.0.1:<port>".
 	URL string
-	// Token is the bearer token of an admin user.
+	// Token is the bearer token of an admin user (in system:masters).
 	Token string
 	// CA is the PEM of the API server's self-signed serving certificate.
 	CA []byte
@@ -60,91 +60,75 @@ type Kube struct {
 	Kubeconfig  string
 	client      *http.Client
 	closeClient func()
-	etcd        *process
+	etcd        *Etcd
 	apiserver   *process
+	ws          workspace
+	kubeconfDir string
 }
 
-// StartKube starts etcd 3.6 and kube-apiserver (the binaries from
-// $CUSTOS_ETCD36_BIN and $CUSTOS_KUBE_APISERVER_BIN, else the cache
-// .ci/build-kube fills) on loopback ports picked now and waits until the
-// API serves the default namespace. Both are killed in t.Cleanup. A
-// missing binary fails the test with how to build it.
-func StartKube(t testing.TB) *Kube {
-	t.Helper()
-	etcdBin := serverBinary(t, EnvEtcd36Bin, "etcd-"+Etcd36Version, ".ci/build-kube")
-	apiBin := serverBinary(t, EnvKubeAPIServerBin, "kube-apiserver-"+KubeVersion, ".ci/build-kube")
-	dir, err := os.MkdirTemp(fastTempRoot(), "custos-kube-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	var errs []error
-	for attempt := 1; attempt <= kubeStartAttempts; attempt++ {
-		k, err := startKube(etcdBin, apiBin, filepath.Join(dir, "attempt-"+strconv.Itoa(attempt)))
-		if err == nil {
-			t.Cleanup(k.stop)
-			k.writeKubeconfig(t)
-			return k
-		}
-		errs = append(errs, err)
-		if !errors.Is(err, errPortTaken) {
-			break
-		}
-	}
-	t.Fatalf("starting kube-apiserver: %v", errors.Join(errs...))
-	return nil
+// KubeBinaries returns kube-apiserver and etcd 3.6: from the environment
+// variables, else the cache's, waiting for a build of them in progress.
+func KubeBinaries() (apiserver, etcd string, err error) {
+	apiserver, err1 := cachedBinary(EnvKubeAPIServerBin, "kube-apiserver-"+KubeVersion)
+	etcd, err2 := Etcd36Binary()
+	return apiserver, etcd, errors.Join(err1, err2)
 }
 
-func startKube(etcdBin, apiBin, dir string) (*Kube, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+// StartKube starts etcd 3.6 and kube-apiserver on loopback ports picked
+// now and waits until the API serves the default namespace. A missing
+// binary is an error that says how to build it. Stop them with Stop.
+func StartKube(cfg KubeConfig) (*Kube, error) {
+	if cfg.APIServerBin == "" || cfg.EtcdBin == "" {
+		api, etcd, err := KubeBinaries()
+		if err != nil {
+			return nil, err
+		}
+		cfg.APIServerBin = orDefault(cfg.APIServerBin, api)
+		cfg.EtcdBin = orDefault(cfg.EtcdBin, etcd)
 	}
-	ports, err := freePorts(3)
+	k, ws, err := launch("kube-apiserver", cfg.Dir, func(dir string) (*Kube, error) { return startKube(cfg, dir) })
 	if err != nil {
 		return nil, err
 	}
-	etcdURL := "http://127.0.0.1:" + strconv.Itoa(ports[0])
-	peerURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
-	k := &Kube{URL: "https://127.0.0.1:" + strconv.Itoa(ports[2])}
-	k.etcd, err = startProcess(etcdBin, filepath.Join(dir, "etcd.log"),
-		"--name", "custos-kube",
-		"--data-dir", filepath.Join(dir, "etcd"),
-		"--listen-client-urls", etcdURL,
-		"--advertise-client-urls", etcdURL,
-		"--listen-peer-urls", peerURL,
-		"--initial-advertise-peer-urls", peerURL,
-		"--initial-cluster", "custos-kube="+peerURL,
-		"--initial-cluster-state", "new",
-		"--unsafe-no-fsync",
-		"--heartbeat-interval", strconv.Itoa(etcdHeartbeatMS),
-		"--election-timeout", strconv.Itoa(etcdElectionMS),
-		"--log-level", "warn",
-	)
-	if err != nil {
-		return nil, err
+	k.ws = ws
+	if err := k.writeKubeconfig(); err != nil {
+		k.Stop()
+		return nil, fmt.Errorf("starting kube-apiserver: writing the kubeconfig: %w", err)
 	}
-	plain, closePlain := newHTTPClient(nil)
-	defer closePlain()
-	if err := waitReady(k.etcd, kubeStartTimeout, func(ctx context.Context) error {
-		_, err := httpGet(ctx, plain, etcdURL+"/health", "")
-		return err
-	}); err != nil {
-		k.stop()
-		return nil, k.etcd.failure("etcd", err)
-	}
+	return k, nil
+}
 
+func orDefault(s, or string) string {
+	if s != "" {
+		return s
+	}
+	return or
+}
+
+func startKube(cfg KubeConfig, dir string) (*Kube, error) {
+	etcd, err := StartEtcd(EtcdConfig{Bin: cfg.EtcdBin, Dir: filepath.Join(dir, "etcd"), Name: "custos-kube", NoFsync: true})
+	if err != nil {
+		return nil, err
+	}
+	k := &Kube{etcd: etcd}
+	ports, err := FreePorts(1)
+	if err != nil {
+		k.Stop()
+		return nil, err
+	}
+	k.URL = "https://127.0.0.1:" + strconv.Itoa(ports[0])
 	files, err := writeKubeFiles(dir)
 	if err != nil {
-		k.stop()
+		k.Stop()
 		return nil, err
 	}
 	k.Token = files.token
 	certDir := filepath.Join(dir, "certs")
-	k.apiserver, err = startProcess(apiBin, filepath.Join(dir, "kube-apiserver.log"),
-		"--etcd-servers", etcdURL,
+	k.apiserver = &process{name: "kube-apiserver", bin: cfg.APIServerBin, logPath: filepath.Join(dir, "kube-apiserver.log"), args: []string{
+		"--etcd-servers", etcd.ClientURL(),
 		"--bind-address", "127.0.0.1",
 		"--advertise-address", "127.0.0.1",
-		"--secure-port", strconv.Itoa(ports[2]),
+		"--secure-port", strconv.Itoa(ports[0]),
 		"--cert-dir", certDir,
 		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file", files.saKey,
@@ -155,64 +139,70 @@ func startKube(etcdBin, apiBin, dir string) (*Kube, error) {
 		"--enable-priority-and-fairness=false",
 		"--endpoint-reconciler-type", "none",
 		"--profiling=false",
-	)
-	if err != nil {
-		k.stop()
+	}}
+	if err := k.apiserver.start(); err != nil {
+		k.Stop()
 		return nil, err
 	}
 	// The serving certificate exists only once the API server runs: wait
 	// without verifying it, then verify it from here on.
 	insecure, closeInsecure := newHTTPClient(&tls.Config{InsecureSkipVerify: true})
 	defer closeInsecure()
-	if err := waitReady(k.apiserver, kubeStartTimeout, func(ctx context.Context) error {
+	if err := k.apiserver.waitReady(kubeStartTimeout, func(ctx context.Context) error {
 		_, err := httpGet(ctx, insecure, k.URL+"/readyz", k.Token)
 		return err
 	}); err != nil {
-		k.stop()
-		return nil, k.apiserver.failure("kube-apiserver", err)
+		k.Stop()
+		return nil, err
 	}
 	if k.CA, err = os.ReadFile(filepath.Join(certDir, "apiserver.crt")); err != nil {
-		k.stop()
+		k.Stop()
 		return nil, fmt.Errorf("reading the API server's certificate: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(k.CA) {
-		k.stop()
+		k.Stop()
 		return nil, errors.New("the API server's certificate is not PEM")
 	}
 	k.client, k.closeClient = newHTTPClient(&tls.Config{RootCAs: pool})
 	// The system namespaces appear shortly after readiness.
-	if err := waitReady(k.apiserver, kubeStartTimeout, func(ctx context.Context) error {
+	if err := k.apiserver.waitReady(kubeStartTimeout, func(ctx context.Context) error {
 		_, err := k.Get(ctx, "/api/v1/namespaces/default")
 		return err
 	}); err != nil {
-		k.stop()
-		return nil, k.apiserver.failure("kube-apiserver", err)
+		k.Stop()
+		return nil, err
 	}
 	return k, nil
 }
 
 // Get returns the body of a 200 answer to GET path (e.g.
-// "/api/v1/namespaces/default/configmaps") from the API server.
+// "/api/v1/namespaces/default/configmaps") from the API server, as the
+// admin user.
 func (k *Kube) Get(ctx context.Context, path string) ([]byte, error) {
 	return httpGet(ctx, k.client, k.URL+path, k.Token)
 }
 
-func (k *Kube) stop() {
+// Stop kills both servers and removes the directories StartKube made.
+func (k *Kube) Stop() {
 	if k.closeClient != nil {
 		k.closeClient()
 	}
 	if k.apiserver != nil {
-		k.apiserver.stop()
+		k.apiserver.kill()
 	}
 	if k.etcd != nil {
-		k.etcd.stop()
+		k.etcd.Stop()
 	}
+	if k.kubeconfDir != "" {
+		_ = os.RemoveAll(k.kubeconfDir)
+	}
+	k.ws.remove()
 }
 
 // Logs returns the tails of both servers' logs.
 func (k *Kube) Logs() string {
-	return fmt.Sprintf("kube-apiserver:\n%s\netcd:\n%s", lastBytes(k.apiserver.log(), 4000), lastBytes(k.etcd.log(), 2000))
+	return fmt.Sprintf("kube-apiserver:\n%s\netcd:\n%s", lastBytes(k.apiserver.log(), logTail), lastBytes(k.etcd.proc.log(), logTail/2))
 }
 
 type kubeFiles struct{ saKey, tokens, token string }
@@ -243,15 +233,15 @@ func writeKubeFiles(dir string) (kubeFiles, error) {
 }
 
 // writeKubeconfig writes Kubeconfig with the CA and the token inline, in a
-// directory of its own that, like the file, belongs to the user the agents
-// run as (postgres when the tests run as root).
-func (k *Kube) writeKubeconfig(t testing.TB) {
-	t.Helper()
+// directory of its own under the system's temp directory that, like the
+// file, belongs to the postgres user when the tests run as root (the
+// server's directory stays root's).
+func (k *Kube) writeKubeconfig() error {
 	dir, err := os.MkdirTemp("", "custos-kubeconfig-")
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	k.kubeconfDir = dir
 	k.Kubeconfig = filepath.Join(dir, "kubeconfig")
 	data := fmt.Sprintf(`apiVersion: v1
 kind: Config
@@ -272,20 +262,22 @@ contexts:
 current-context: custos-test
 `, k.URL, base64.StdEncoding.EncodeToString(k.CA), k.Token)
 	if err := os.WriteFile(k.Kubeconfig, []byte(data), 0o600); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if os.Getuid() != 0 {
-		return
+		return nil
 	}
 	u, err := user.Lookup(PostgresUser)
 	if err != nil {
-		t.Fatalf("looking up the %s user: %v (install PostgreSQL: apt-get install postgresql-15)", PostgresUser, err)
+		// No agent can run as that user either: the file stays root's.
+		return nil
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	for _, p := range []string{dir, k.Kubeconfig} {
 		if err := os.Chown(p, uid, gid); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
+	return nil
 }

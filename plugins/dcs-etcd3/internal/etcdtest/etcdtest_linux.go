@@ -1,9 +1,0 @@
-package etcdtest
-
-import "syscall"
-
-// sysProcAttr kills etcd with the test process, even when the test binary
-// dies without running its clean-up.
-func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-}

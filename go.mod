@@ -1,6 +1,6 @@
 module github.com/custos-ha/custos
 
-go 1.26.0
+go 1.26.7
 
 require github.com/custos-ha/custos/core v0.0.0
 
@@ -43,7 +43,7 @@ require (
 	golang.org/x/time v0.9.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260803160001-6ac0973c030d // indirect
 	google.golang.org/grpc v1.83.2 // indirect
-	google.golang.org/protobuf v1.36.11 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 

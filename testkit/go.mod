@@ -1,3 +1,3 @@
 module github.com/custos-ha/custos/testkit
 
-go 1.26.0
+go 1.26.7

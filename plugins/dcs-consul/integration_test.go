@@ -5,16 +5,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,6 +25,7 @@ import (
 	"github.com/custos-ha/custos/plugin/sdk"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
 	"github.com/custos-ha/custos/plugin/sdk/dcs/dcstest"
+	"github.com/custos-ha/custos/plugin/sdk/sdktest"
 	"github.com/custos-ha/custos/plugins/dcs-consul/consul"
 	"github.com/custos-ha/custos/testkit/servers"
 )
@@ -37,7 +34,6 @@ import (
 var (
 	agent    *servers.Consul
 	startErr error
-	buildDir string
 )
 
 // minParallel is how many parallel tests run at once unless -parallel says
@@ -48,25 +44,12 @@ const minParallel = 64
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	explicit := false
-	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
-	if p := flag.Lookup("test.parallel"); !explicit && p != nil {
-		if n, err := strconv.Atoi(p.Value.String()); err == nil && n < minParallel {
-			_ = p.Value.Set(strconv.Itoa(minParallel))
-		}
-	}
+	sdktest.RaiseParallel(minParallel)
 	os.Exit(runTests(m))
 }
 
 func runTests(m *testing.M) int {
-	// The binary is built outside /dev/shm, which may be mounted noexec.
-	var err error
-	buildDir, err = os.MkdirTemp("", "custos-dcs-consul-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(buildDir)
+	defer plugin.Close()
 	// A missing Consul fails every test with the message (not a skip).
 	agent, startErr = servers.StartConsul(servers.ConsulConfig{})
 	code := m.Run()
@@ -106,23 +89,10 @@ func testLogger() hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: "consul", Level: hclog.Warn, Output: os.Stderr})
 }
 
-var buildPlugin = sync.OnceValues(func() (string, error) {
-	path := filepath.Join(buildDir, sdk.BinaryPrefix+"dcs-consul")
-	cmd := exec.Command("go", "build", "-o", path, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return path, nil
-})
+// plugin is this plugin's binary, built once.
+var plugin = sdktest.NewBuilder("dcs-consul")
 
-func pluginPath(t *testing.T) string {
-	t.Helper()
-	path, err := buildPlugin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
+func pluginPath(t *testing.T) string { return plugin.Path(t) }
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
@@ -151,19 +121,9 @@ func TestIdentity(t *testing.T) {
 	}
 }
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t *testing.T) context.Context { return sdktest.Context(t, 10*time.Second) }
 
-func uniqueNamespace(t *testing.T) string {
-	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	return "/test-" + hex.EncodeToString(b[:])
-}
+func uniqueNamespace(t *testing.T) string { return sdktest.Namespace(t) }
 
 // rawClient is a plain consul/api client, as patronictl or an operator
 // would use.

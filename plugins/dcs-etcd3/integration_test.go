@@ -5,14 +5,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -27,14 +23,14 @@ import (
 	"github.com/custos-ha/custos/plugin/sdk"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
 	"github.com/custos-ha/custos/plugin/sdk/dcs/dcstest"
+	"github.com/custos-ha/custos/plugin/sdk/sdktest"
 	"github.com/custos-ha/custos/plugins/dcs-etcd3/etcd3"
 	"github.com/custos-ha/custos/testkit/servers"
 )
 
 // Shared by every test of the package: one etcd, one plugin build.
 var (
-	etcd     *servers.Etcd
-	buildDir string
+	etcd *servers.Etcd
 )
 
 // minParallel is how many parallel tests run at once unless -parallel says
@@ -44,25 +40,13 @@ const minParallel = 6
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	explicit := false
-	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
-	if p := flag.Lookup("test.parallel"); !explicit && p != nil {
-		if n, err := strconv.Atoi(p.Value.String()); err == nil && n < minParallel {
-			_ = p.Value.Set(strconv.Itoa(minParallel))
-		}
-	}
+	sdktest.RaiseParallel(minParallel)
 	os.Exit(runTests(m))
 }
 
 func runTests(m *testing.M) int {
-	// The binary is built outside /dev/shm, which may be mounted noexec.
+	defer plugin.Close()
 	var err error
-	buildDir, err = os.MkdirTemp("", "custos-dcs-etcd3-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(buildDir)
 	etcd, err = servers.StartEtcd(servers.EtcdConfig{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -90,23 +74,10 @@ func testLogger() hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: "etcd3", Level: hclog.Warn, Output: os.Stderr})
 }
 
-var buildPlugin = sync.OnceValues(func() (string, error) {
-	path := filepath.Join(buildDir, sdk.BinaryPrefix+"dcs-etcd3")
-	cmd := exec.Command("go", "build", "-o", path, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return path, nil
-})
+// plugin is this plugin's binary, built once.
+var plugin = sdktest.NewBuilder("dcs-etcd3")
 
-func pluginPath(t *testing.T) string {
-	t.Helper()
-	path, err := buildPlugin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
+func pluginPath(t *testing.T) string { return plugin.Path(t) }
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
@@ -124,19 +95,9 @@ func TestIdentity(t *testing.T) {
 	}
 }
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t *testing.T) context.Context { return sdktest.Context(t, 10*time.Second) }
 
-func uniqueNamespace(t *testing.T) string {
-	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	return "/test-" + hex.EncodeToString(b[:])
-}
+func uniqueNamespace(t *testing.T) string { return sdktest.Namespace(t) }
 
 func rawClient(t *testing.T) *clientv3.Client {
 	t.Helper()

@@ -11,10 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +29,7 @@ import (
 	"github.com/custos-ha/custos/plugin/sdk"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
 	"github.com/custos-ha/custos/plugin/sdk/dcs/dcstest"
+	"github.com/custos-ha/custos/plugin/sdk/sdktest"
 	"github.com/custos-ha/custos/plugins/dcs-kubernetes/kube"
 	"github.com/custos-ha/custos/testkit/servers"
 )
@@ -40,7 +38,6 @@ import (
 var (
 	server    *servers.Kube
 	apiClient kubernetes.Interface
-	buildDir  string
 )
 
 // minParallel is how many parallel tests run at once unless -parallel says
@@ -50,25 +47,13 @@ const minParallel = 8
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	explicit := false
-	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
-	if p := flag.Lookup("test.parallel"); !explicit && p != nil {
-		if n, err := strconv.Atoi(p.Value.String()); err == nil && n < minParallel {
-			_ = p.Value.Set(strconv.Itoa(minParallel))
-		}
-	}
+	sdktest.RaiseParallel(minParallel)
 	os.Exit(runTests(m))
 }
 
 func runTests(m *testing.M) int {
+	defer plugin.Close()
 	var err error
-	// The binary is built outside /dev/shm, which may be mounted noexec.
-	buildDir, err = os.MkdirTemp("", "custos-dcs-kubernetes-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(buildDir)
 	start := time.Now()
 	server, err = servers.StartKube(servers.KubeConfig{})
 	if err != nil {
@@ -127,23 +112,10 @@ func testLogger() hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: "kubernetes", Level: hclog.Warn, Output: os.Stderr})
 }
 
-var buildPlugin = sync.OnceValues(func() (string, error) {
-	path := filepath.Join(buildDir, sdk.BinaryPrefix+"dcs-kubernetes")
-	cmd := exec.Command("go", "build", "-o", path, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return path, nil
-})
+// plugin is this plugin's binary, built once.
+var plugin = sdktest.NewBuilder("dcs-kubernetes")
 
-func pluginPath(t *testing.T) string {
-	t.Helper()
-	path, err := buildPlugin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
+func pluginPath(t *testing.T) string { return plugin.Path(t) }
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
@@ -174,11 +146,7 @@ func TestIdentity(t *testing.T) {
 	}
 }
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t *testing.T) context.Context { return sdktest.Context(t, 15*time.Second) }
 
 // uniqueScope returns a cluster name no other test uses.
 func uniqueScope(t *testing.T) string {

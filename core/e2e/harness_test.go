@@ -242,6 +242,11 @@ func startCluster(t *testing.T, opts clusterOpts) *testCluster {
 // for a member creates it.
 func (c *testCluster) editConfig(hm *tkcluster.Member, cfg *tkcluster.Config) {
 	m := c.memberFor(hm)
+	if m.dataDir != hm.DataDir {
+		// opts.edit put the data directory elsewhere.
+		hm.DataDir = m.dataDir
+		cfg.Set("postgresql", "data_dir", m.dataDir)
+	}
 	// A member's own endpoints of the shared etcd (a proxy in front of
 	// it); opts.dcs gives its own section.
 	if c.opts.dcs == nil && cfg.Has("dcs.etcd3", "hosts") {

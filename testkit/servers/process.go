@@ -318,7 +318,51 @@ func (p *process) signal(sig syscall.Signal, what string) error {
 	if err := cmd.Process.Signal(sig); err != nil {
 		return fmt.Errorf("%s %s: %w", what, p.name, err)
 	}
+	if sig == syscall.SIGSTOP {
+		// The signal is sent, not yet taken: a thread busy on another CPU
+		// stops a moment later. Frozen means every thread stopped.
+		return waitStopped(cmd.Process.Pid, 5*time.Second)
+	}
 	return nil
+}
+
+// waitStopped waits until every thread of pid is stopped (state T in
+// /proc), or fails after timeout.
+func waitStopped(pid int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if allStopped(pid) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("process %d not stopped %v after SIGSTOP", pid, timeout)
+		}
+		time.Sleep(5 * time.Millisecond) // the kernel stops the threads within milliseconds
+	}
+}
+
+// allStopped reports whether every thread of pid is in state T ("stopped");
+// true where /proc is not available to say otherwise.
+func allStopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return true
+	}
+	for _, task := range tasks {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			continue
+		}
+		// The state follows the parenthesized command name.
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 || i+2 >= len(stat) {
+			continue
+		}
+		if st := stat[i+2]; st != 'T' && st != 't' {
+			return false
+		}
+	}
+	return true
 }
 
 // log returns what the process wrote so far.

@@ -593,23 +593,36 @@ func TestWatchSeesForeignChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The watch diffs listings, so changes made between two of them fold
+	// into one (a key put and deleted in between is never seen): each write
+	// waits for its event before the next is made.
+	var want []dcs.Event
 	if ok, _, err := raw.KV().Acquire(&api.KVPair{Key: prefix + "leader", Value: []byte("pg9"), Session: session}, nil); err != nil || !ok {
 		t.Fatalf("acquire: %v %v", ok, err)
 	}
 	leader := rawKV(t, raw, prefix+"leader")
+	want = append(want, dcs.Event{Type: dcs.EventPut, Path: "leader", Version: strconv.FormatUint(leader.ModifyIndex, 10)})
+	waitEvents(t, r, want, 0)
 	if _, err := raw.KV().Put(&api.KVPair{Key: prefix + "members/pg9/deep", Value: []byte("x")}, nil); err != nil {
 		t.Fatal(err)
 	}
 	deep := rawKV(t, raw, prefix+"members/pg9/deep")
+	want = append(want, dcs.Event{Type: dcs.EventPut, Path: "members/pg9/deep", Version: strconv.FormatUint(deep.ModifyIndex, 10)})
+	waitEvents(t, r, want, 0)
 	if _, err := raw.Session().Destroy(session, nil); err != nil {
 		t.Fatal(err)
 	}
-	want := []dcs.Event{
-		{Type: dcs.EventPut, Path: "leader", Version: strconv.FormatUint(leader.ModifyIndex, 10)},
-		{Type: dcs.EventPut, Path: "members/pg9/deep", Version: strconv.FormatUint(deep.ModifyIndex, 10)},
-		{Type: dcs.EventDelete, Path: "leader"},
-	}
-	deadline = time.Now().Add(5 * time.Second)
+	want = append(want, dcs.Event{Type: dcs.EventDelete, Path: "leader"})
+	waitEvents(t, r, want, deep.ModifyIndex)
+}
+
+// waitEvents waits until the events r recorded, other than those for the
+// status key the test wrote first, are want. A delete's version is the
+// index its listing was read at: it must be past after, then it is left
+// out of the comparison.
+func waitEvents(t *testing.T, r *recorder, want []dcs.Event, after uint64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var got []dcs.Event
 		for _, e := range r.snapshot() {
@@ -617,9 +630,8 @@ func TestWatchSeesForeignChanges(t *testing.T) {
 				continue
 			}
 			if e.Type == dcs.EventDelete {
-				// The delete's version is the index the listing was read at.
-				if index(t, e.Version) <= deep.ModifyIndex {
-					t.Fatalf("delete event version %s not past the last write %d", e.Version, deep.ModifyIndex)
+				if index(t, e.Version) <= after {
+					t.Fatalf("delete event version %s not past the last write %d", e.Version, after)
 				}
 				e.Version = ""
 			}

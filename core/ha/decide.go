@@ -478,12 +478,13 @@ func (d *decider) healthiestAmong(peers []Peer, checkLag bool) (bool, string) {
 	if ok, why := d.quorumRace(peers); !ok {
 		return false, why
 	}
-	if d.syncActive() {
-		if !d.syncEligible(d.in.Name) {
-			return false, "I am not a synchronous standby"
-		}
-		peers = d.syncPeers(peers)
+	if d.syncActive() && !d.syncEligible(d.in.Name) {
+		return false, "I am not a synchronous standby"
 	}
+	// A peer that would not take the key itself (not in /sync, not in
+	// /failsafe, behind the cluster's timeline) does not hold me back:
+	// else each could wait for the other for good.
+	peers = d.takeOverPeers(peers)
 	mine := cfg.Tags.Priority()
 	for _, p := range peers {
 		if p.Name == d.in.Name || !p.Reachable || p.NoFailover {

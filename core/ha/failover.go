@@ -2,6 +2,7 @@ package ha
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/custos-ha/custos/core/cluster"
@@ -110,12 +111,10 @@ func (d *decider) manualFailover(f *cluster.Failover) bool {
 	if opt := d.c.Status.Optime; opt > 0 && opt < lsn {
 		lsn = opt
 	}
-	peers := d.in.Peers
-	if d.syncActive() {
-		// In synchronous mode only a member listed in /sync may take
-		// over: the others may lack committed transactions.
-		peers = d.syncPeers(peers)
-	}
+	// Only a member that would take the key counts (in synchronous mode
+	// only one listed in /sync: the others may lack committed
+	// transactions); else the leader would step down for nobody.
+	peers := d.takeOverPeers(d.in.Peers)
 	if ok, why := FailoverPossible(cfg, d.in.Name, lsn, peers, f.Candidate); !ok {
 		d.add(Action{Kind: ActClearFailover})
 		d.say("switchover impossible (%s): clearing /failover", why)
@@ -151,17 +150,61 @@ func (d *decider) manualFailoverNoLeader(f *cluster.Failover) (ok bool, why stri
 		return false, "paused: only the failover candidate may take over"
 	}
 	for _, p := range d.in.Peers {
-		if p.Name == f.Candidate && p.Healthy() {
+		// A candidate that may not be promoted (not in /sync, no quorum
+		// voter: /failover written past the API, or /sync changed since)
+		// is passed over as an unhealthy one is; waiting for it would
+		// leave the cluster without a leader for good.
+		if p.Name == f.Candidate && p.Healthy() && d.mayTakeOver(p) {
 			return false, fmt.Sprintf("%s is the failover candidate", f.Candidate)
 		}
 	}
 	if f.Leader == d.in.Name {
-		if possible, _ := FailoverPossible(cfg, d.in.Name, d.pg.LSN, d.peersExcept(f.Leader), ""); possible {
+		// Only a member that would take over counts: else the former
+		// leader, maybe the one left that may, would wait for the others
+		// while they wait for it.
+		others := d.takeOverPeers(d.peersExcept(f.Leader))
+		if possible, _ := FailoverPossible(cfg, d.in.Name, d.pg.LSN, others, ""); possible {
 			return false, "I was the leader being switched over, and another member can take over"
 		}
 		return true, ""
 	}
 	return d.healthiestAmong(d.peersExcept(f.Leader), false)
+}
+
+// mayTakeOver: nothing the member checks of itself before the leader
+// race (healthiestAmong) keeps it out: synchronous mode lets it be
+// promoted (it is in /sync, or a quorum voter that can win the quorum), failsafe mode lists it,
+// and it is not behind the cluster's timeline.
+func (d *decider) mayTakeOver(p Peer) bool {
+	cfg := d.in.Config
+	if d.syncActive() && !d.syncEligible(p.Name) || !d.isQuorumVoter(p.Name) {
+		return false
+	}
+	if s := d.c.Sync; d.in.Config.SyncMode == SyncQuorum && s != nil && s.Leader != "" && len(s.SyncStandby) > 0 &&
+		!strings.EqualFold(s.Leader, p.Name) && s.Quorum > len(s.SyncStandby)-1 {
+		// A voter needs q other voters' answers (quorumRace): with q at
+		// the number of voters (between two steps of a /sync change) only
+		// the /sync leader can win.
+		return false
+	}
+	if f := d.c.Failsafe; cfg.FailsafeMode && len(f) > 0 && f[p.Name] == "" {
+		return false
+	}
+	if tl := d.c.Timeline(); cfg.CheckTimeline && tl > 0 && p.Timeline < tl {
+		return false
+	}
+	return true
+}
+
+// takeOverPeers keeps the peers that may take over (mayTakeOver).
+func (d *decider) takeOverPeers(peers []Peer) []Peer {
+	out := make([]Peer, 0, len(peers))
+	for _, p := range peers {
+		if d.mayTakeOver(p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // peersExcept drops a member from the peers.

@@ -278,10 +278,14 @@ func (d *decider) quorumRace(peers []Peer) (bool, string) {
 
 // quorumVoter: in quorum mode with voters in /sync, only a voter (or the
 // former leader) may be promoted; true outside quorum mode.
-func (d *decider) quorumVoter() bool {
+func (d *decider) quorumVoter() bool { return d.isQuorumVoter(d.in.Name) }
+
+// isQuorumVoter: the member may be promoted in quorum mode (as
+// quorumVoter, for any member).
+func (d *decider) isQuorumVoter(name string) bool {
 	s := d.c.Sync
 	if d.in.Config.SyncMode != SyncQuorum || s == nil || s.Leader == "" || len(s.SyncStandby) == 0 {
 		return true
 	}
-	return s.Matches(d.in.Name) || strings.EqualFold(s.Leader, d.in.Name)
+	return s.Matches(name) || strings.EqualFold(s.Leader, name)
 }

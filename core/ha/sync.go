@@ -31,17 +31,6 @@ func (d *decider) syncEligible(name string) bool {
 	return s.Matches(name) || strings.EqualFold(s.Leader, name)
 }
 
-// syncPeers keeps the peers that /sync lists.
-func (d *decider) syncPeers(peers []Peer) []Peer {
-	out := make([]Peer, 0, len(peers))
-	for _, p := range peers {
-		if d.syncEligible(p.Name) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
 // prePromoteSync is the /sync write that must succeed before a promotion
 // in synchronous mode: me as the leader, with the old synchronous standbys
 // in strict mode, none otherwise. The compare-and-set keeps two members

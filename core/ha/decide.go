@@ -403,9 +403,18 @@ func (d *decider) race() {
 		d.say("no leader; I am nofailover and will not take part in the race")
 		return
 	}
+	if hb := d.in.FailsafeHeartbeat; cfg.FailsafeMode && !hb.IsZero() && d.in.Now.Sub(hb) < cfg.TTL {
+		// Keep streaming from the primary that is alive, even as the
+		// candidate of a failover: that primary does not step down.
+		d.say("no leader key, but the primary reached me in failsafe mode %s ago: not racing", d.in.Now.Sub(hb).Round(time.Millisecond))
+		return
+	}
 	f := d.c.Failover
 	manual := f != nil && !f.IsEmpty()
-	if manual && f.Candidate == d.in.Name && (!d.syncActive() || d.syncEligible(d.in.Name)) && d.quorumVoter() && d.watchdogBlocks() == "" {
+	// The candidate takes the key at once, if nothing it checks of itself
+	// in the race keeps it out: synchronous mode, failsafe mode (a primary
+	// kept by the /failsafe members may still run), the timeline.
+	if manual && f.Candidate == d.in.Name && d.mayTakeOver(Peer{Name: d.in.Name, Timeline: d.pg.Timeline}) && d.watchdogBlocks() == "" {
 		d.add(Action{Kind: ActAcquireLeader})
 		d.add(d.prePromoteSync()...)
 		d.add(d.arm()...)
@@ -415,11 +424,6 @@ func (d *decider) race() {
 	}
 	if cfg.Paused {
 		d.say("paused: no leader race")
-		return
-	}
-	if hb := d.in.FailsafeHeartbeat; cfg.FailsafeMode && !hb.IsZero() && d.in.Now.Sub(hb) < cfg.TTL {
-		// Keep streaming from the primary that is alive.
-		d.say("no leader key, but the primary reached me in failsafe mode %s ago: not racing", d.in.Now.Sub(hb).Round(time.Millisecond))
 		return
 	}
 	if !d.in.PeersFetched {

@@ -101,7 +101,7 @@ func CheckInvariants(in Input, d Decision) error {
 		}
 	}
 	if promotes > 0 && !held && in.Cluster != nil && in.Config.SyncMode == SyncQuorum {
-		if s := in.Cluster.Sync; s != nil && s.Leader != "" && len(s.SyncStandby) > 0 && !s.Matches(in.Name) && !strings.EqualFold(s.Leader, in.Name) {
+		if s := in.Cluster.Sync; s != nil && s.Leader != "" && !s.Matches(in.Name) && !strings.EqualFold(s.Leader, in.Name) {
 			fail("promote of %s, which is no quorum voter", in.Name)
 		}
 	}

@@ -248,11 +248,15 @@ func (d *decider) quorumRace(peers []Peer) (bool, string) {
 	if d.in.Config.SyncMode != SyncQuorum || s == nil || s.Leader == "" {
 		return true, ""
 	}
+	wasLeader := strings.EqualFold(s.Leader, d.in.Name)
 	if len(s.SyncStandby) == 0 {
-		// No voters: no synchronous guarantee is in force.
+		// No voters: the leader acknowledged commits on its own (no
+		// standby was there to wait for); only it has them all.
+		if !wasLeader {
+			return false, "/sync names no quorum voter: only its leader " + s.Leader + " has every acknowledged commit"
+		}
 		return true, ""
 	}
-	wasLeader := strings.EqualFold(s.Leader, d.in.Name)
 	if !s.Matches(d.in.Name) && !wasLeader {
 		return false, "I am not a quorum voter"
 	}
@@ -276,15 +280,15 @@ func (d *decider) quorumRace(peers []Peer) (bool, string) {
 	return true, ""
 }
 
-// quorumVoter: in quorum mode with voters in /sync, only a voter (or the
-// former leader) may be promoted; true outside quorum mode.
+// quorumVoter: in quorum mode, only a voter in /sync (or its leader, the
+// only one when it names none) may be promoted; true outside quorum mode.
 func (d *decider) quorumVoter() bool { return d.isQuorumVoter(d.in.Name) }
 
 // isQuorumVoter: the member may be promoted in quorum mode (as
 // quorumVoter, for any member).
 func (d *decider) isQuorumVoter(name string) bool {
 	s := d.c.Sync
-	if d.in.Config.SyncMode != SyncQuorum || s == nil || s.Leader == "" || len(s.SyncStandby) == 0 {
+	if d.in.Config.SyncMode != SyncQuorum || s == nil || s.Leader == "" {
 		return true
 	}
 	return s.Matches(name) || strings.EqualFold(s.Leader, name)

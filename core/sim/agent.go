@@ -261,7 +261,7 @@ func (a *agent) config() ha.Config {
 		CheckTimeline: true, Paused: a.dyn.Paused,
 		UsePgRewind: o.UsePgRewind, RemoveDataDirectoryOnRewindFailure: true,
 		RemoveDataDirectoryOnDivergedTimelines: true,
-		SyncMode: a.dyn.SyncMode, SyncStrict: a.dyn.SyncStrict, FailsafeMode: a.dyn.FailsafeMode,
+		SyncMode:                               a.dyn.SyncMode, SyncStrict: a.dyn.SyncStrict, FailsafeMode: a.dyn.FailsafeMode,
 		SyncNodeCount: 1, MaximumLagOnSyncNode: -1,
 	}
 }
@@ -659,6 +659,7 @@ func (a *agent) act(in ha.Input, act ha.Action, deadline time.Time) string {
 				return "sync changed", false
 			}
 			s.sync, s.syncVer = &value, s.next()
+			w.tracef("%s: /sync = %v quorum %d", me, value.SyncStandby, value.Quorum)
 			return "", false
 		})
 		return err
@@ -721,6 +722,7 @@ func (a *agent) act(in ha.Input, act ha.Action, deadline time.Time) string {
 		} else {
 			pg.syncNames = *act.Value
 		}
+		w.tracef("%s: synchronous_standby_names = %q", me, pg.syncNames)
 		w.settleCommits(a.n)
 		return ""
 	case ha.ActRemoveDataDir:
@@ -747,27 +749,27 @@ func (a *agent) act(in ha.Input, act ha.Action, deadline time.Time) string {
 }
 
 // stopPostgres stops PostgreSQL: it stops taking writes at once and is
-// down after the stop's duration; a clean stop lets the connected standbys
+// down after the stop's duration, whatever becomes of the agent (pg_ctl
+// signalled the postmaster); a clean stop lets the connected standbys
 // receive everything, the shutdown checkpoint included.
 func (a *agent) stopPostgres(mode string) string {
-	w, pg := a.w, a.n.pg
+	w, n, pg := a.w, a.n, a.n.pg
 	if !pg.running {
 		return ""
 	}
 	pg.stopping = true
-	w.dropCommits(a.n)
+	w.dropCommits(n)
 	d := w.duration(10*time.Millisecond, 100*time.Millisecond)
 	if mode != ha.StopImmediate {
 		d = w.duration(100*time.Millisecond, 2*time.Second)
 	}
-	until := w.now.Add(d)
-	a.block(until, func() bool { return false })
-	if !pg.running {
-		// Crashed meanwhile.
-		return ""
-	}
-	crashed := mode == ha.StopImmediate
-	w.stopPostgres(a.n, crashed)
+	w.after(d, func() {
+		if pg.running && pg.stopping {
+			w.stopPostgres(n, mode == ha.StopImmediate)
+		}
+		a.poke("stopped")
+	})
+	a.block(w.now.Add(d), func() bool { return !pg.running })
 	return ""
 }
 

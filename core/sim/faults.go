@@ -108,7 +108,10 @@ var faults = []fault{
 			return false
 		}
 		w.dcs.expire(w.now)
-		if w.dcs.leader == nil {
+		if w.dcs.leader == nil || w.paused() && !w.fresh(w.dcs.leader.expires) {
+			// Paused, a candidate takes a lapsed key without the old
+			// primary stepping down: the operator fails over only from
+			// a leader that renews its key (docs/reliability.md).
 			return false
 		}
 		f := &cluster.Failover{Leader: w.dcs.leader.name}
@@ -150,6 +153,11 @@ func (w *World) dcsUp() {
 	}
 }
 
+// fresh: a key that expires then was written in the last loop_wait.
+func (w *World) fresh(expires time.Time) bool {
+	return w.now.Sub(expires.Add(-w.opt.TTL)) <= w.opt.LoopWait+time.Second
+}
+
 func (w *World) paused() bool { return w.dcs.config != nil && w.dcs.config.Paused }
 
 // resume is the operator resuming the cluster once the DCS answers and
@@ -164,9 +172,13 @@ func (w *World) resume() {
 		if n.agent == nil || n.agent.frozen || w.cutDCS[n.name] || w.slow[n.name] > 0 {
 			ready = false
 		}
-		if n.pg.writable(w.now) && (w.dcs.leader == nil || w.dcs.leader.name != n.name) {
+		if n.pg.writable(w.now) && (w.dcs.leader == nil || w.dcs.leader.name != n.name || !w.fresh(w.dcs.leader.expires)) {
 			// custosctl list shows a running primary that does not hold
-			// the leader key: resuming would let another take it.
+			// the leader key, or did not renew it lately: resuming would
+			// let another take it.
+			ready = false
+		}
+		if m := w.dcs.members[n.name]; m == nil || !w.fresh(m.expires) {
 			ready = false
 		}
 	}

@@ -2,9 +2,9 @@ package sim
 
 import (
 	"regexp"
-	"time"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/custos-ha/custos/core/ha"
 )

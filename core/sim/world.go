@@ -358,6 +358,10 @@ func (w *World) observe(n *node) ha.Postgres {
 // peerAnswer is a member's GET /patroni, as the leader race reads it.
 func (w *World) peerAnswer(n *node) ha.Peer {
 	o := w.observe(n)
+	if !o.Running || !o.Ready {
+		// GET /patroni without WAL positions counts as unreachable.
+		return ha.Peer{Name: n.name}
+	}
 	return ha.Peer{
 		Name: n.name, Reachable: true, Primary: o.Primary(), Running: o.Running && o.Ready,
 		LSN: o.LSN, Timeline: o.Timeline,

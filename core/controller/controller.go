@@ -319,6 +319,7 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 	obs := c.local.Observe(ctx)
 	in := c.input(start, clu, readErr, obs, shuttingDown, req)
 	c.gatherFor(ctx, lctx, &in, obs)
+	c.rereadAfterSlowGather(lctx, &in)
 
 	dec := c.decide(in)
 	c.take(in, &dec)
@@ -469,6 +470,29 @@ func (c *Controller) gatherFor(ctx, lctx context.Context, in *ha.Input, obs Obse
 		in.FailsafeAcks, in.FailsafeChecked = c.askFailsafe(ctx, obs), true
 		in.Now = c.now()
 	}
+}
+
+// staleRead is how old the DCS read may be when the decision is made
+// after gathering the peers' answers (a peer that does not answer holds
+// the gathering up to peerTimeout).
+const staleRead = time.Second
+
+// rereadAfterSlowGather reads the DCS again when gathering the peers took
+// long: the leader race must not be decided on a view from before it (a
+// new /history, a leader that came and went), since acquiring the key only
+// checks that nobody holds it. A read that fails then is decided on as
+// the DCS being down.
+func (c *Controller) rereadAfterSlowGather(lctx context.Context, in *ha.Input) {
+	if !in.PeersFetched || in.Cluster == nil || c.now().Sub(in.Now) <= staleRead {
+		return
+	}
+	now := c.now()
+	clu, err := c.readDCS(lctx, now)
+	in.Cluster, in.DCSLastSeen, in.LeaderExpiry, in.LastFailsafe = clu, c.dcsLastSeen, c.leaseExpiry, c.lastFailsafe
+	if err != nil {
+		in.DCSError = err.Error()
+	}
+	in.Now = c.now()
 }
 
 // watchdogState is the watchdog as the decision sees it (mode off without

@@ -349,6 +349,13 @@ func (d *decider) leader() {
 	}
 	d.add(d.arm()...)
 	d.mem.Demoted = false
+	// /history first, before a switchover can hand the key on: a member
+	// that took over from an older timeline would otherwise promote onto
+	// the timeline number this one already used, and the two would
+	// diverge under one number (check_timeline stops that race).
+	if d.pg.Timeline > 1 && d.c.Timeline() != d.pg.Timeline || d.pg.Timeline > 0 && d.c.IsMalformed(cluster.KeyHistory) {
+		d.add(Action{Kind: ActWriteHistory})
+	}
 	if f := d.c.Failover; (f != nil && !f.IsEmpty()) || d.mem.HandOffFailed != "" {
 		if f == nil {
 			f = &cluster.Failover{}
@@ -362,9 +369,6 @@ func (d *decider) leader() {
 	}
 	if d.c.Config == nil {
 		d.add(Action{Kind: ActWriteConfig})
-	}
-	if d.pg.Timeline > 1 && d.c.Timeline() != d.pg.Timeline || d.pg.Timeline > 0 && d.c.IsMalformed(cluster.KeyHistory) {
-		d.add(Action{Kind: ActWriteHistory})
 	}
 	if !d.in.Config.Paused {
 		d.add(Action{Kind: ActSyncSlots, Slots: d.leaderSlots()})
@@ -468,15 +472,13 @@ func (d *decider) healthiestAmong(peers []Peer, checkLag bool) (bool, string) {
 	if opt := d.optime(); checkLag && opt > 0 && opt-d.pg.LSN > cfg.MaximumLagOnFailover {
 		return false, fmt.Sprintf("my lag %d bytes is above maximum_lag_on_failover %d", opt-d.pg.LSN, cfg.MaximumLagOnFailover)
 	}
-	if cfg.CheckTimeline {
-		if tl := d.c.Timeline(); tl > 0 && d.pg.Timeline < tl {
-			return false, fmt.Sprintf("my timeline %d is behind the cluster's %d", d.pg.Timeline, tl)
-		}
+	if d.behindTimeline(d.pg.Timeline) {
+		return false, fmt.Sprintf("my timeline %d is behind the cluster's %d", d.pg.Timeline, d.c.Timeline())
 	}
 	if why := d.watchdogBlocks(); why != "" {
 		return false, why
 	}
-	if f := d.c.Failsafe; cfg.FailsafeMode && len(f) > 0 && f[d.in.Name] == "" {
+	if d.failsafeExcludes(d.in.Name) {
 		return false, "failsafe mode is on and /failsafe does not list me"
 	}
 	if ok, why := d.quorumRace(peers); !ok {

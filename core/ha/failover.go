@@ -144,6 +144,10 @@ func (d *decider) manualFailoverNoLeader(f *cluster.Failover) (ok bool, why stri
 		return false, "I am not a synchronous standby"
 	case !d.quorumVoter():
 		return false, "I am not a quorum voter"
+	case d.failsafeExcludes(d.in.Name):
+		return false, "failsafe mode is on and /failsafe does not list me"
+	case d.behindTimeline(d.pg.Timeline):
+		return false, fmt.Sprintf("my timeline %d is behind the cluster's %d", d.pg.Timeline, d.c.Timeline())
 	case f.Candidate == d.in.Name:
 		return true, ""
 	case cfg.Paused:
@@ -176,7 +180,6 @@ func (d *decider) manualFailoverNoLeader(f *cluster.Failover) (ok bool, why stri
 // promoted (it is in /sync, or a quorum voter that can win the quorum), failsafe mode lists it,
 // and it is not behind the cluster's timeline.
 func (d *decider) mayTakeOver(p Peer) bool {
-	cfg := d.in.Config
 	if d.syncActive() && !d.syncEligible(p.Name) || !d.isQuorumVoter(p.Name) {
 		return false
 	}
@@ -187,13 +190,21 @@ func (d *decider) mayTakeOver(p Peer) bool {
 		// the /sync leader can win.
 		return false
 	}
-	if f := d.c.Failsafe; cfg.FailsafeMode && len(f) > 0 && f[p.Name] == "" {
-		return false
-	}
-	if tl := d.c.Timeline(); cfg.CheckTimeline && tl > 0 && p.Timeline < tl {
-		return false
-	}
-	return true
+	return !d.failsafeExcludes(p.Name) && !d.behindTimeline(p.Timeline)
+}
+
+// failsafeExcludes: failsafe mode is on and /failsafe, naming members,
+// does not name this one (the primary it keeps did not ask it).
+func (d *decider) failsafeExcludes(name string) bool {
+	f := d.c.Failsafe
+	return d.in.Config.FailsafeMode && len(f) > 0 && f[name] == ""
+}
+
+// behindTimeline: check_timeline is on and tl is older than the cluster's
+// (/history).
+func (d *decider) behindTimeline(tl int) bool {
+	cur := d.c.Timeline()
+	return d.in.Config.CheckTimeline && cur > 0 && tl < cur
 }
 
 // takeOverPeers keeps the peers that may take over (mayTakeOver).

@@ -16,6 +16,7 @@ const (
 	peerTimeout     = 2 * time.Second
 	failsafeTimeout = 2 * time.Second
 	leaseRecheck    = 10 * time.Millisecond
+	staleRead       = time.Second
 )
 
 // killed unwinds an agent's coroutine when its process dies.
@@ -274,14 +275,7 @@ func (a *agent) cycle(trigger string) time.Duration {
 	w := a.w
 	start := w.now
 	deadline := a.leaseDeadline()
-	clu, readErr := a.read(deadline)
-	if readErr == "" {
-		a.dcsLastSeen = start
-		a.lastFailsafe = clu.Failsafe
-		if clu.LeaderName() != a.n.name {
-			a.leaseExpiry = time.Time{}
-		}
-	}
+	clu, readErr := a.readCluster(deadline)
 	in := ha.Input{
 		Now: w.now, Name: a.n.name, Config: a.config(),
 		Cluster: clu, DCSLastSeen: a.dcsLastSeen, LeaderExpiry: a.leaseExpiry,
@@ -303,6 +297,15 @@ func (a *agent) cycle(trigger string) time.Duration {
 	}
 	if want.Failsafe || a.gather.Failsafe {
 		in.FailsafeAcks, in.FailsafeChecked = a.askFailsafe(), true
+		in.Now = w.now
+	}
+	if in.PeersFetched && in.Cluster != nil && w.now.Sub(in.Now) > staleRead {
+		// The controller's rereadAfterSlowGather.
+		clu, err := a.readCluster(a.leaseDeadline())
+		in.Cluster, in.DCSLastSeen, in.LeaderExpiry, in.LastFailsafe = clu, a.dcsLastSeen, a.leaseExpiry, a.lastFailsafe
+		if err != "" {
+			in.DCSError = err
+		}
 		in.Now = w.now
 	}
 	in.Postgres = a.observe()
@@ -368,6 +371,20 @@ func (a *agent) busyNow() *ha.Busy {
 // observe is what the controller's observation of PostgreSQL finds.
 func (a *agent) observe() ha.Postgres {
 	return a.w.observe(a.n)
+}
+
+// readCluster is the controller's readDCS: a read and what it takes in.
+func (a *agent) readCluster(deadline time.Time) (*cluster.Cluster, string) {
+	start := a.w.now
+	clu, err := a.read(deadline)
+	if err == "" {
+		a.dcsLastSeen = start
+		a.lastFailsafe = clu.Failsafe
+		if clu.LeaderName() != a.n.name {
+			a.leaseExpiry = time.Time{}
+		}
+	}
+	return clu, err
 }
 
 // read reads the cluster from the DCS.
@@ -635,6 +652,7 @@ func (a *agent) act(in ha.Input, act ha.Action, deadline time.Time) string {
 		err, _ := a.call(deadline, func(s *store) (string, bool) {
 			s.history, s.hasHistory = h, true
 			s.next()
+			w.tracef("%s: /history = %v", me, h)
 			return "", false
 		})
 		return err

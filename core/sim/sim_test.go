@@ -3,6 +3,8 @@ package sim
 import (
 	"flag"
 	"os"
+	"path/filepath"
+	"strings"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -15,7 +17,40 @@ var (
 	simPer   = flag.Int("sim.per", 20_000, "steps of one seed's run")
 	simSeed  = flag.Uint64("sim.seed", 0, "run this seed alone and print its whole trace")
 	simFirst = flag.Uint64("sim.first", 1, "the first seed of the run")
+	simFile  = flag.String("sim.file", "", "run this scenario file alone and print its whole trace")
 )
+
+// TestScenarioFiles runs the scenario files under testdata: schedules that
+// once broke an invariant, shrunk, kept so that they never do again.
+func TestScenarioFiles(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *simFile != "" {
+		files = []string{*simFile}
+	}
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
+			text, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, err := ParseScenario(string(text))
+			if err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+			if *simFile != "" {
+				o.Trace = os.Stdout
+			}
+			w := Replay(o, o.Schedule)
+			if err := w.Err(); err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+			t.Logf("%s: %d steps, converged after %v", file, w.Steps(), w.convergence)
+		})
+	}
+}
 
 // TestSimulation runs seeded simulations of whole clusters under faults
 // (see the package comment) and fails with the seed and trace of the first
@@ -51,7 +86,8 @@ func TestSimulation(t *testing.T) {
 				if seed >= last {
 					return
 				}
-				w := New(RandomOptions(seed, *simPer))
+				o := RandomOptions(seed, *simPer)
+				w := New(o)
 				err := w.Run()
 				steps.Add(int64(w.Steps()))
 				decisions.Add(int64(w.Decisions()))
@@ -60,6 +96,10 @@ func TestSimulation(t *testing.T) {
 					failed = append(failed, err.Error())
 					mu.Unlock()
 					t.Errorf("seed %d: %v\nreplay: go test ./sim -run 'TestSimulation$' -sim.seed=%d", seed, err, seed)
+					if schedule, sw := Shrink(o, w.Injected(), 3); sw != nil {
+						t.Errorf("seed %d shrunk to %d of %d injections; as a scenario file (keep it under core/sim/testdata):\n%s\n%v",
+							seed, len(schedule), len(w.Injected()), FormatScenario(o, schedule), sw.Err())
+					}
 				}
 			}
 		}()

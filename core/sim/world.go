@@ -29,6 +29,10 @@ type Options struct {
 	// (a frozen or killed agent) are injected only then.
 	Watchdog bool
 
+	// Schedule, when set, is the fault schedule to run (a scenario file's);
+	// else one is drawn from the seed.
+	Schedule []Injection
+
 	// Trace, when set, receives every line of the trace as it happens.
 	Trace io.Writer
 }
@@ -165,12 +169,19 @@ type World struct {
 	pending []commit
 	acked   []commit
 
-	// Faults: the last ones healed at calm.
-	calm     time.Time
-	faulting bool
+	// The fault schedule: plan draws it; injected is what was applied;
+	// calm is when the last storm ended, convergence how long each took
+	// to settle.
+	plan        *rand.Rand
+	start       time.Time
+	injected    []Injection
+	calm        time.Time
+	convergence []time.Duration
 
 	trace []string
 	err   error
+	// over: a scenario's schedule ran out and the cluster had its time.
+	over bool
 }
 
 // New makes a world of opt.Members members with empty data directories.
@@ -178,6 +189,7 @@ func New(opt Options) *World {
 	w := &World{
 		opt:    opt,
 		rng:    rand.New(rand.NewPCG(opt.Seed, 1)),
+		plan:   rand.New(rand.NewPCG(opt.Seed, 2)),
 		now:    time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 		dcs:    newStore(),
 		cutDCS: map[string]bool{},
@@ -192,25 +204,39 @@ func New(opt Options) *World {
 	}
 	w.after(time.Second, w.replicate)
 	w.after(time.Second, w.write)
-	w.calm = w.now
+	w.calm, w.start = w.now, w.now
 	return w
 }
 
-// Run runs the simulation for opt.Steps events, or until an invariant
-// breaks; it returns the broken invariant with the trace that led there.
-func (w *World) Run() error {
-	w.after(w.duration(20*time.Second, time.Minute), w.chaos)
-	for w.steps < w.opt.Steps && w.err == nil && w.q.Len() > 0 {
+// Run runs the simulation for opt.Steps events (a scenario: until its
+// schedule ran out and the cluster had its time to settle), or until an
+// invariant breaks; it returns the broken invariant with the trace that
+// led there.
+func (w *World) Run() error { return w.report(w.run()) }
+
+func (w *World) run() error {
+	if w.opt.Schedule != nil {
+		w.schedule(w.opt.Schedule)
+		last := w.opt.Schedule[len(w.opt.Schedule)-1].At
+		w.at(w.start.Add(last+w.convergeBound()+10*time.Second), func() { w.over = true })
+	} else {
+		w.schedule(w.storm(dur(w.plan, 20*time.Second, time.Minute)))
+	}
+	for w.steps < w.opt.Steps && w.err == nil && !w.over && w.q.Len() > 0 {
 		e := heap.Pop(&w.q).(*event)
 		w.now = e.at
 		e.fn()
 		w.steps++
 		w.check()
 	}
-	if w.err != nil {
-		return fmt.Errorf("%w\n%s\nlast trace lines:\n%s", w.err, w.opt, strings.Join(w.trace, "\n"))
+	return w.err
+}
+
+func (w *World) report(err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("%w\n%s\nlast trace lines:\n%s", err, w.opt, strings.Join(w.trace, "\n"))
 }
 
 // Steps is how many events ran; Decisions how many times ha.Decide ran.

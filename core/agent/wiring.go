@@ -177,11 +177,12 @@ func (p peers) Status(ctx context.Context, m cluster.Member) (ha.Peer, error) {
 		// As Patroni (_MemberStatus.from_api_response): a status without
 		// WAL positions (PostgreSQL down or not answering) counts as an
 		// unreachable node, not as a primary by its last known role.
-		return ha.Peer{Name: m.Name}, fmt.Errorf("member %s reports no WAL position (state %q)", m.Name, st.State)
+		return ha.Peer{Name: m.Name, Answered: true}, fmt.Errorf("member %s reports no WAL position (state %q)", m.Name, st.State)
 	}
 	peer := ha.Peer{
 		Name:           m.Name,
 		Reachable:      true,
+		Answered:       true,
 		Primary:        st.IsPrimary(),
 		Running:        st.IsRunning(),
 		LSN:            st.WALPosition(),

@@ -625,7 +625,7 @@ func (c *Controller) fetchPeers(ctx context.Context, clu *cluster.Cluster) []ha.
 			p, err := c.peers.Status(ctx, m)
 			if err != nil {
 				c.logger.Debug("peer unreachable", "member", m.Name, "error", err)
-				p = ha.Peer{Name: m.Name}
+				p = ha.Peer{Name: m.Name, Answered: p.Answered}
 			}
 			p.Name = m.Name
 			mu.Lock()

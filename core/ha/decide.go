@@ -419,6 +419,19 @@ func (d *decider) race() {
 	// in the race keeps it out: synchronous mode, failsafe mode (a primary
 	// kept by the /failsafe members may still run), the timeline.
 	if manual && f.Candidate == d.in.Name && d.mayTakeOver(Peer{Name: d.in.Name, Timeline: d.pg.Timeline}) && d.watchdogBlocks() == "" {
+		if cfg.Paused {
+			// Paused, nothing stops the former leader's primary: the key
+			// is taken only once it is known not to run one.
+			if !d.in.PeersFetched {
+				d.gather.Peers, d.waiting = true, true
+				d.say("paused failover to me: asking the peers whether a primary still runs")
+				return
+			}
+			if who := d.primaryMayRun(f.Leader); who != "" {
+				d.say("paused failover to me, but %s may still run as a primary: not taking the key", who)
+				return
+			}
+		}
 		d.add(Action{Kind: ActAcquireLeader})
 		d.add(d.prePromoteSync()...)
 		d.add(d.arm()...)
@@ -506,6 +519,24 @@ func (d *decider) healthiestAmong(peers []Peer, checkLag bool) (bool, string) {
 		}
 	}
 	return true, ""
+}
+
+// primaryMayRun names a member that may run a primary by the peers'
+// answers: one that says so, or the former leader when it did not answer.
+func (d *decider) primaryMayRun(former string) string {
+	answered := false
+	for _, p := range d.in.Peers {
+		if p.Reachable && p.Primary {
+			return p.Name
+		}
+		if p.Name == former && (p.Reachable || p.Answered) {
+			answered = true
+		}
+	}
+	if former != "" && former != d.in.Name && !answered {
+		return former
+	}
+	return ""
 }
 
 // follow runs the cycle of a member whose PostgreSQL is up while another

@@ -15,7 +15,9 @@ func Gathering(in Input) Gather {
 	if c := in.Cluster; c != nil && !in.ShuttingDown {
 		switch {
 		case c.Leader == nil:
-			g.Peers = in.Config.Tags.CanFailover() && !in.Config.Paused
+			// Paused, only the candidate of a failover races, once it
+			// knows the former leader no longer runs a primary.
+			g.Peers = in.Config.Tags.CanFailover() && (!in.Config.Paused || c.Failover != nil && c.Failover.Candidate == in.Name)
 		case c.LeaderName() == in.Name:
 			g.Peers = c.Failover != nil && !c.Failover.IsEmpty()
 		}

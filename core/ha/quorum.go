@@ -15,8 +15,9 @@ import (
 // in synchronous_standby_names = ANY numsync (S) flushed it. /sync names the
 // voters V and quorum q: a member may take over only if it is a voter (or
 // the /sync leader) and q other voters answer the leader race with none
-// ahead of it. No acknowledged commit is lost while every numsync-subset of
-// S meets every (q+1)-subset of V. custos keeps V ⊇ S, so that holds while
+// ahead of it; with no voter, only the /sync leader may. No acknowledged
+// commit is lost while every numsync-subset of S meets every (q+1)-subset
+// of V. custos keeps V ⊇ S (or V empty), so that holds while
 //
 //	|V| <= q + numsync
 //
@@ -117,19 +118,26 @@ func (d *decider) quorumReplication() {
 		d.note = fmt.Sprintf("synchronous_standby_names = %s: %s", value, why)
 	}
 
+	lost := len(syncSet) > 0 && len(intersect(syncSet, active)) == 0
 	switch {
+	case lost && !cfg.SyncStrict:
+		// Nobody synchronous remains: /sync first names no voter (only
+		// its leader may then be promoted), then PostgreSQL stops
+		// waiting and acknowledges commits on its own.
+		if len(voters) > 0 {
+			writeSync(nil, 0, "no synchronous standby remains: only the leader may be promoted")
+		} else {
+			setNames(0, nil, "no synchronous standby remains")
+		}
 	case len(minus(syncSet, voters)) > 0:
 		add := minus(syncSet, voters)
 		writeSync(union(voters, add), q+len(add), "synchronous standbys become voters")
-	case len(minus(syncSet, active)) > 0 && !(cfg.SyncStrict && len(active) == 0):
+	case len(minus(syncSet, active)) > 0 && !lost:
+		// (Strict, the last synchronous standbys stay in
+		// synchronous_standby_names until new ones joined: commits wait.)
 		keep := intersect(syncSet, active)
 		num := min(n, len(keep))
 		switch need := max(q, len(voters)-num); {
-		case len(keep) == 0:
-			// Nobody synchronous remains: PostgreSQL stops waiting first,
-			// then /sync lets go of the voters (an empty /sync puts no
-			// condition on the leader race).
-			setNames(0, nil, "no synchronous standby remains")
 		case need > q:
 			writeSync(voters, need, "raising the quorum before a standby leaves")
 		default:

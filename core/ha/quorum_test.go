@@ -11,10 +11,11 @@ import (
 
 // quorumSafe is the invariant quorum commit keeps: voters contain the
 // synchronous set, and |V| <= q + numsync (every numsync-subset of S meets
-// every (q+1)-subset of V). With nobody synchronous, nobody may claim a
+// every (q+1)-subset of V); or there is no voter at all, and only the
+// leader may be promoted. With nobody synchronous, nobody may claim a
 // quorum either.
 func quorumSafe(voters []string, q int, n int, sync []string) error {
-	if len(minus(sync, voters)) > 0 {
+	if len(voters) > 0 && len(minus(sync, voters)) > 0 {
 		return fmt.Errorf("synchronous %v not all voters %v", sync, voters)
 	}
 	if len(sync) > 0 && len(voters) > q+n {

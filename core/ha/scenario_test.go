@@ -41,7 +41,7 @@ import (
 //	             shutting_down
 //	set        like world, but only changes the lines given
 //	decide     runs Decide; the input block may give this cycle's extras:
-//	             peer: NAME reachable primary lsn=N timeline=N priority=N nofailover
+//	             peer: NAME reachable|answered primary lsn=N timeline=N priority=N nofailover
 //	             outcome: KIND [err=...]
 //	             postmaster_exited
 //	           The returned Memory is kept for the next decide, as the
@@ -321,7 +321,7 @@ func (w *world) input(t *testing.T, extra string) Input {
 			name, kv := fields(t, rest)
 			in.PeersFetched = true
 			in.Peers = append(in.Peers, Peer{
-				Name: name, Reachable: has(kv, "reachable"), Primary: has(kv, "primary"), Running: !has(kv, "stopped"),
+				Name: name, Reachable: has(kv, "reachable"), Answered: has(kv, "reachable") || has(kv, "answered"), Primary: has(kv, "primary"), Running: !has(kv, "stopped"),
 				LSN: num(t, kv, "lsn"), Timeline: int(num(t, kv, "timeline")), NoFailover: has(kv, "nofailover"), FailoverPriority: int(num(t, kv, "priority")),
 			})
 		case "peers":

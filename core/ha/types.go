@@ -151,8 +151,11 @@ func (p Postgres) Primary() bool { return p.Running && p.Ready && !p.InRecovery 
 // Peer is another member's answer to GET /patroni, gathered by the
 // controller when Decide asks for it.
 type Peer struct {
-	Name      string
+	Name string
+	// Reachable: it answered with its WAL positions. Answered: its agent
+	// answered at all (PostgreSQL may be down: no positions).
 	Reachable bool
+	Answered  bool
 	// Primary: it says it runs a primary (role primary/master or a WAL
 	// location without received/replayed positions).
 	Primary          bool

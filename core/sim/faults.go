@@ -120,10 +120,7 @@ var faults = []fault{
 			return false
 		}
 		w.dcs.expire(w.now)
-		if w.dcs.leader == nil || w.paused() && !w.fresh(w.dcs.leader.expires) {
-			// Paused, a candidate takes a lapsed key without the old
-			// primary stepping down: the operator fails over only from
-			// a leader that renews its key (docs/simulation.md).
+		if w.dcs.leader == nil {
 			return false
 		}
 		f := &cluster.Failover{Leader: w.dcs.leader.name}

@@ -386,10 +386,10 @@ func (w *World) peerAnswer(n *node) ha.Peer {
 	o := w.observe(n)
 	if !o.Running || !o.Ready {
 		// GET /patroni without WAL positions counts as unreachable.
-		return ha.Peer{Name: n.name}
+		return ha.Peer{Name: n.name, Answered: true}
 	}
 	return ha.Peer{
-		Name: n.name, Reachable: true, Primary: o.Primary(), Running: o.Running && o.Ready,
+		Name: n.name, Reachable: true, Answered: true, Primary: o.Primary(), Running: o.Running && o.Ready,
 		LSN: o.LSN, Timeline: o.Timeline,
 	}
 }

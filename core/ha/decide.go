@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/custos-ha/custos/core/cluster"
@@ -726,6 +727,17 @@ func (d *decider) recover() {
 		d.say("waiting for leader %s to run as primary before checking whether I diverged from it", leader)
 		return
 	}
+	if d.divergedOnSameTimeline() {
+		// pg_rewind finds nothing to do between servers on one timeline;
+		// only a new copy of the leader's data can follow it.
+		if cfg.RemoveDataDirectoryOnDivergedTimelines {
+			d.add(Action{Kind: ActRemoveDataDir})
+			d.say("I ran as a primary on timeline %d, which leader %s promoted onto too: the data diverged; removing the data directory to clone it again", d.pg.ControlTimeline, leader)
+		} else {
+			d.say("I ran as a primary on timeline %d, which leader %s promoted onto too: the data diverged and remove_data_directory_on_diverged_timelines is off: staying down", d.pg.ControlTimeline, leader)
+		}
+		return
+	}
 	need, known := d.needsRewind()
 	if d.mem.Rewound {
 		need, known = false, true
@@ -758,6 +770,17 @@ func (d *decider) recover() {
 			d.say("starting as a secondary following %s", upstream)
 		}
 	}
+}
+
+// divergedOnSameTimeline: this stopped member ran as a primary on the
+// timeline another member now leads on. A promotion always starts a new
+// timeline, so the leader promoted onto the same number without this
+// member's history (it crashed before publishing /history): the two
+// wrote different WAL under one timeline.
+func (d *decider) divergedOnSameTimeline() bool {
+	tl := d.pg.ControlTimeline
+	return d.wasPrimary() && !d.mem.Rewound && tl > 0 && d.leaderRunsAsPrimary() &&
+		!strings.EqualFold(d.c.LeaderName(), d.in.Name) && d.leaderTimeline() == tl
 }
 
 // leaderRunsAsPrimary: the leader's member key shows a running primary,

@@ -245,6 +245,15 @@ func (c *Controller) deleteSync(ctx context.Context, s step) error {
 // keeps its last written value the same way).
 func (c *Controller) setFailsafe(ctx context.Context, s step) error {
 	if err := c.store.SetFailsafe(ctx, s.a.Failsafe); err != nil {
+		// The write may have landed (a timeout): a member it named
+		// counts on being asked before this primary is kept, so ask the
+		// members of both.
+		merged := maps.Clone(c.lastFailsafe)
+		if merged == nil {
+			merged = cluster.Failsafe{}
+		}
+		maps.Copy(merged, s.a.Failsafe)
+		c.lastFailsafe = merged
 		return err
 	}
 	c.lastFailsafe = maps.Clone(s.a.Failsafe)

@@ -83,6 +83,13 @@ func CheckInvariants(in Input, d Decision) error {
 			if in.Postgres.Running && !stops {
 				fail("action %d: remove_data_dir while postgres runs", i)
 			}
+		case ActDisarmWatchdog:
+			// A leader whose PostgreSQL may run (or be about to run) as a
+			// primary keeps it armed unless it stops or lets go.
+			busy := in.Busy != nil && (in.Busy.Kind == ActStart || in.Busy.Kind == ActPromote || in.Busy.Kind == ActRestart)
+			if held && wd.Available && !in.Config.Paused && !stops && !releases(d.Actions) && (in.Postgres.MayBePrimary() || busy) {
+				fail("action %d: disarm_watchdog while the leader's postgres may run as a primary", i)
+			}
 		case ActReleaseLeader:
 			// Another member may take the key at once. (An empty or
 			// unusable data directory under a running postmaster is a

@@ -79,9 +79,13 @@ func (d *decider) keepsPrimary() bool {
 	}
 	if b := d.in.Busy; b != nil {
 		switch b.Kind {
-		case ActPromote, ActRestart, ActBootstrap:
+		case ActPromote, ActRestart, ActBootstrap, ActStart:
+			// Becoming (or staying) the leader's primary: a start in
+			// progress under the key is one as primary, or one a
+			// promotion follows.
 			return true
 		}
 	}
-	return d.pg.Primary()
+	// A server that does not answer (starting, hung) may be the primary.
+	return d.pg.MayBePrimary()
 }

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"iter"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -704,6 +705,17 @@ func (a *agent) act(in ha.Input, act ha.Action, deadline time.Time) string {
 			s.next()
 			return "", false
 		})
+		// The controller's setFailsafe: what was written, or (the write
+		// may have landed) the members of both.
+		merged := maps.Clone(v)
+		if err != "" {
+			merged = maps.Clone(a.lastFailsafe)
+			if merged == nil {
+				merged = cluster.Failsafe{}
+			}
+			maps.Copy(merged, v)
+		}
+		a.lastFailsafe = merged
 		return err
 	case ha.ActTouchMember:
 		m := a.member()

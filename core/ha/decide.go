@@ -420,18 +420,26 @@ func (d *decider) race() {
 	// in the race keeps it out: synchronous mode, failsafe mode (a primary
 	// kept by the /failsafe members may still run), the timeline.
 	if manual && f.Candidate == d.in.Name && d.mayTakeOver(Peer{Name: d.in.Name, Timeline: d.pg.Timeline}) && d.watchdogBlocks() == "" {
+		// Paused, nothing stops the former leader's primary: the key is
+		// taken only once it is known not to run one. In quorum mode a
+		// voter may lack commits the others acknowledged: the candidate
+		// wins the quorum race like anyone.
+		quorum := cfg.SyncMode == SyncQuorum && d.c.Sync != nil && d.c.Sync.Leader != ""
+		if (cfg.Paused || quorum) && !d.in.PeersFetched {
+			d.gather.Peers, d.waiting = true, true
+			d.say("failover to me: asking the peers first")
+			return
+		}
 		if cfg.Paused {
-			// Paused, nothing stops the former leader's primary: the key
-			// is taken only once it is known not to run one.
-			if !d.in.PeersFetched {
-				d.gather.Peers, d.waiting = true, true
-				d.say("paused failover to me: asking the peers whether a primary still runs")
-				return
-			}
 			if who := d.primaryMayRun(f.Leader); who != "" {
 				d.say("paused failover to me, but %s may still run as a primary: not taking the key", who)
 				return
 			}
+		}
+		if ok, why := d.quorumRace(d.in.Peers); !ok {
+			d.follow()
+			d.say("failover to me, but %s", why)
+			return
 		}
 		d.add(Action{Kind: ActAcquireLeader})
 		d.add(d.prePromoteSync()...)

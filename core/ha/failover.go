@@ -149,7 +149,7 @@ func (d *decider) manualFailoverNoLeader(f *cluster.Failover) (ok bool, why stri
 	case d.behindTimeline(d.pg.Timeline):
 		return false, fmt.Sprintf("my timeline %d is behind the cluster's %d", d.pg.Timeline, d.c.Timeline())
 	case f.Candidate == d.in.Name:
-		return true, ""
+		return d.quorumRace(d.in.Peers)
 	case cfg.Paused:
 		return false, "paused: only the failover candidate may take over"
 	}
@@ -158,7 +158,10 @@ func (d *decider) manualFailoverNoLeader(f *cluster.Failover) (ok bool, why stri
 		// voter: /failover written past the API, or /sync changed since)
 		// is passed over as an unhealthy one is; waiting for it would
 		// leave the cluster without a leader for good.
-		if p.Name == f.Candidate && p.Healthy() && d.mayTakeOver(p) {
+		// (A quorum voter ahead of the candidate does not wait for it:
+		// the candidate would not win the quorum race.)
+		ahead := cfg.SyncMode == SyncQuorum && d.quorumVoter() && d.pg.LSN > p.LSN
+		if p.Name == f.Candidate && p.Healthy() && d.mayTakeOver(p) && !ahead {
 			return false, fmt.Sprintf("%s is the failover candidate", f.Candidate)
 		}
 	}

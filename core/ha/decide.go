@@ -557,6 +557,18 @@ func (d *decider) follow() {
 		d.say("paused: continuing to run as primary without the lock")
 		return
 	}
+	if leader != "" && !d.in.Config.Paused && d.pg.InRecovery && d.divergedOnSameTimeline() {
+		// Started read-only before the leader was known (the DCS was
+		// down): it runs as a replica, and still cannot follow.
+		d.add(Action{Kind: ActStop, Mode: StopFast})
+		if d.in.Config.RemoveDataDirectoryOnDivergedTimelines {
+			d.add(Action{Kind: ActRemoveDataDir})
+			d.say("I ran as a primary on timeline %d, which leader %s promoted onto too: the data diverged; removing the data directory to clone it again", d.mem.PrimaryTimeline, leader)
+		} else {
+			d.say("I ran as a primary on timeline %d, which leader %s promoted onto too: the data diverged and remove_data_directory_on_diverged_timelines is off: stopping", d.mem.PrimaryTimeline, leader)
+		}
+		return
+	}
 	if leader != "" && !d.in.Config.Paused && d.divergedWhileRunning() {
 		d.add(Action{Kind: ActStop, Mode: StopFast})
 		d.say("my WAL went past where leader %s branched off: stopping for pg_rewind", leader)
@@ -786,8 +798,11 @@ func (d *decider) recover() {
 // member's history (it crashed before publishing /history): the two
 // wrote different WAL under one timeline.
 func (d *decider) divergedOnSameTimeline() bool {
-	tl := d.pg.ControlTimeline
-	return d.wasPrimary() && !d.mem.Rewound && tl > 0 && d.leaderRunsAsPrimary() &&
+	tl := d.mem.PrimaryTimeline
+	if !d.pg.Running && d.wasPrimary() {
+		tl = d.pg.ControlTimeline
+	}
+	return !d.mem.Rewound && tl > 0 && d.leaderRunsAsPrimary() &&
 		!strings.EqualFold(d.c.LeaderName(), d.in.Name) && d.leaderTimeline() == tl
 }
 

@@ -51,6 +51,19 @@ func (d *decider) settle() {
 		d.mem.FailsafeKept = timeZero
 	}
 	d.mem.Role = RoleName(d.pg, d.mem)
+	switch {
+	case d.pg.DataDir != DataDirInitialized || d.pg.BackupLabel:
+		d.mem.PrimaryTimeline = 0
+	case d.pg.Primary():
+		d.mem.PrimaryTimeline = d.pg.Timeline
+	case !d.pg.Running && d.wasPrimary():
+		d.mem.PrimaryTimeline = d.pg.ControlTimeline
+	}
+	for _, a := range d.actions {
+		if a.Kind == ActRemoveDataDir || a.Kind == ActReinitialize || a.Kind == ActRewind {
+			d.mem.PrimaryTimeline = 0
+		}
+	}
 }
 
 // status is the /status a leader publishes with its renewal: a running

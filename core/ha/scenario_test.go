@@ -114,6 +114,13 @@ func (w *world) apply(t *testing.T, input string) {
 			w.lines["member"] = append(w.lines["member"], strings.TrimSpace(rest))
 		case "memory":
 			w.mem = parseMemory(t, strings.TrimSpace(rest))
+		case "name":
+			if old := w.one("name"); old != "" && old != strings.TrimSpace(rest) {
+				// Another member decides: its own memory, not the last
+				// one's (a memory line after this one sets it).
+				w.mem = Memory{}
+			}
+			w.lines[kind] = []string{strings.TrimSpace(rest)}
 		default:
 			w.lines[kind] = []string{strings.TrimSpace(rest)}
 		}
@@ -530,6 +537,9 @@ func parseMemory(t *testing.T, s string) Memory {
 	}
 	if has(kv, "bootstrap_failed") {
 		m.BootstrapFailed = "an earlier failure"
+	}
+	if has(kv, "primary_timeline") {
+		m.PrimaryTimeline = int(num(t, kv, "primary_timeline"))
 	}
 	m.Crashed, m.StartFailed = has(kv, "crashed"), has(kv, "start_failed")
 	if has(kv, "failsafe_kept") {

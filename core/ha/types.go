@@ -224,6 +224,11 @@ type Memory struct {
 	// members' acknowledgement with the DCS down (failsafe mode); zero
 	// once the DCS answers.
 	FailsafeKept time.Time
+	// PrimaryTimeline is the timeline this member's data last ran as a
+	// primary on (0: not since its data directory was last replaced, or
+	// unknown). A leader on that same timeline promoted onto it without
+	// this member's WAL: the two diverged under one number.
+	PrimaryTimeline int
 	// BootstrapFailed is the error of a bootstrap of this process that
 	// failed. Such a member does not race for /initialize again: the
 	// same failure (initdb missing, a bad option) would repeat at once,

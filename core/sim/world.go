@@ -589,7 +589,8 @@ func (w *World) converged() (bool, string) {
 			return false, n.name + " is busy or its agent is not running"
 		}
 		if !n.pg.running || !n.pg.inRecovery || !n.pg.streaming {
-			return false, n.name + " does not stream"
+			return false, fmt.Sprintf("%s does not stream (running %v, upstream %q, timeline %d at %d, its WAL a prefix of the leader's: %v; leader on timeline %d at %d)",
+				n.name, n.pg.running, n.pg.upstream, n.pg.hist.timeline(), n.pg.hist.lsn(), n.pg.hist.prefixOf(leader.pg.hist), leader.pg.hist.timeline(), leader.pg.hist.lsn())
 		}
 		if n.pg.sysID != leader.pg.sysID {
 			return false, n.name + " belongs to another cluster"

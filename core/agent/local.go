@@ -95,6 +95,9 @@ func (l *local) Observe(ctx context.Context) controller.Observation {
 			o.HA.CheckpointLSN = int64(cd.CheckpointLSN)
 			o.HA.MinRecoveryEnd = int64(cd.MinRecoveryLSN)
 			o.HA.ControlTimeline = max(cd.Timeline, cd.MinRecoveryTimeline)
+			if !running {
+				o.HA.History = l.localHistory(o.HA.ControlTimeline)
+			}
 		}
 		o.HA.BackupLabel = l.pg.HasBackupLabel()
 	}
@@ -129,6 +132,8 @@ func (l *local) Observe(ctx context.Context) controller.Observation {
 			o.HA.Streaming = true
 			o.ReplicationState = "streaming"
 			o.LatestEndLSN = int64(w.LatestEndLSN)
+		} else {
+			o.HA.History = l.localHistory(obs.Timeline)
 		}
 	} else {
 		o.HA.LSN = int64(obs.WALLSN)
@@ -364,6 +369,21 @@ func (l *local) SyncSlots(ctx context.Context, plan cluster.SlotPlan) error {
 		l.logger.Warn("copying logical replication slots from the primary", "error", err)
 	}
 	return nil
+}
+
+// localHistory is the local history of timeline for the decision; nil
+// when it cannot be read (the decision then goes by timeline numbers).
+func (l *local) localHistory(timeline int) []ha.TimelineSwitch {
+	entries, err := l.pg.LocalHistory(timeline)
+	if err != nil {
+		l.logger.Debug("reading the local timeline history", "timeline", timeline, "error", err)
+		return nil
+	}
+	out := make([]ha.TimelineSwitch, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, ha.TimelineSwitch{Timeline: e.Timeline, LSN: int64(e.SwitchPoint)})
+	}
+	return out
 }
 
 // History implements controller.Local.

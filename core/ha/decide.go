@@ -638,12 +638,28 @@ func (d *decider) divergedWhileRunning() bool {
 	if !d.pg.InRecovery || d.pg.Streaming {
 		return false
 	}
+	if d.historyDiverges() {
+		return true
+	}
 	leaderTL := d.leaderTimeline()
 	if leaderTL <= d.pg.Timeline || d.pg.Timeline == 0 {
 		return false
 	}
 	switchLSN, ok := d.switchPoint(d.pg.Timeline)
 	return ok && d.pg.LSN > switchLSN
+}
+
+// historyDiverges: the local timeline history and the cluster's
+// (/history) disagree on where a timeline both know was left: this server
+// branched off elsewhere than the leader's line did (two promotions from
+// one timeline), whatever the timeline numbers say.
+func (d *decider) historyDiverges() bool {
+	for _, l := range d.pg.History {
+		if sp, ok := d.switchPoint(l.Timeline); ok && sp != l.LSN {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *decider) leaderTimeline() int {
@@ -821,6 +837,9 @@ func (d *decider) needsRewind() (need, known bool) {
 	theirs := d.leaderTimeline()
 	if mine != 0 && d.historyUnknown() {
 		return false, false
+	}
+	if d.historyDiverges() {
+		return true, true
 	}
 	if mine == 0 || theirs == 0 {
 		return false, true

@@ -31,7 +31,7 @@ import (
 //	                              sync, history, status, failsafe, members/NAME), read
 //	                              through cluster.FromDCS over what the lines above say;
 //	                              VALUE is the rest of the line, or a Go-quoted string
-//	             pg: datadir=empty|initialized|broken sysid=X running ready recovery timeline=N lsn=N
+//	             pg: datadir=empty|initialized|broken sysid=X running ready recovery timeline=N lsn=N history=TL:LSN,...
 //	                 upstream=X streaming control="shut down" checkpoint=N minrecovery=N controltl=N
 //	             busy: KIND since=N
 //	             lease: expiry=N renew_failed="why" key_lost   (this member's leader key by its own count)
@@ -288,6 +288,13 @@ func (w *world) input(t *testing.T, extra string) Input {
 		PendingRestart:   has(pg, "pending_restart"),
 		BackupLabel:      has(pg, "backup_label"),
 		SyncStandbyNames: pg["ssn"],
+	}
+	for _, part := range strings.Split(pg["history"], ",") {
+		if tl, lsn, ok := strings.Cut(part, ":"); ok {
+			tln, _ := strconv.Atoi(tl)
+			lsnn, _ := strconv.ParseInt(lsn, 10, 64)
+			in.Postgres.History = append(in.Postgres.History, TimelineSwitch{Timeline: tln, LSN: lsnn})
+		}
 	}
 	for _, line := range w.lines["repl"] {
 		name, kv := fields(t, line)

@@ -143,6 +143,17 @@ type Postgres struct {
 	// Slots are the positions of the replication slots: restart_lsn of a
 	// physical slot, confirmed_flush_lsn of a logical one.
 	Slots map[string]int64
+	// History is the local timeline history (where this server left each
+	// earlier timeline), read while it is stopped or does not stream; nil
+	// when not read.
+	History []TimelineSwitch
+}
+
+// TimelineSwitch is one line of a timeline history: the server left
+// Timeline at LSN.
+type TimelineSwitch struct {
+	Timeline int
+	LSN      int64
 }
 
 // Primary reports whether PostgreSQL runs as a primary.

@@ -350,6 +350,9 @@ func (w *World) observe(n *node) ha.Postgres {
 	o.ControlTimeline = pg.hist.timeline()
 	o.BackupLabel = pg.backupLabel
 	o.Running = pg.running
+	for _, sp := range pg.hist.switchPoints() {
+		o.History = append(o.History, ha.TimelineSwitch{Timeline: sp.timeline, LSN: sp.lsn})
+	}
 	if !pg.running || !pg.ready(w.now) || pg.stopping {
 		return o
 	}
@@ -590,7 +593,8 @@ func (w *World) converged() (bool, string) {
 		}
 		if !n.pg.running || !n.pg.inRecovery || !n.pg.streaming {
 			return false, fmt.Sprintf("%s does not stream (running %v, upstream %q, timeline %d at %d, its WAL a prefix of the leader's: %v; leader on timeline %d at %d)",
-				n.name, n.pg.running, n.pg.upstream, n.pg.hist.timeline(), n.pg.hist.lsn(), n.pg.hist.prefixOf(leader.pg.hist), leader.pg.hist.timeline(), leader.pg.hist.lsn())
+				n.name, n.pg.running, n.pg.upstream, n.pg.hist.timeline(), n.pg.hist.lsn(), n.pg.hist.prefixOf(leader.pg.hist), leader.pg.hist.timeline(), leader.pg.hist.lsn()) +
+				fmt.Sprintf("; WAL (branch timeline start end): %v, the leader's: %v", n.pg.hist, leader.pg.hist)
 		}
 		if n.pg.sysID != leader.pg.sysID {
 			return false, n.name + " belongs to another cluster"

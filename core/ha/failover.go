@@ -187,11 +187,22 @@ func (d *decider) mayTakeOver(p Peer) bool {
 		return false
 	}
 	if s := d.c.Sync; d.in.Config.SyncMode == SyncQuorum && s != nil && s.Leader != "" && len(s.SyncStandby) > 0 &&
-		!strings.EqualFold(s.Leader, p.Name) && s.Quorum > len(s.SyncStandby)-1 {
-		// A voter needs q other voters' answers (quorumRace): with q at
-		// the number of voters (between two steps of a /sync change) only
-		// the /sync leader can win.
-		return false
+		!strings.EqualFold(s.Leader, p.Name) {
+		// A voter needs q other voters' answers (quorumRace): with fewer
+		// of them answering (or q at the number of voters, between two
+		// steps of a /sync change) only the /sync leader can win.
+		answering := 0
+		for _, o := range d.in.Peers {
+			if o.Reachable && s.Matches(o.Name) && !strings.EqualFold(o.Name, p.Name) {
+				answering++
+			}
+		}
+		if s.Matches(d.in.Name) && !strings.EqualFold(d.in.Name, p.Name) && d.pg.Running && d.pg.Ready {
+			answering++ // this member answers too
+		}
+		if s.Quorum > len(s.SyncStandby)-1 || answering < s.Quorum {
+			return false
+		}
 	}
 	return !d.failsafeExcludes(p.Name) && !d.behindTimeline(p.Timeline)
 }

@@ -181,16 +181,8 @@ func (m *member) dcsPluginPID(t testing.TB, dead map[int]bool) int {
 		if !m.running() || agent == 0 {
 			t.Fatalf("%s: the agent is not running", m.name)
 		}
-		for _, p := range tkcluster.Children(agent) {
-			if dead[p] {
-				continue
-			}
-			cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/cmdline")
-			if err != nil {
-				continue
-			}
-			argv0, _, _ := bytes.Cut(cmdline, []byte{0})
-			if filepath.Base(string(argv0)) == dcsPluginBinary {
+		for _, p := range dcsPlugins(agent) {
+			if !dead[p] && tkcluster.ProcessAlive(p) {
 				pid = p
 				return nil
 			}
@@ -199,6 +191,108 @@ func (m *member) dcsPluginPID(t testing.TB, dead map[int]bool) int {
 	})
 
 	return pid
+}
+
+// dcsPlugins are the pids of the DCS plugin processes among agent's
+// children, read from each of its threads' children lists: quick enough
+// to look every few milliseconds.
+func dcsPlugins(agent int) []int {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", agent))
+	var out []int
+	for _, f := range tasks {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, field := range strings.Fields(string(data)) {
+			p, err := strconv.Atoi(field)
+			if err != nil {
+				continue
+			}
+			cmdline, err := os.ReadFile("/proc/" + field + "/cmdline")
+			if err != nil {
+				continue
+			}
+			if argv0, _, _ := bytes.Cut(cmdline, []byte{0}); filepath.Base(string(argv0)) == dcsPluginBinary {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// TestPluginStaysDown: fail closed. The primary's DCS plugin is killed, and
+// so is every process started to replace it, the moment it appears, as a
+// plugin that crashes at start would be. The primary must stop taking
+// writes more than etcd's lease sweep before its leader key is deleted, a
+// replica takes over, and no two members take writes at once. With the
+// plugin back, the old primary rejoins as a replica.
+func TestPluginStaysDown(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOpts{timings: shortTimings, pgParameters: fencingParameters})
+	old := c.waitFormed(t)
+	in := c.instrument(t, old, coarsePace)
+
+	agent := old.h.PID()
+	stopKiller := make(chan struct{})
+	killerDone := make(chan int)
+	go func() {
+		kills := 0
+		// Every few milliseconds: a plugin process needs longer than
+		// that to start serving.
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			for _, p := range dcsPlugins(agent) {
+				if syscall.Kill(p, syscall.SIGKILL) == nil {
+					kills++
+				}
+			}
+			select {
+			case <-stopKiller:
+				killerDone <- kills
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	killed := 0
+	stop := func() {
+		if stopKiller != nil {
+			close(stopKiller)
+			killed = <-killerDone
+			stopKiller = nil
+		}
+	}
+	t.Cleanup(stop)
+	down := time.Now()
+	// Measured at the end, also when a wait below fails.
+	defer func() {
+		stop()
+		in.stop()
+		l := measure(c, old, down, in, nil)
+		l.log(t, fmt.Sprintf("DCS plugin kept down (%d processes killed)", killed))
+		l.assertFenced(t, false)
+	}()
+	next := c.waitWritableLeader(t, old)
+	waitWrites(t, in.w, in.s, next, 20)
+	poll.Eventually(t, failoverTimeout, old.name+" to stop taking writes", func() error {
+		if ok, err := old.writableWithin(probeTimeout); err == nil && ok {
+			return fmt.Errorf("%s takes writes", old.name)
+		}
+		return nil
+	})
+
+	stop()
+	if healed := c.waitHealthy(t, formTimeout); healed == old {
+		t.Errorf("%s leads again once its plugin is back", old.name)
+	}
+	if st := mustStatus(t, old); st.Role != "replica" {
+		t.Errorf("%s: role %q once its plugin is back, want replica", old.name, st.Role)
+	}
+	for _, m := range c.m {
+		m.assertNoCrash(t)
+	}
 }
 
 // pluginRestarts counts the agent's "plugin restarted" log lines and

@@ -121,9 +121,10 @@ type Host struct {
 	dir       string
 	checksums map[string][]byte
 
-	// restartMin and restartMax are the restart backoff of supervised
-	// plugins (restartBackoffMin, restartBackoffMax); tests shorten them.
-	restartMin, restartMax time.Duration
+	// restartMin, restartMax and restartStable are the restart policy of
+	// supervised plugins (restartBackoffMin, restartBackoffMax,
+	// restartStableUptime); tests change them.
+	restartMin, restartMax, restartStable time.Duration
 
 	mu          sync.Mutex
 	shutdown    bool
@@ -147,13 +148,14 @@ func NewHost(opts Options) (*Host, error) {
 		logger = hclog.NewNullLogger()
 	}
 	return &Host{
-		logger:      logger,
-		dir:         dir,
-		checksums:   sums,
-		restartMin:  restartBackoffMin,
-		restartMax:  restartBackoffMax,
-		plugins:     map[*Plugin]struct{}{},
-		supervisors: map[*SupervisedDCS]struct{}{},
+		logger:        logger,
+		dir:           dir,
+		checksums:     sums,
+		restartMin:    restartBackoffMin,
+		restartMax:    restartBackoffMax,
+		restartStable: restartStableUptime,
+		plugins:       map[*Plugin]struct{}{},
+		supervisors:   map[*SupervisedDCS]struct{}{},
 	}, nil
 }
 

@@ -16,20 +16,37 @@ import (
 )
 
 const (
-	// restartBackoffMin is the wait before the first restart of a plugin
-	// that died: a crash is usually a one-off and the DCS counts as
-	// unreachable until the plugin is back, so come back almost at once.
+	// restartStableUptime is how long a process must have run to count as
+	// one that ran fine: when it dies, the next one is started at once,
+	// without backoff. The DCS counts as unreachable while the plugin is
+	// down, and a leader that cannot reach it for retry_timeout stops its
+	// primary, so a plugin that crashed after serving (a bug hit by one
+	// call, the OOM killer, an operator's kill) comes back as fast as a
+	// process starts, however often that happened before. A plugin that
+	// keeps dying after running this long is restarted at most this often.
+	restartStableUptime = time.Second
+	// restartBackoffMin is the wait before restarting a process that died
+	// younger than restartStableUptime, or after a start that failed: such
+	// a plugin may fail again at once, and must not spin.
 	restartBackoffMin = 100 * time.Millisecond
-	// restartBackoffMax caps the wait, doubled after every failed attempt:
-	// a plugin in a crash loop costs little CPU and log, and once it is
-	// fixed (or its DCS is back) it returns within 5 s, well inside
-	// Patroni's default retry_timeout (10 s) and ttl (30 s).
-	restartBackoffMax = 5 * time.Second
-	// restartBackoffReset: a process that stayed up this long counts as
-	// recovered, so its next crash starts again from restartBackoffMin. One
-	// that dies sooner keeps the grown wait, so a plugin that starts and
-	// crashes right after cannot spin.
-	restartBackoffReset = 30 * time.Second
+	// restartBackoffMax caps that wait, doubled after every failure in a
+	// row. It is well under the shortest stop margin of a leader (2 s, or
+	// a quarter of the ttl) and a quarter of a retry_timeout of 4 s, so a
+	// plugin that failed a few times and is then fixed (or whose DCS is
+	// back) is serving again before the leader must give up; a crash loop
+	// still costs at most one process start per second.
+	restartBackoffMax = time.Second
+	// restartWaitMax bounds how long a call waits for a restarted process
+	// when its context has no earlier deadline (a watch, a caller without
+	// one): the caller then gets ErrUnavailable and decides itself.
+	restartWaitMax = 10 * time.Second
+	// exitGrace is how long a call that failed as "unavailable" or
+	// "cancelled" waits for go-plugin to see the process exit before
+	// taking the failure as the DCS's own: the broken connection is
+	// noticed a moment before the process is reaped.
+	exitGrace = 100 * time.Millisecond
+	// exitGracePoll is how often the process is looked at meanwhile.
+	exitGracePoll = 5 * time.Millisecond
 	// exitPollInterval is how often the supervisor asks go-plugin whether
 	// the process has exited. A call that fails with ErrUnavailable wakes
 	// the supervisor at once (the host's DCS watch, broken by the crash,
@@ -54,15 +71,21 @@ const (
 
 // SupervisedDCS is a dcs.Backend on top of a DCS plugin process that
 // survives the process's death. When the process has exited, the
-// supervisor starts the binary again with capped exponential backoff,
-// checks that its identity is still the same DCS plugin, replays the last
-// successful Configure and SetTTL, and only then serves calls with it
-// again.
+// supervisor starts the binary again (at once when it had run fine, else
+// after a capped exponential backoff, see restartPolicy), checks that its
+// identity is still the same DCS plugin, replays the last successful
+// Configure and SetTTL, and only then serves calls with it again.
 //
-// While the plugin is down, every call returns at once with an error
-// wrapping dcs.ErrUnavailable, as a DCS that cannot be reached would; the
-// agent's DCS layer retries within retry_timeout. A call in flight when the
-// process dies fails the same way.
+// A call made while the plugin is down waits for the new process, within
+// its context's deadline (at most restartWaitMax), and then runs on it. A
+// call in flight when the process dies runs again on the new one when it is
+// idempotent (a read, a renewal, a write of a whole value); a create-only
+// write or a compare-and-set is not repeated, since the first one may have
+// been applied, and fails. A call that gets no process in time fails with
+// an error wrapping dcs.ErrUnavailable, as for a DCS that cannot be
+// reached: the HA loop's DCS-loss rules take over, so a plugin that stays
+// down still ends in failsafe mode or a demotion before the leader key
+// runs out.
 type SupervisedDCS struct {
 	host   *Host
 	bin    Binary
@@ -76,11 +99,15 @@ type SupervisedDCS struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	mu       sync.Mutex
-	cur      *dcsInstance // nil while restarting
+	mu  sync.Mutex
+	cur *dcsInstance // nil while restarting
+	// changed is closed (and replaced) when cur is set or the backend is
+	// closed: calls waiting for a process wake on it.
+	changed  chan struct{}
 	identity sdk.Identity
 	closed   bool
-	attempt  int // restart attempts since the last process that stayed up
+	policy   restartPolicy
+	attempt  int // restart attempts in the current outage, 0 while serving
 	restarts int // successful restarts
 	// configure and ttl are the last successful Configure and SetTTL;
 	// replaySeq counts their changes, so that a restart that raced with
@@ -121,7 +148,9 @@ func (h *Host) SuperviseDCS(p *Plugin) (*SupervisedDCS, error) {
 		done:     make(chan struct{}),
 		wake:     make(chan struct{}, 1),
 		cur:      &dcsInstance{plugin: p, backend: b},
+		changed:  make(chan struct{}),
 		identity: p.Identity,
+		policy:   restartPolicy{min: h.restartMin, max: h.restartMax, stable: h.restartStable},
 	}
 	h.mu.Lock()
 	if h.shutdown {
@@ -184,11 +213,10 @@ func (s *SupervisedDCS) supervise(ctx context.Context) {
 // restart replaces an exited process, retrying with backoff until a new one
 // serves or ctx ends.
 func (s *SupervisedDCS) restart(ctx context.Context, old *dcsInstance) {
+	uptime := time.Since(old.plugin.started)
 	s.mu.Lock()
 	s.cur = nil
-	if time.Since(old.plugin.started) >= restartBackoffReset {
-		s.attempt = 0
-	}
+	wait := s.policy.exited(uptime)
 	s.mu.Unlock()
 	down := time.Now()
 	old.plugin.Kill() // reaps go-plugin's goroutines of the dead process
@@ -197,19 +225,25 @@ func (s *SupervisedDCS) restart(ctx context.Context, old *dcsInstance) {
 	if old.killed.Load() {
 		reason = "plugin killed after missing its deadlines"
 	}
-	for {
+	for attempt := 1; ; attempt++ {
 		s.mu.Lock()
-		s.attempt++
-		attempt := s.attempt
+		s.attempt = attempt
 		s.mu.Unlock()
-		wait := s.backoff(attempt)
-		s.logger.Warn("restarting plugin", "reason", reason, "attempt", attempt, "backoff", wait.String())
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		line := []any{"reason", reason, "attempt", attempt, "backoff", wait.String()}
+		if attempt == 1 {
+			line = append(line, "uptime", uptime.Round(time.Millisecond).String())
+		}
+		s.logger.Warn("restarting plugin", line...)
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		} else if ctx.Err() != nil {
 			return
-		case <-t.C:
 		}
 		inst, err := s.start(ctx)
 		if err == nil {
@@ -221,16 +255,41 @@ func (s *SupervisedDCS) restart(ctx context.Context, old *dcsInstance) {
 			return
 		}
 		reason = err.Error()
+		s.mu.Lock()
+		wait = s.policy.failed()
+		s.mu.Unlock()
 	}
 }
 
-// backoff returns the wait before restart attempt n (1-based).
-func (s *SupervisedDCS) backoff(n int) time.Duration {
-	d := s.host.restartMin
-	for i := 1; i < n && d < s.host.restartMax; i++ {
+// restartPolicy decides how long to wait before starting a plugin process
+// again: not at all after a process that ran fine (restartStableUptime),
+// else min, doubled for every failure in a row (a process that died young,
+// a start that failed), up to max.
+type restartPolicy struct {
+	min, max, stable time.Duration
+	// failures counts the failures since the last process that ran fine.
+	failures int
+}
+
+// exited takes in the death of a process that ran for uptime and returns
+// the wait before starting the next one.
+func (p *restartPolicy) exited(uptime time.Duration) time.Duration {
+	if uptime >= p.stable {
+		p.failures = 0
+		return 0
+	}
+	return p.failed()
+}
+
+// failed takes in a failure (a process that died young, a start that
+// failed) and returns the wait before the next start.
+func (p *restartPolicy) failed() time.Duration {
+	p.failures++
+	d := p.min
+	for i := 1; i < p.failures && d < p.max; i++ {
 		d *= 2
 	}
-	return min(d, s.host.restartMax)
+	return min(d, p.max)
 }
 
 // start launches a new process, checks its identity, replays the
@@ -265,6 +324,8 @@ func (s *SupervisedDCS) start(ctx context.Context) (*dcsInstance, error) {
 			s.cur = inst
 			s.identity = p.Identity
 			s.restarts++
+			s.attempt = 0
+			s.broadcast()
 			s.mu.Unlock()
 			return inst, nil
 		}
@@ -298,59 +359,122 @@ func (s *SupervisedDCS) nudge() {
 	}
 }
 
-// instance returns the serving process, or an ErrUnavailable error while
-// there is none.
-func (s *SupervisedDCS) instance() (*dcsInstance, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.closed:
-		return nil, fmt.Errorf("dcs plugin %s is closed: %w", s.bin.Name, dcs.ErrUnavailable)
-	case s.cur == nil:
-		return nil, fmt.Errorf("dcs plugin %s is not running (restart attempt %d): %w", s.bin.Name, s.attempt, dcs.ErrUnavailable)
-	}
-	return s.cur, nil
+// broadcast wakes the calls waiting for a process; s.mu is held.
+func (s *SupervisedDCS) broadcast() {
+	close(s.changed)
+	s.changed = make(chan struct{})
 }
 
-// call runs fn on the serving process, counts the calls that end at their
-// deadline, and translates the failures that mean "the process went away"
-// into ErrUnavailable.
-func (s *SupervisedDCS) call(ctx context.Context, fn func(dcs.Backend) error) (*dcsInstance, error) {
-	return s.do(ctx, true, fn)
+// instance returns the serving process other than dead, waiting for one
+// while the plugin restarts, until ctx ends or restartWaitMax passed; then
+// (or once closed) it returns an error wrapping ErrUnavailable.
+func (s *SupervisedDCS) instance(ctx context.Context, dead *dcsInstance) (*dcsInstance, error) {
+	var timeout <-chan time.Time
+	for {
+		s.mu.Lock()
+		cur, closed, attempt, changed := s.cur, s.closed, s.attempt, s.changed
+		s.mu.Unlock()
+		switch {
+		case closed:
+			return nil, fmt.Errorf("dcs plugin %s is closed: %w", s.bin.Name, dcs.ErrUnavailable)
+		case cur != nil && cur != dead:
+			return cur, nil
+		}
+		if timeout == nil {
+			t := time.NewTimer(restartWaitMax)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-changed:
+			continue
+		case <-ctx.Done():
+		case <-timeout:
+		}
+		if attempt == 0 {
+			// The supervisor has not taken in the death yet.
+			return nil, fmt.Errorf("dcs plugin %s is not running (restart pending): %w", s.bin.Name, dcs.ErrUnavailable)
+		}
+		return nil, fmt.Errorf("dcs plugin %s is not running (restart attempt %d): %w", s.bin.Name, attempt, dcs.ErrUnavailable)
+	}
+}
+
+// Whether a call may run again on a restarted process after the process it
+// was sent to died: only when running it twice does no harm.
+const (
+	once       = false
+	idempotent = true
+)
+
+// call runs fn on the serving process (waiting for one while the plugin
+// restarts), counts the calls that end at their deadline, and translates
+// the failures that mean "the process went away" into ErrUnavailable. When
+// that happened and the call is idempotent, it runs again on the next
+// process while ctx allows.
+func (s *SupervisedDCS) call(ctx context.Context, again bool, fn func(dcs.Backend) error) (*dcsInstance, error) {
+	return s.do(ctx, true, again, fn)
 }
 
 // do is call; deadlines counts deadline misses (not for a watch, which
 // runs until its caller cancels it).
-func (s *SupervisedDCS) do(ctx context.Context, deadlines bool, fn func(dcs.Backend) error) (*dcsInstance, error) {
-	inst, err := s.instance()
-	if err != nil {
-		return nil, err
-	}
-	err = fn(inst.backend)
-	if deadlines {
-		if pastDeadline(ctx) {
-			s.missedDeadline(inst)
-		} else {
-			inst.missed.Store(0)
+func (s *SupervisedDCS) do(ctx context.Context, deadlines, again bool, fn func(dcs.Backend) error) (*dcsInstance, error) {
+	var dead *dcsInstance
+	for {
+		inst, err := s.instance(ctx, dead)
+		if err != nil {
+			return nil, err
 		}
+		err = fn(inst.backend)
+		if deadlines {
+			if pastDeadline(ctx) {
+				s.missedDeadline(inst)
+			} else {
+				inst.missed.Store(0)
+			}
+		}
+		if err == nil || ctx.Err() != nil || pastDeadline(ctx) {
+			return inst, err
+		}
+		// A dead process shows as Unavailable; one whose connection the
+		// supervisor already closed shows as Canceled, though the caller's
+		// context is fine.
+		if !errors.Is(err, dcs.ErrUnavailable) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			return inst, err
+		}
+		if !s.wentAway(inst) {
+			return inst, err
+		}
+		err = fmt.Errorf("dcs plugin %s went away: %v: %w", s.bin.Name, err, dcs.ErrUnavailable)
+		if !again {
+			return inst, err
+		}
+		s.logger.Debug("dcs plugin went away during a call; calling again on the restarted process", "error", err)
+		dead = inst
 	}
-	if err == nil || ctx.Err() != nil {
-		return inst, err
-	}
-	// A dead process shows as Unavailable; one whose connection the
-	// supervisor already closed shows as Canceled, though the caller's
-	// context is fine.
-	if !errors.Is(err, dcs.ErrUnavailable) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-		return inst, err
-	}
+}
+
+// wentAway reports whether inst's process is gone (replaced, or exited),
+// waiting up to exitGrace for go-plugin to see an exit, and wakes the
+// supervisor.
+func (s *SupervisedDCS) wentAway(inst *dcsInstance) bool {
 	s.nudge()
-	s.mu.Lock()
-	gone := s.cur != inst
-	s.mu.Unlock()
-	if gone || inst.plugin.Exited() {
-		return inst, fmt.Errorf("dcs plugin %s went away: %v: %w", s.bin.Name, err, dcs.ErrUnavailable)
+	deadline := time.Now().Add(exitGrace)
+	for {
+		s.mu.Lock()
+		gone := s.cur != inst
+		s.mu.Unlock()
+		if gone {
+			return true
+		}
+		if inst.plugin.Exited() {
+			s.nudge()
+			return true
+		}
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		time.Sleep(exitGracePoll)
 	}
-	return inst, err
 }
 
 // pastDeadline reports whether ctx's deadline has come: its error says so,
@@ -382,14 +506,14 @@ func (s *SupervisedDCS) missedDeadline(inst *dcsInstance) {
 
 // Validate implements dcs.Backend.
 func (s *SupervisedDCS) Validate(ctx context.Context, config []byte) error {
-	_, err := s.call(ctx, func(b dcs.Backend) error { return b.Validate(ctx, config) })
+	_, err := s.call(ctx, idempotent, func(b dcs.Backend) error { return b.Validate(ctx, config) })
 	return err
 }
 
 // Configure implements dcs.Backend. A successful Configure is replayed on
 // every restarted process.
 func (s *SupervisedDCS) Configure(ctx context.Context, req dcs.ConfigureRequest) error {
-	inst, err := s.call(ctx, func(b dcs.Backend) error { return b.Configure(ctx, req) })
+	inst, err := s.call(ctx, idempotent, func(b dcs.Backend) error { return b.Configure(ctx, req) })
 	if err != nil {
 		return err
 	}
@@ -400,7 +524,7 @@ func (s *SupervisedDCS) Configure(ctx context.Context, req dcs.ConfigureRequest)
 // SetTTL implements dcs.Backend. A successful SetTTL is replayed on every
 // restarted process.
 func (s *SupervisedDCS) SetTTL(ctx context.Context, ttl time.Duration) error {
-	inst, err := s.call(ctx, func(b dcs.Backend) error { return b.SetTTL(ctx, ttl) })
+	inst, err := s.call(ctx, idempotent, func(b dcs.Backend) error { return b.SetTTL(ctx, ttl) })
 	if err != nil {
 		return err
 	}
@@ -426,7 +550,7 @@ func (s *SupervisedDCS) record(inst *dcsInstance, op string, set func()) error {
 // change of the list.
 func (s *SupervisedDCS) GetCluster(ctx context.Context) (*dcs.Cluster, error) {
 	var c *dcs.Cluster
-	_, err := s.call(ctx, func(b dcs.Backend) (err error) {
+	_, err := s.call(ctx, idempotent, func(b dcs.Backend) (err error) {
 		c, err = b.GetCluster(ctx)
 		return err
 	})
@@ -460,7 +584,7 @@ func (s *SupervisedDCS) reportOmitted(omitted []dcs.OmittedValue) {
 // AcquireLeader implements dcs.Backend.
 func (s *SupervisedDCS) AcquireLeader(ctx context.Context) (string, error) {
 	var v string
-	_, err := s.call(ctx, func(b dcs.Backend) (err error) {
+	_, err := s.call(ctx, once, func(b dcs.Backend) (err error) {
 		v, err = b.AcquireLeader(ctx)
 		return err
 	})
@@ -469,32 +593,32 @@ func (s *SupervisedDCS) AcquireLeader(ctx context.Context) (string, error) {
 
 // RenewLeader implements dcs.Backend.
 func (s *SupervisedDCS) RenewLeader(ctx context.Context) error {
-	_, err := s.call(ctx, func(b dcs.Backend) error { return b.RenewLeader(ctx) })
+	_, err := s.call(ctx, idempotent, func(b dcs.Backend) error { return b.RenewLeader(ctx) })
 	return err
 }
 
 // TakeLeader implements dcs.Backend.
 func (s *SupervisedDCS) TakeLeader(ctx context.Context) error {
-	_, err := s.call(ctx, func(b dcs.Backend) error { return b.TakeLeader(ctx) })
+	_, err := s.call(ctx, idempotent, func(b dcs.Backend) error { return b.TakeLeader(ctx) })
 	return err
 }
 
 // DeleteLeader implements dcs.Backend.
 func (s *SupervisedDCS) DeleteLeader(ctx context.Context) error {
-	_, err := s.call(ctx, func(b dcs.Backend) error { return b.DeleteLeader(ctx) })
+	_, err := s.call(ctx, idempotent, func(b dcs.Backend) error { return b.DeleteLeader(ctx) })
 	return err
 }
 
 // TouchMember implements dcs.Backend.
 func (s *SupervisedDCS) TouchMember(ctx context.Context, data []byte) error {
-	_, err := s.call(ctx, func(b dcs.Backend) error { return b.TouchMember(ctx, data) })
+	_, err := s.call(ctx, idempotent, func(b dcs.Backend) error { return b.TouchMember(ctx, data) })
 	return err
 }
 
 // CompareAndSet implements dcs.Backend.
 func (s *SupervisedDCS) CompareAndSet(ctx context.Context, key dcs.Key, data []byte, version string) (string, error) {
 	var v string
-	_, err := s.call(ctx, func(b dcs.Backend) (err error) {
+	_, err := s.call(ctx, once, func(b dcs.Backend) (err error) {
 		v, err = b.CompareAndSet(ctx, key, data, version)
 		return err
 	})
@@ -503,29 +627,30 @@ func (s *SupervisedDCS) CompareAndSet(ctx context.Context, key dcs.Key, data []b
 
 // CompareAndDelete implements dcs.Backend.
 func (s *SupervisedDCS) CompareAndDelete(ctx context.Context, key dcs.Key, version string) error {
-	_, err := s.call(ctx, func(b dcs.Backend) error { return b.CompareAndDelete(ctx, key, version) })
+	_, err := s.call(ctx, once, func(b dcs.Backend) error { return b.CompareAndDelete(ctx, key, version) })
 	return err
 }
 
 // Set implements dcs.Backend.
 func (s *SupervisedDCS) Set(ctx context.Context, key dcs.Key, data []byte) error {
-	_, err := s.call(ctx, func(b dcs.Backend) error { return b.Set(ctx, key, data) })
+	_, err := s.call(ctx, idempotent, func(b dcs.Backend) error { return b.Set(ctx, key, data) })
 	return err
 }
 
 // DeleteCluster implements dcs.Backend.
 func (s *SupervisedDCS) DeleteCluster(ctx context.Context) error {
-	_, err := s.call(ctx, func(b dcs.Backend) error { return b.DeleteCluster(ctx) })
+	_, err := s.call(ctx, idempotent, func(b dcs.Backend) error { return b.DeleteCluster(ctx) })
 	return err
 }
 
 // Watch implements dcs.Backend on the current process. A watch does not
 // outlive its process: when the plugin dies mid-watch (or the backend is
-// closed), Watch returns an error wrapping dcs.ErrUnavailable, and so does
-// a Watch started while the plugin is down. The caller re-reads the cluster
-// and watches again once calls succeed, as after any broken watch.
+// closed), Watch returns an error wrapping dcs.ErrUnavailable: events may
+// have been missed, so the caller re-reads the cluster and watches again,
+// as after any broken watch. A Watch started while the plugin is down
+// waits for the new process, as every call does.
 func (s *SupervisedDCS) Watch(ctx context.Context, fn func(dcs.Event)) error {
-	_, err := s.do(ctx, false, func(b dcs.Backend) error { return b.Watch(ctx, fn) })
+	_, err := s.do(ctx, false, once, func(b dcs.Backend) error { return b.Watch(ctx, fn) })
 	return err
 }
 
@@ -536,6 +661,7 @@ func (s *SupervisedDCS) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true
+		s.broadcast()
 		s.mu.Unlock()
 		s.cancel()
 		<-s.done

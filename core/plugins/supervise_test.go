@@ -51,8 +51,13 @@ func crash(t *testing.T, s *SupervisedDCS) int {
 	return pid
 }
 
+// A process that ran fine and is killed is replaced at once (no backoff),
+// and the next call waits for the new process instead of failing.
 func TestSupervisedDCSRestartsAKilledPlugin(t *testing.T) {
 	th := newTestHost(t, nil)
+	// Every process counts as having run fine: the test plugin is killed
+	// a moment after its start.
+	th.restartStable = 0
 	installPlugin(t, th.dir, "dcs-memory", nil)
 	s := openMemory(t, th)
 	ctx := context.Background()
@@ -61,22 +66,14 @@ func TestSupervisedDCSRestartsAKilledPlugin(t *testing.T) {
 	}
 
 	pid := crash(t, s)
-	// The very next call either sees the plugin down or, if the restart
-	// already happened, succeeds; it never hangs.
-	start := time.Now()
-	_, err := s.GetCluster(ctx)
-	if err != nil && !errors.Is(err, dcs.ErrUnavailable) {
-		t.Fatalf("first call after the crash: want nil or ErrUnavailable, got %v", err)
+	// The very next call runs on the new process. GetCluster needs a
+	// configured backend: success means the new process got the
+	// Configure replayed.
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := s.GetCluster(cctx); err != nil {
+		t.Fatalf("first call after the crash: %v", err)
 	}
-	if took := time.Since(start); took > 3*time.Second {
-		t.Errorf("first call after the crash took %s", took)
-	}
-	// GetCluster needs a configured backend: success means the new process
-	// got the Configure replayed.
-	poll.Eventually(t, 10*time.Second, "GetCluster succeeds after the restart", func() bool {
-		_, err := s.GetCluster(ctx)
-		return err == nil
-	})
 
 	if got := s.Pid(); got == pid || got <= 0 {
 		t.Errorf("pid after restart %d (was %d)", got, pid)
@@ -92,8 +89,8 @@ func TestSupervisedDCSRestartsAKilledPlugin(t *testing.T) {
 	}
 
 	restarting := th.logs.withMessage(t, "restarting plugin", "plugin", "dcs-memory")
-	if len(restarting) != 1 || restarting[0]["reason"] != "plugin process exited" || restarting[0]["attempt"] != float64(1) {
-		t.Errorf("restart log lines: %v", restarting)
+	if len(restarting) != 1 || restarting[0]["reason"] != "plugin process exited" || restarting[0]["attempt"] != float64(1) || restarting[0]["backoff"] != "0s" {
+		t.Errorf("restart log lines (want one, attempt 1, backoff 0s): %v", restarting)
 	}
 	if got := th.logs.withMessage(t, "plugin restarted", "plugin", "dcs-memory", "attempt", "1"); len(got) != 1 {
 		t.Errorf("no 'plugin restarted' line: %v", got)
@@ -171,9 +168,14 @@ func TestSupervisedDCSWatchEndsWhenThePluginDies(t *testing.T) {
 	}
 }
 
+// A process that dies young, then starts that fail, are retried with a
+// backoff that grows up to its cap; calls meanwhile wait for a process
+// until their deadline and fail as unavailable.
 func TestSupervisedDCSCrashLoopBacksOff(t *testing.T) {
 	th := newTestHost(t, nil)
 	th.restartMin, th.restartMax = 10*time.Millisecond, 40*time.Millisecond
+	// The first process, killed a moment after its start, died young.
+	th.restartStable = time.Hour
 	bin := installPlugin(t, th.dir, "dcs-memory", nil)
 	s := openMemory(t, th)
 	ctx := context.Background()
@@ -183,13 +185,14 @@ func TestSupervisedDCSCrashLoopBacksOff(t *testing.T) {
 	// 10, 20, 40, 40, 40, 40 ms: growth, then the cap several times.
 	const attempts = 6
 	poll.Eventually(t, 20*time.Second, fmt.Sprintf("%d restart attempts", attempts), func() bool {
-
+		cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
 		start := time.Now()
-		if _, err := s.GetCluster(ctx); err != nil && !errors.Is(err, dcs.ErrUnavailable) {
-			t.Fatalf("call during the crash loop: %v", err)
+		if _, err := s.GetCluster(cctx); !errors.Is(err, dcs.ErrUnavailable) || !strings.Contains(err.Error(), "not running") {
+			t.Fatalf("call during the crash loop: want ErrUnavailable (not running), got %v", err)
 		}
 		if took := time.Since(start); took > 2*time.Second {
-			t.Fatalf("call during the crash loop took %s", took)
+			t.Fatalf("call with a 50 ms deadline during the crash loop took %s", took)
 		}
 		return len(th.logs.withMessage(t, "restarting plugin")) >= attempts
 	})
@@ -234,9 +237,11 @@ func TestSupervisedDCSCrashLoopBacksOff(t *testing.T) {
 	}
 }
 
+// Close during a long backoff returns at once, and so do the calls
+// waiting for the next process.
 func TestSupervisedDCSCloseDuringBackoffIsPrompt(t *testing.T) {
 	th := newTestHost(t, nil)
-	th.restartMin, th.restartMax = time.Minute, time.Minute
+	th.restartMin, th.restartMax, th.restartStable = time.Minute, time.Minute, time.Hour
 	installPlugin(t, th.dir, "dcs-memory", nil)
 	s := openMemory(t, th)
 	ctx := context.Background()
@@ -246,20 +251,31 @@ func TestSupervisedDCSCloseDuringBackoffIsPrompt(t *testing.T) {
 		return len(th.logs.withMessage(t, "restarting plugin")) == 1
 	})
 
+	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if _, err := s.GetCluster(cctx); !errors.Is(err, dcs.ErrUnavailable) || !strings.Contains(err.Error(), "not running") {
+		t.Errorf("call while down, with a deadline: %v", err)
+	}
+	// A call without a deadline waits for the process, until Close.
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := s.GetCluster(ctx)
+		waiting <- err
+	}()
 	start := time.Now()
-	_, err := s.GetCluster(ctx)
-	if !errors.Is(err, dcs.ErrUnavailable) || !strings.Contains(err.Error(), "not running") {
-		t.Errorf("call while down: %v", err)
-	}
-	if took := time.Since(start); took > time.Second {
-		t.Errorf("call while down took %s", took)
-	}
-	start = time.Now()
 	if err := s.Close(ctx); err != nil {
 		t.Errorf("Close: %v", err)
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("Close during a 1 minute backoff took %s", took)
+	}
+	select {
+	case err := <-waiting:
+		if !errors.Is(err, dcs.ErrUnavailable) || !strings.Contains(err.Error(), "closed") {
+			t.Errorf("a call waiting for the process when Close came: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("a call waiting for the process did not return within 5 s of Close")
 	}
 	if _, err := s.GetCluster(ctx); !errors.Is(err, dcs.ErrUnavailable) {
 		t.Errorf("call after Close: %v", err)
@@ -304,7 +320,9 @@ func TestSupervisedDCSRefusesAReplacedIdentity(t *testing.T) {
 		return false
 	})
 
-	if _, err := s.GetCluster(context.Background()); !errors.Is(err, dcs.ErrUnavailable) {
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := s.GetCluster(ctx); !errors.Is(err, dcs.ErrUnavailable) {
 		t.Errorf("call while the impostor is refused: %v", err)
 	}
 }
@@ -428,4 +446,96 @@ func TestLargeDCSValues(t *testing.T) {
 			t.Errorf("writing /config over the limit: %v", err)
 		}
 	})
+}
+
+// A call made while the plugin is down waits for the next process and runs
+// on it.
+func TestSupervisedDCSCallWaitsForTheRestart(t *testing.T) {
+	th := newTestHost(t, nil)
+	// The process, killed a moment after its start, died young: its
+	// replacement comes after the backoff.
+	th.restartMin, th.restartMax, th.restartStable = 300*time.Millisecond, 300*time.Millisecond, time.Hour
+	installPlugin(t, th.dir, "dcs-memory", nil)
+	s := openMemory(t, th)
+
+	pid := crash(t, s)
+	poll.Eventually(t, 5*time.Second, "the restart to be scheduled", func() bool {
+		return len(th.logs.withMessage(t, "restarting plugin")) == 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.TouchMember(ctx, []byte(`{"role":"replica"}`)); err != nil {
+		t.Fatalf("a call while the plugin restarts: %v", err)
+	}
+	if got := s.Pid(); got == pid || got <= 0 || s.Restarts() != 1 {
+		t.Errorf("after the call: pid %d (was %d), %d restarts, want a new process and 1 restart", got, pid, s.Restarts())
+	}
+	restarting := th.logs.withMessage(t, "restarting plugin")
+	if len(restarting) != 1 || restarting[0]["backoff"] != "300ms" {
+		t.Errorf("restart log lines (want one with backoff 300ms): %v", restarting)
+	}
+}
+
+// A call in flight when the process dies runs again on the next process
+// when running it twice does no harm (a read); a compare-and-set, which
+// the dead process may have applied, is not repeated and fails as
+// unavailable.
+func TestSupervisedDCSCallInFlightWhenThePluginDies(t *testing.T) {
+	for _, tc := range []struct {
+		call  string
+		run   func(context.Context, *SupervisedDCS) error
+		again bool
+	}{
+		{"get cluster", func(ctx context.Context, s *SupervisedDCS) error {
+			_, err := s.GetCluster(ctx)
+			return err
+		}, true},
+		{"compare and set", func(ctx context.Context, s *SupervisedDCS) error {
+			_, err := s.CompareAndSet(ctx, dcs.KeyConfig, []byte(`{"ttl":30}`), "")
+			return err
+		}, false},
+	} {
+		t.Run(tc.call, func(t *testing.T) {
+			th := newTestHost(t, nil)
+			th.restartStable = 0
+			hang := filepath.Join(t.TempDir(), "hang")
+			bin := installPlugin(t, th.dir, "dcs-memory", &knobs{HangWhile: hang})
+			s := openMemory(t, th)
+			if err := os.WriteFile(hang, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// The next process does not hang.
+			setKnobs(t, bin.Path, knobs{})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- tc.run(ctx, s) }()
+			poll.Eventually(t, 10*time.Second, "the call to hang in the plugin", func() bool {
+				return len(th.logs.withMessage(t, "hanging", "call", tc.call)) > 0
+			})
+			crash(t, s)
+			err := <-done
+			again := th.logs.withMessage(t, "dcs plugin went away during a call; calling again on the restarted process")
+
+			c, rerr := s.GetCluster(ctx)
+			if rerr != nil {
+				t.Fatalf("a read on the new process: %v", rerr)
+			}
+			if tc.again {
+				if err != nil {
+					t.Errorf("the call in flight when the plugin died: %v, want it run again on the new process", err)
+				}
+				if len(again) != 1 {
+					t.Errorf("%d log lines about calling again, want 1", len(again))
+				}
+				return
+			}
+			if !errors.Is(err, dcs.ErrUnavailable) || !strings.Contains(err.Error(), "went away") {
+				t.Errorf("the call in flight when the plugin died: %v, want ErrUnavailable (went away)", err)
+			}
+			if c.Config != nil || len(again) != 0 {
+				t.Errorf("the compare-and-set was run again on the new process (/config %+v; %d lines about calling again)", c.Config, len(again))
+			}
+		})
+	}
 }

@@ -16,10 +16,11 @@
 //
 //	{"hang_while": "/path", "flood_lines": 5000, "big_member_bytes": 5242880}
 //
-// hang_while makes GetCluster hang, deaf to its context as a stuck plugin
-// is, while that file exists; flood_lines makes it log that many lines on
-// stderr at start, as fast as it can, then "flood done"; big_member_bytes
-// puts a member "big" with a value of that size in the store at start.
+// hang_while makes GetCluster and CompareAndSet hang, deaf to their
+// context as a stuck plugin is, while that file exists (logging "hanging");
+// flood_lines makes it log that many lines on stderr at start, as fast as
+// it can, then "flood done"; big_member_bytes puts a member "big" with a
+// value of that size in the store at start.
 package main
 
 import (
@@ -119,15 +120,30 @@ func (b *loggingBackend) Configure(ctx context.Context, req dcs.ConfigureRequest
 }
 
 func (b *loggingBackend) GetCluster(ctx context.Context) (*dcs.Cluster, error) {
-	if b.hangWhile != "" {
-		for {
-			if _, err := os.Stat(b.hangWhile); err != nil {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	b.hang("get cluster")
 	return b.Backend.GetCluster(ctx)
+}
+
+func (b *loggingBackend) CompareAndSet(ctx context.Context, key dcs.Key, data []byte, version string) (string, error) {
+	b.hang("compare and set")
+	return b.Backend.CompareAndSet(ctx, key, data, version)
+}
+
+// hang blocks while the hang_while file exists, deaf to any context, and
+// logs "hanging" with the call's name when it begins to.
+func (b *loggingBackend) hang(call string) {
+	if b.hangWhile == "" {
+		return
+	}
+	for logged := false; ; logged = true {
+		if _, err := os.Stat(b.hangWhile); err != nil {
+			return
+		}
+		if !logged {
+			b.logger.Info("hanging", "call", call)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func (b *loggingBackend) SetTTL(ctx context.Context, ttl time.Duration) error {

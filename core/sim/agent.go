@@ -394,7 +394,7 @@ func (a *agent) read(deadline time.Time) (*cluster.Cluster, string) {
 		clu *cluster.Cluster
 		dyn = a.w.opt.bootstrapDynamic()
 	)
-	err, _ := a.call(deadline, func(s *store) (string, bool) {
+	err, _ := a.request(deadline, false, func(s *store) (string, bool) {
 		clu = s.read()
 		if s.config != nil {
 			dyn = *s.config
@@ -412,6 +412,11 @@ func (a *agent) read(deadline time.Time) (*cluster.Cluster, string) {
 // retry_timeout and never past the lease deadline. The request may be
 // applied and its answer lost: the caller then sees a timeout.
 func (a *agent) call(deadline time.Time, apply func(*store) (string, bool)) (string, bool) {
+	return a.request(deadline, true, apply)
+}
+
+// request is call for a read (write false) or a write.
+func (a *agent) request(deadline time.Time, write bool, apply func(*store) (string, bool)) (string, bool) {
 	w := a.w
 	if !deadline.IsZero() && !w.now.Before(deadline) {
 		return "context deadline exceeded", false
@@ -428,7 +433,7 @@ func (a *agent) call(deadline time.Time, apply func(*store) (string, bool)) (str
 	name := a.n.name
 	if w.dcsReachable(name) {
 		w.after(w.latency(name), func() {
-			if !w.dcsReachable(name) {
+			if !w.dcsReachable(name) || write && w.minority[name] {
 				return
 			}
 			if w.dcs.expire(w.now) {
@@ -440,7 +445,7 @@ func (a *agent) call(deadline time.Time, apply func(*store) (string, bool)) (str
 				w.dcsChanged()
 			}
 			w.after(w.latency(name), func() {
-				if !w.dcsReachable(name) {
+				if !w.dcsReachable(name) || w.lostAnswers[name] {
 					return
 				}
 				done, err, lost = true, e, l

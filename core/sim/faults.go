@@ -102,6 +102,20 @@ var faults = []fault{
 		w.at(until, func() { delete(w.cut, p) })
 		return true
 	}},
+	{name: "lose-dcs-answers", apply: func(w *World, _ Injection, n *node, until time.Time) bool {
+		// An asymmetric cut: the member's requests reach the DCS (and
+		// are applied), its answers are lost.
+		w.lostAnswers[n.name] = true
+		w.at(until, func() { delete(w.lostAnswers, n.name) })
+		return true
+	}},
+	{name: "dcs-minority", apply: func(w *World, _ Injection, n *node, until time.Time) bool {
+		// The member's DCS server is cut from the DCS majority: it
+		// still answers reads, writes (a renewal too) never commit.
+		w.minority[n.name] = true
+		w.at(until, func() { delete(w.minority, n.name) })
+		return true
+	}},
 	{name: "dcs-down", apply: func(w *World, _ Injection, _ *node, until time.Time) bool {
 		if w.dcsDown {
 			return false
@@ -156,7 +170,7 @@ func (w *World) storm(start time.Duration) []Injection {
 	r := w.plan
 	end := start + dur(r, 30*time.Second, 3*time.Minute)
 	var out []Injection
-	for at := start; at < end; at += dur(r, time.Second, 20*time.Second) {
+	for at := start; at < end; at += dur(r, time.Second, 10*time.Second) {
 		f := faults[r.IntN(len(faults))]
 		in := Injection{At: at, Fault: f.name, For: dur(r, time.Second, time.Minute)}
 		if r.IntN(2) == 0 {
@@ -281,7 +295,7 @@ func (w *World) resume() {
 	ready := !w.dcsDown
 	w.dcs.expire(w.now)
 	for _, n := range w.nodes {
-		if n.agent == nil || n.agent.frozen || w.cutDCS[n.name] || w.slow[n.name] > 0 {
+		if n.agent == nil || n.agent.frozen || w.cutDCS[n.name] || w.lostAnswers[n.name] || w.minority[n.name] || w.slow[n.name] > 0 {
 			ready = false
 		}
 		if n.pg.writable(w.now) && (w.dcs.leader == nil || w.dcs.leader.name != n.name || !w.fresh(w.dcs.leader.expires)) {
@@ -320,6 +334,8 @@ func (w *World) setPaused(p bool) {
 func (w *World) heal() {
 	w.dcsUp()
 	clear(w.cutDCS)
+	clear(w.lostAnswers)
+	clear(w.minority)
 	clear(w.cut)
 	clear(w.slow)
 	for _, n := range w.nodes {

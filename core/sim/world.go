@@ -161,8 +161,13 @@ type World struct {
 	// a member's requests.
 	dcsDown bool
 	cutDCS  map[string]bool
-	cut     map[[2]string]bool
-	slow    map[string]time.Duration
+	// lostAnswers: the DCS's answers to the member are lost (its
+	// requests still arrive).
+	lostAnswers map[string]bool
+	// minority: the member's writes never commit (its reads are served).
+	minority map[string]bool
+	cut      map[[2]string]bool
+	slow     map[string]time.Duration
 
 	// The client's writes waiting for an acknowledgement, and the
 	// acknowledged ones.
@@ -187,14 +192,16 @@ type World struct {
 // New makes a world of opt.Members members with empty data directories.
 func New(opt Options) *World {
 	w := &World{
-		opt:    opt,
-		rng:    rand.New(rand.NewPCG(opt.Seed, 1)),
-		plan:   rand.New(rand.NewPCG(opt.Seed, 2)),
-		now:    time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
-		dcs:    newStore(),
-		cutDCS: map[string]bool{},
-		cut:    map[[2]string]bool{},
-		slow:   map[string]time.Duration{},
+		opt:         opt,
+		rng:         rand.New(rand.NewPCG(opt.Seed, 1)),
+		plan:        rand.New(rand.NewPCG(opt.Seed, 2)),
+		now:         time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		dcs:         newStore(),
+		cutDCS:      map[string]bool{},
+		lostAnswers: map[string]bool{},
+		minority:    map[string]bool{},
+		cut:         map[[2]string]bool{},
+		slow:        map[string]time.Duration{},
 	}
 	for i := range opt.Members {
 		n := &node{name: fmt.Sprintf("pg%d", i+1)}
@@ -259,8 +266,15 @@ func (w *World) duration(lo, hi time.Duration) time.Duration {
 }
 
 // latency is one message's travel time to or from a member.
+// A slow DCS answers each message of the member in up to its latency:
+// one request may pass quickly and the next one not (a renewal that times
+// out after a read that did not).
 func (w *World) latency(name string) time.Duration {
-	return w.duration(time.Millisecond, 20*time.Millisecond) + w.slow[name]
+	d := w.duration(time.Millisecond, 20*time.Millisecond)
+	if s := w.slow[name]; s > 0 {
+		d += w.duration(0, s)
+	}
+	return d
 }
 
 const traceLines = 300

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -325,7 +324,7 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 	c.take(in, &dec)
 
 	obs, failed := c.execute(lctx, in, dec, obs)
-	c.forgetLease(stops(dec) && failed == nil, obs)
+	c.forgetLease(dec.Stops() && failed == nil, obs)
 	if !obs.HA.MayBePrimary() {
 		// Nothing to stop at once: a renewal that keeps failing (before a
 		// start as primary) is retried at the failure pace, not in a spin.
@@ -344,7 +343,7 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 		// The next cycle gathers what this one lacked, and decides.
 		return 0
 	}
-	return c.nextWait(readErr != nil || failed != nil, stops(dec))
+	return c.nextWait(readErr != nil || failed != nil, dec.Stops())
 }
 
 // leaseContext is ctx with the deadline of a leader's cycle: the lease's
@@ -446,7 +445,7 @@ func (c *Controller) take(in ha.Input, dec *ha.Decision) {
 func (c *Controller) logCycle(trigger string, dec ha.Decision, failed error) {
 	line := []any{"reason", dec.Reason, "trigger", trigger}
 	if len(dec.Actions) > 0 {
-		line = append(line, "actions", actionNames(dec.Actions))
+		line = append(line, "actions", ha.ActionNames(dec.Actions))
 	}
 	if failed != nil {
 		line = append(line, "error", failed)
@@ -546,21 +545,6 @@ func (c *Controller) nextWait(failed, stopTried bool) time.Duration {
 		}
 	}
 	return wait
-}
-
-func actionNames(actions []ha.Action) string {
-	names := make([]string, 0, len(actions))
-	for _, a := range actions {
-		n := string(a.Kind)
-		if a.Member != "" {
-			n += "(" + a.Member + ")"
-		}
-		if a.Mode != "" {
-			n += "(" + a.Mode + ")"
-		}
-		names = append(names, n)
-	}
-	return strings.Join(names, ",")
 }
 
 // applyDynamic takes the dynamic configuration from /config (or the local
@@ -673,16 +657,6 @@ func (c *Controller) askFailsafe(ctx context.Context, obs Observation) map[strin
 	}
 	wg.Wait()
 	return acks
-}
-
-// stops reports whether the decision stops PostgreSQL.
-func stops(dec ha.Decision) bool {
-	for _, a := range dec.Actions {
-		if a.Kind == ha.ActStop {
-			return true
-		}
-	}
-	return false
 }
 
 // failsafeActive is Patroni's failsafe_mode_is_active (ha.FailsafeActive).

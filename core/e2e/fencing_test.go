@@ -45,6 +45,22 @@ type lostPrimary struct {
 }
 
 // measure reads the instruments once the writer and the sampler stopped.
+// waitTakeover waits for another member to take writes, seen by the
+// instruments too (so that a write old took meanwhile would show as an
+// overlap), and for old to stop taking them; it returns the new primary.
+func (c *testCluster) waitTakeover(t *testing.T, old *member, in instruments) *member {
+	t.Helper()
+	next := c.waitWritableLeader(t, old)
+	waitWrites(t, in.w, in.s, next, 20)
+	poll.Eventually(t, failoverTimeout, old.name+" to stop taking writes", func() error {
+		if ok, err := old.writableWithin(probeTimeout); err == nil && ok {
+			return fmt.Errorf("%s takes writes", old.name)
+		}
+		return nil
+	})
+	return next
+}
+
 func measure(c *testCluster, old *member, fault time.Time, in instruments, pm *exitWatch) lostPrimary {
 	w, s, lw := in.w, in.s, in.lw
 	acks := w.acks()
@@ -237,17 +253,7 @@ func TestPrimaryCutFromDCS(t *testing.T) {
 				l.log(t, fmt.Sprintf("primary cut from the DCS at ttl %d, loop_wait %d, retry_timeout %d", tm.ttl, tm.loopWait, tm.retryTimeout))
 				l.assertFenced(t, false)
 			}()
-			next := c.waitWritableLeader(t, old)
-			// The instruments see the new primary take writes too, so
-			// that a write the old one took meanwhile would show as an
-			// overlap.
-			waitWrites(t, in.w, in.s, next, 20)
-			poll.Eventually(t, failoverTimeout, old.name+" to stop taking writes", func() error {
-				if ok, err := old.writableWithin(probeTimeout); err == nil && ok {
-					return fmt.Errorf("%s takes writes", old.name)
-				}
-				return nil
-			})
+			c.waitTakeover(t, old, in)
 
 			for _, m := range c.m {
 				m.assertNoCrash(t)

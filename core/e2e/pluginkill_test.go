@@ -274,14 +274,7 @@ func TestPluginStaysDown(t *testing.T) {
 		l.log(t, fmt.Sprintf("DCS plugin kept down (%d processes killed)", killed))
 		l.assertFenced(t, false)
 	}()
-	next := c.waitWritableLeader(t, old)
-	waitWrites(t, in.w, in.s, next, 20)
-	poll.Eventually(t, failoverTimeout, old.name+" to stop taking writes", func() error {
-		if ok, err := old.writableWithin(probeTimeout); err == nil && ok {
-			return fmt.Errorf("%s takes writes", old.name)
-		}
-		return nil
-	})
+	c.waitTakeover(t, old, in)
 
 	stop()
 	if healed := c.waitHealthy(t, formTimeout); healed == old {

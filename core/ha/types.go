@@ -1,6 +1,7 @@
 package ha
 
 import (
+	"strings"
 	"time"
 
 	"github.com/custos-ha/custos/core/cluster"
@@ -532,4 +533,31 @@ type Decision struct {
 	Memory Memory
 	// Reply answers Input.Request, when there was one.
 	Reply *Reply
+}
+
+// Stops reports whether the decision stops PostgreSQL.
+func (d Decision) Stops() bool {
+	for _, a := range d.Actions {
+		if a.Kind == ActStop {
+			return true
+		}
+	}
+	return false
+}
+
+// ActionNames lists the actions for a log line: each kind, with its member
+// and stop mode in parentheses.
+func ActionNames(actions []Action) string {
+	names := make([]string, 0, len(actions))
+	for _, a := range actions {
+		n := string(a.Kind)
+		if a.Member != "" {
+			n += "(" + a.Member + ")"
+		}
+		if a.Mode != "" {
+			n += "(" + a.Mode + ")"
+		}
+		names = append(names, n)
+	}
+	return strings.Join(names, ",")
 }

@@ -4,7 +4,6 @@ import (
 	"iter"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/custos-ha/custos/core/cluster"
@@ -323,10 +322,10 @@ func (a *agent) cycle(trigger string) time.Duration {
 		a.leaseExpiry = time.Time{}
 		a.n.feedWatchdog(w)
 	}
-	a.log("%s [%s] %s", trigger, actionNames(dec.Actions), dec.Reason)
+	a.log("%s [%s] %s", trigger, ha.ActionNames(dec.Actions), dec.Reason)
 
 	failed := a.execute(in, dec, deadline)
-	stopped := stops(dec) && failed == ""
+	stopped := dec.Stops() && failed == ""
 	if !ha.LeaseStillCounts(a.leaseExpiry, w.opt.TTL, w.now, stopped, a.observe(), a.dyn.Paused, a.busy != nil) {
 		a.leaseExpiry = time.Time{}
 	}
@@ -339,7 +338,7 @@ func (a *agent) cycle(trigger string) time.Duration {
 	if dec.Waiting {
 		return 0
 	}
-	return a.nextWait(readErr != "" || failed != "", stops(dec))
+	return a.nextWait(readErr != "" || failed != "", dec.Stops())
 }
 
 // nextWait is the controller's nextWait.
@@ -832,30 +831,6 @@ func (a *agent) member() cluster.Member {
 		}
 	}
 	return m
-}
-
-func stops(dec ha.Decision) bool {
-	for _, a := range dec.Actions {
-		if a.Kind == ha.ActStop {
-			return true
-		}
-	}
-	return false
-}
-
-func actionNames(actions []ha.Action) string {
-	names := make([]string, 0, len(actions))
-	for _, a := range actions {
-		n := string(a.Kind)
-		if a.Member != "" {
-			n += "(" + a.Member + ")"
-		}
-		if a.Mode != "" {
-			n += "(" + a.Mode + ")"
-		}
-		names = append(names, n)
-	}
-	return strings.Join(names, ",")
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -629,3 +629,21 @@ func TestCredentials(t *testing.T) {
 		t.Errorf("401: exit %d, stdout %q", r.code, r.stdout)
 	}
 }
+
+// resume refuses while a member's key shows a running primary that does not
+// hold the leader key: resumed, another member would promote beside it.
+func TestResumeRefusesAPrimaryWithoutTheKey(t *testing.T) {
+	h := newOpsHarness(t, opsRaw())
+	if err := h.backend("node1").Set(context.Background(), dcs.KeyConfig, []byte(`{"ttl":30,"loop_wait":1,"retry_timeout":10,"pause":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	h.touch("node2", func(m map[string]any) { m["role"], m["state"] = "primary", "running" })
+	h.answer("PATCH /config", func(request) answer { return answer{200, `{}`} })
+	r := h.run("", "resume", "demo")
+	if r.code != exitFailure || len(r.requests) != 0 || !strings.Contains(r.stderr, `member node2 runs as a primary but does not hold the leader key (held by "node1")`) {
+		t.Errorf("exit %d, requests %v, stderr %q", r.code, r.requests, r.stderr)
+	}
+	if r := h.run("", "resume", "demo", "--force"); r.code != exitOK || len(r.requests) != 1 {
+		t.Errorf("--force: exit %d, requests %v, stderr %q", r.code, r.requests, r.stderr)
+	}
+}

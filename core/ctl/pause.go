@@ -15,7 +15,7 @@ import (
 )
 
 func newPauseCommand(e *env, g *globalOptions, pause bool) *cobra.Command {
-	var wait bool
+	var wait, force bool
 	name, short, long := "pause", "Put the cluster in maintenance mode: no automatic failover",
 		`Put the cluster in maintenance mode, as patronictl pause does: the agents stop
 acting on their own (no automatic start, stop, promotion or demotion) until
@@ -26,7 +26,13 @@ that answers, the leader first. --wait waits until every member's key shows it.`
 		name, short, long = "resume", "Take the cluster out of maintenance mode",
 			`Take the cluster out of maintenance mode, as patronictl resume does: a PATCH
 /config {"pause": null} sent to the first member that answers, the leader
-first. --wait waits until every member's key shows it.`
+first. --wait waits until every member's key shows it.
+
+Paused, nothing stops a primary that does not hold the leader key (its
+watchdog is disarmed, its agent leaves it alone). Resumed, the other members
+race for the free key and one of them promotes while that primary still
+runs. So resume refuses while a member's key shows a running primary and
+that member does not hold the leader key; --force resumes anyway.`
 		waitHelp = "wait until every member has resumed"
 	}
 	cmd := &cobra.Command{
@@ -45,10 +51,13 @@ first. --wait waits until every member's key shows it.`
 			if err != nil {
 				return err
 			}
-			return s.togglePause(cmd.Context(), scope, pause, wait)
+			return s.togglePause(cmd.Context(), scope, pause, wait, force)
 		},
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, waitHelp)
+	if !pause {
+		cmd.Flags().BoolVar(&force, "force", false, "resume although a running primary does not hold the leader key")
+	}
 	return cmd
 }
 
@@ -68,7 +77,7 @@ func pausedWord(pause bool) string {
 }
 
 // togglePause is patronictl's toggle_pause.
-func (s *session) togglePause(ctx context.Context, scope string, pause, wait bool) error {
+func (s *session) togglePause(ctx context.Context, scope string, pause, wait, force bool) error {
 	c, err := s.read(ctx, scope)
 	if err != nil {
 		return err
@@ -79,6 +88,11 @@ func (s *session) togglePause(ctx context.Context, scope string, pause, wait boo
 			return errors.New("Cluster is already paused")
 		}
 		return errors.New("Cluster is not paused")
+	}
+	if !pause && !force {
+		if m := primaryWithoutKey(c); m != "" {
+			return fmt.Errorf("member %s runs as a primary but does not hold the leader key (held by %q): resuming would let another member promote while it runs; let it take the key or stop it first, or resume with --force", m, c.LeaderName())
+		}
 	}
 	patch := map[string]any{"pause": nil}
 	if pause {
@@ -104,6 +118,17 @@ func (s *session) togglePause(ctx context.Context, scope string, pause, wait boo
 		return nil
 	}
 	return errors.New("Can not find accessible cluster member")
+}
+
+// primaryWithoutKey names a member whose key shows a running primary while
+// it does not hold the leader key; "" when there is none.
+func primaryWithoutKey(c *cluster.Cluster) string {
+	for _, m := range c.Members {
+		if m.IsRunning() && cluster.IsPrimaryRole(m.Role) && !strings.EqualFold(m.Name, c.LeaderName()) {
+			return m.Name
+		}
+	}
+	return ""
 }
 
 // waitPause re-reads the cluster for loop_wait+1 seconds until every

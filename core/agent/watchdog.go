@@ -95,7 +95,7 @@ func (f *fence) Arm(ttl, loopWait time.Duration) error {
 }
 
 // Feed implements controller.Watchdog.
-func (f *fence) Feed() error {
+func (f *fence) Feed(expiry time.Time) error {
 	f.mu.Lock()
 	ttl, loopWait, pending, target := f.ttl, f.loopWait, f.pending, f.target
 	f.mu.Unlock()
@@ -110,7 +110,10 @@ func (f *fence) Feed() error {
 			}
 		}
 	}
-	return f.w.Feed()
+	if expiry.IsZero() {
+		return f.w.Feed()
+	}
+	return f.w.FeedBefore(expiry)
 }
 
 // Disarm implements controller.Watchdog.

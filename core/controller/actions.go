@@ -73,7 +73,7 @@ func (c *Controller) acquireLeader(ctx context.Context, _ step) error {
 		return err
 	}
 	c.leaseExpiry = at.Add(c.ttl)
-	c.feedWatchdog()
+	c.feedWatchdog(c.leaseExpiry)
 	return nil
 }
 
@@ -87,7 +87,7 @@ func (c *Controller) renewLeader(ctx context.Context, s step) error {
 		return err
 	}
 	c.leaseExpiry = at.Add(c.ttl)
-	c.feedWatchdog()
+	c.feedWatchdog(c.leaseExpiry)
 	if s.a.Status == nil {
 		return nil
 	}

@@ -437,7 +437,7 @@ func (c *Controller) take(in ha.Input, dec *ha.Decision) {
 		// no longer counted, so the cycles go on reading the DCS. The
 		// watchdog is fed on their acknowledgement as on a renewal.
 		c.leaseExpiry = time.Time{}
-		c.feedWatchdog()
+		c.feedWatchdog(time.Time{})
 	}
 }
 
@@ -506,11 +506,11 @@ func (c *Controller) watchdogState() ha.Watchdog {
 // feedWatchdog restarts the watchdog's countdown; a failure is logged: the
 // next decision sees the watchdog unarmed and arms it again (or, when it is
 // required and not usable, demotes).
-func (c *Controller) feedWatchdog() {
+func (c *Controller) feedWatchdog(expiry time.Time) {
 	if c.opts.Watchdog == nil {
 		return
 	}
-	if err := c.opts.Watchdog.Feed(); err != nil {
+	if err := c.opts.Watchdog.Feed(expiry); err != nil {
 		c.logger.Error("feeding the watchdog", "error", err)
 	}
 }

@@ -93,8 +93,11 @@ type Watchdog interface {
 	Arm(ttl, loopWait time.Duration) error
 	// Feed restarts its countdown when armed (after each renewal of the
 	// leader key, and each acknowledgement in failsafe mode), following a
-	// postmaster that was restarted.
-	Feed() error
+	// postmaster that was restarted. After a renewal expiry is when the key
+	// expires, counted from before the request was sent: the countdown
+	// then runs out no later than the safety margin before it, however
+	// late the answer came. Zero for a feed tied to no renewal.
+	Feed(expiry time.Time) error
 	// Disarm stops it (the magic close).
 	Disarm() error
 }

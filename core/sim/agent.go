@@ -320,7 +320,7 @@ func (a *agent) cycle(trigger string) time.Duration {
 	a.mem = dec.Memory
 	if kept := dec.Memory.FailsafeKept; !kept.IsZero() && kept.Equal(in.Now) {
 		a.leaseExpiry = time.Time{}
-		a.n.feedWatchdog(w)
+		a.n.feedWatchdog(w, time.Time{})
 	}
 	a.log("%s [%s] %s", trigger, ha.ActionNames(dec.Actions), dec.Reason)
 
@@ -572,6 +572,7 @@ func (a *agent) act(in ha.Input, act ha.Action, deadline time.Time) string {
 		})
 		if err == "" {
 			a.leaseExpiry = sent.Add(ttl)
+			a.n.feedWatchdog(w, a.leaseExpiry)
 			w.leaderTaken(me)
 		}
 		return err
@@ -596,7 +597,7 @@ func (a *agent) act(in ha.Input, act ha.Action, deadline time.Time) string {
 			return err
 		}
 		a.leaseExpiry = sent.Add(ttl)
-		a.n.feedWatchdog(w)
+		a.n.feedWatchdog(w, a.leaseExpiry)
 		return ""
 	case ha.ActReleaseLeader:
 		err, _ := a.call(deadline, func(s *store) (string, bool) {
@@ -734,7 +735,7 @@ func (a *agent) act(in ha.Input, act ha.Action, deadline time.Time) string {
 			return "no watchdog"
 		}
 		a.n.wdArmed = true
-		a.n.feedWatchdog(w)
+		a.n.feedWatchdog(w, time.Time{})
 		return ""
 	case ha.ActDisarmWatchdog:
 		a.n.wdArmed = false

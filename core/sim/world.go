@@ -112,12 +112,19 @@ func (n *node) watchdogState(o Options) ha.Watchdog {
 	return ha.Watchdog{Available: true, Armed: n.wdArmed}
 }
 
-// feedWatchdog restarts the countdown of an armed watchdog.
-func (n *node) feedWatchdog(w *World) {
+// feedWatchdog restarts the countdown of an armed watchdog; after a
+// renewal (expiry not zero) it runs out no later than the safety margin
+// before the key's expiry, as watchdog.FeedBefore does.
+func (n *node) feedWatchdog(w *World, expiry time.Time) {
 	if !n.wdArmed {
 		return
 	}
-	n.wdFires = w.now.Add(w.opt.TTL - 5*time.Second)
+	const margin = 5 * time.Second
+	timeout := w.opt.TTL - margin
+	if left := expiry.Sub(w.now) - margin; !expiry.IsZero() && left < timeout-time.Second {
+		timeout = max(left, time.Second)
+	}
+	n.wdFires = w.now.Add(timeout)
 	fires := n.wdFires
 	w.at(fires, func() {
 		if n.wdArmed && n.wdFires.Equal(fires) && !n.down {

@@ -458,3 +458,47 @@ func TestUnknownModeOrDriverFailsClosed(t *testing.T) {
 		}
 	}
 }
+
+// A renewal answered late restarts the countdown with a shorter timeout,
+// so that it still runs out the safety margin before the key's expiry; the
+// next timely renewal restores the timeout.
+func TestFeedBeforeShortensALateRenewal(t *testing.T) {
+	f := &fakeDevice{fd: -1}
+	w := newFakeWatchdog(ModeRequired, 5*time.Second, f)
+	if err := w.Arm(30*time.Second, 10*time.Second, postmaster); err != nil {
+		t.Fatalf("Arm: %v", err)
+	}
+	f.take()
+
+	// Answered at once: the key lives 30 s, the countdown its 25 s.
+	if err := w.FeedBefore(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, f, "ioctl WDIOC_KEEPALIVE")
+
+	// Answered 10 s after it was sent: 20 s of the key left, so at most
+	// 15 s (rounded down) before the watchdog fires.
+	if err := w.FeedBefore(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, f, "ioctl WDIOC_SETTIMEOUT 14", "ioctl WDIOC_GETTIMEOUT -> 14", "ioctl WDIOC_KEEPALIVE")
+	if st := w.Status(); st.Timeout != 14*time.Second || !st.Armed {
+		t.Errorf("status after a late renewal = %+v", st)
+	}
+
+	// Later than the safety margin allows at all: the shortest timeout.
+	if err := w.FeedBefore(time.Now().Add(3 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, f, "ioctl WDIOC_SETTIMEOUT 1", "ioctl WDIOC_GETTIMEOUT -> 1", "ioctl WDIOC_KEEPALIVE")
+
+	// Timely again: the configured timeout is back.
+	if err := w.FeedBefore(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, f, "ioctl WDIOC_SETTIMEOUT 25", "ioctl WDIOC_GETTIMEOUT -> 25", "ioctl WDIOC_KEEPALIVE")
+	if err := w.FeedBefore(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, f, "ioctl WDIOC_KEEPALIVE")
+}

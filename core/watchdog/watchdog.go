@@ -119,6 +119,8 @@ type Watchdog struct {
 	on      bool          // armed by Arm and not disarmed since; the driver may have lost it
 	want    time.Duration // the timeout asked for while armed
 	actual  time.Duration // the timeout in effect while armed
+	ttl     time.Duration // the ttl it was armed for
+	short   bool          // the countdown runs a timeout shortened by FeedBefore
 	target  Target
 	health  error     // the last Healthy finding
 	failErr error     // the last activation failure, until an Arm succeeds
@@ -280,25 +282,57 @@ func (w *Watchdog) Arm(ttl, loopWait time.Duration, target Target) error {
 	if !was || actual != w.actual || target != w.target {
 		w.logger.Info("watchdog armed", "driver", w.drv.describe(), "timeout", actual, "requested", timeout, "pid", target.Pid)
 	}
-	w.on, w.want, w.actual, w.target = true, timeout, actual, target
+	w.on, w.want, w.actual, w.target, w.ttl, w.short = true, timeout, actual, target, ttl, false
 	w.failErr, w.health, w.warned = nil, nil, ""
 	w.publish()
 	return nil
 }
 
+// lateFeed is how late a renewal's answer may come before FeedBefore
+// shortens the countdown: a second of the safety margin, so that the usual
+// round trip of a few milliseconds changes nothing.
+const lateFeed = time.Second
+
+// FeedBefore is Feed after a renewal of the leader key that expires at
+// expiry, counted from before the renewal was sent: the countdown is
+// restarted so that it runs out no later than the safety margin before
+// expiry. A renewal answered late (a slow DCS) so restarts it with a
+// shorter timeout, and the primary of an agent that freezes right after
+// is still fenced before another member may take the key; the next timely
+// renewal restores the timeout. (A plain feed would let the countdown run
+// the whole timeout from the late answer, past the key's expiry.)
+func (w *Watchdog) FeedBefore(expiry time.Time) error { return w.feed(expiry) }
+
 // Feed restarts the countdown while armed; otherwise it does nothing. An
 // error says the countdown could not be restarted; when the driver lost it
 // altogether (the fencing process is gone) Armed turns false and the next
 // Arm starts again.
-func (w *Watchdog) Feed() error {
+func (w *Watchdog) Feed() error { return w.feed(time.Time{}) }
+
+// feed is Feed, and FeedBefore for a non-zero expiry.
+func (w *Watchdog) feed(expiry time.Time) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.on {
 		return nil
 	}
-	err := errors.New("no longer armed")
+	timeout := w.want
+	if left := time.Until(expiry) - (w.ttl - w.want); !expiry.IsZero() && left < timeout-lateFeed {
+		timeout = max(left, minTimeout)
+	}
+	err, rearmed := errors.New("no longer armed"), false
 	if w.drv.armed() {
-		err = w.drv.feed()
+		if timeout == w.want && !w.short || expiry.IsZero() {
+			err = w.drv.feed()
+		} else {
+			// arm sets the timeout (rounded down); feed restarts the
+			// countdown with it whether or not arm did.
+			var actual time.Duration
+			if actual, err = w.drv.arm(timeout, w.target); err == nil {
+				err = w.drv.feed()
+				w.actual, w.short, rearmed = actual, timeout < w.want, true
+			}
+		}
 	}
 	if err != nil {
 		err = fmt.Errorf("feeding %s: %w", w.drv.describe(), err)
@@ -307,6 +341,8 @@ func (w *Watchdog) Feed() error {
 			w.on = false
 			w.logger.Error("watchdog lost while armed", "error", err)
 		}
+	}
+	if err != nil || rearmed {
 		w.publish()
 	}
 	return err

@@ -216,6 +216,12 @@ func (d *decider) dcsDown() {
 		d.say("demoting self because the DCS is not accessible for %s and I was a leader (%s)", down.Round(1e6), d.in.DCSError)
 	case d.pg.Primary():
 		d.say("DCS is not accessible (%s); still primary for up to retry_timeout %s", d.in.DCSError, cfg.RetryTimeout)
+	case !d.pg.Running && d.pg.DataDir == DataDirInitialized && !cfg.Paused && d.in.Busy == nil && d.wasPrimary():
+		// Started read-only, a former primary's data looks like any
+		// replica's: once the DCS answers, nothing (not even after an
+		// agent restart) would tell that another member may have
+		// promoted onto the same timeline from a point before its end.
+		d.say("DCS is not accessible (%s); not starting: this data ran as a primary (timeline %d), to be checked against the leader's history first", d.in.DCSError, d.pg.ControlTimeline)
 	case !d.pg.Running && d.pg.DataDir == DataDirInitialized && !cfg.Paused && d.in.Busy == nil:
 		d.add(Action{Kind: ActStart})
 		d.say("DCS is not accessible (%s); starting as a read-only replica", d.in.DCSError)
@@ -557,15 +563,15 @@ func (d *decider) follow() {
 		d.say("paused: continuing to run as primary without the lock")
 		return
 	}
-	if leader != "" && !d.in.Config.Paused && d.pg.InRecovery && d.divergedOnSameTimeline() {
-		// Started read-only before the leader was known (the DCS was
-		// down): it runs as a replica, and still cannot follow.
+	if why := d.divergedOnSameTimeline(); leader != "" && !d.in.Config.Paused && d.pg.InRecovery && why != "" {
+		// A replica of another branch under the same number: it cannot
+		// stream, and pg_rewind sees nothing to undo.
 		d.add(Action{Kind: ActStop, Mode: StopFast})
 		if d.in.Config.RemoveDataDirectoryOnDivergedTimelines {
 			d.add(Action{Kind: ActRemoveDataDir})
-			d.say("I ran as a primary on timeline %d, which leader %s promoted onto too: the data diverged; removing the data directory to clone it again", d.mem.PrimaryTimeline, leader)
+			d.say("%s: the data diverged; removing the data directory to clone it again", why)
 		} else {
-			d.say("I ran as a primary on timeline %d, which leader %s promoted onto too: the data diverged and remove_data_directory_on_diverged_timelines is off: stopping", d.mem.PrimaryTimeline, leader)
+			d.say("%s: the data diverged and remove_data_directory_on_diverged_timelines is off: stopping", why)
 		}
 		return
 	}
@@ -763,14 +769,14 @@ func (d *decider) recover() {
 		d.say("waiting for leader %s to run as primary before checking whether I diverged from it", leader)
 		return
 	}
-	if d.divergedOnSameTimeline() {
+	if why := d.divergedOnSameTimeline(); why != "" {
 		// pg_rewind finds nothing to do between servers on one timeline;
 		// only a new copy of the leader's data can follow it.
 		if cfg.RemoveDataDirectoryOnDivergedTimelines {
 			d.add(Action{Kind: ActRemoveDataDir})
-			d.say("I ran as a primary on timeline %d, which leader %s promoted onto too: the data diverged; removing the data directory to clone it again", d.pg.ControlTimeline, leader)
+			d.say("%s: the data diverged; removing the data directory to clone it again", why)
 		} else {
-			d.say("I ran as a primary on timeline %d, which leader %s promoted onto too: the data diverged and remove_data_directory_on_diverged_timelines is off: staying down", d.pg.ControlTimeline, leader)
+			d.say("%s: the data diverged and remove_data_directory_on_diverged_timelines is off: staying down", why)
 		}
 		return
 	}
@@ -808,18 +814,35 @@ func (d *decider) recover() {
 	}
 }
 
-// divergedOnSameTimeline: this stopped member ran as a primary on the
-// timeline another member now leads on. A promotion always starts a new
-// timeline, so the leader promoted onto the same number without this
-// member's history (it crashed before publishing /history): the two
-// wrote different WAL under one timeline.
-func (d *decider) divergedOnSameTimeline() bool {
-	tl := d.mem.PrimaryTimeline
+// divergedOnSameTimeline says why this member's data cannot follow the
+// leader although the timeline numbers and switch points agree: another
+// member promoted onto the timeline number its data ran on (a primary that
+// crashed before publishing /history, a member that promoted from the
+// timeline before without seeing it). Either the leader runs on that
+// timeline and did not start the data's, or /history names another member
+// as the one that started it. "" when it can follow.
+func (d *decider) divergedOnSameTimeline() string {
+	tl, of := d.mem.DataTimeline, d.mem.DataTimelineOf
 	if !d.pg.Running && d.wasPrimary() {
-		tl = d.pg.ControlTimeline
+		tl, of = d.pg.ControlTimeline, d.in.Name
 	}
-	return !d.mem.Rewound && tl > 0 && d.leaderRunsAsPrimary() &&
-		!strings.EqualFold(d.c.LeaderName(), d.in.Name) && d.leaderTimeline() == tl
+	leader := d.c.LeaderName()
+	if d.mem.Rewound || tl <= 0 || of == "" || !d.leaderRunsAsPrimary() || strings.EqualFold(leader, d.in.Name) || strings.EqualFold(leader, of) {
+		return ""
+	}
+	why := fmt.Sprintf("my data ran on timeline %d as %s started it", tl, of)
+	if strings.EqualFold(of, d.in.Name) {
+		why = fmt.Sprintf("I ran as a primary on timeline %d", tl)
+	}
+	if d.leaderTimeline() == tl {
+		return fmt.Sprintf("%s, and leader %s promoted onto timeline %d too", why, leader, tl)
+	}
+	for _, l := range d.c.History {
+		if l.Timeline == tl-1 && l.NewLeader != "" && !strings.EqualFold(l.NewLeader, of) {
+			return fmt.Sprintf("%s, and /history says %s promoted onto it", why, l.NewLeader)
+		}
+	}
+	return ""
 }
 
 // leaderRunsAsPrimary: the leader's member key shows a running primary,

@@ -2,6 +2,7 @@ package ha
 
 import (
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/custos-ha/custos/core/cluster"
@@ -53,15 +54,18 @@ func (d *decider) settle() {
 	d.mem.Role = RoleName(d.pg, d.mem)
 	switch {
 	case d.pg.DataDir != DataDirInitialized || d.pg.BackupLabel:
-		d.mem.PrimaryTimeline = 0
+		d.mem.DataTimeline, d.mem.DataTimelineOf = 0, ""
 	case d.pg.Primary():
-		d.mem.PrimaryTimeline = d.pg.Timeline
+		d.mem.DataTimeline, d.mem.DataTimelineOf = d.pg.Timeline, d.in.Name
 	case !d.pg.Running && d.wasPrimary():
-		d.mem.PrimaryTimeline = d.pg.ControlTimeline
+		d.mem.DataTimeline, d.mem.DataTimelineOf = d.pg.ControlTimeline, d.in.Name
+	case d.c != nil && d.pg.InRecovery && d.pg.Streaming && d.pg.Timeline > 0 && strings.EqualFold(d.pg.Upstream, d.c.LeaderName()) &&
+		d.leaderRunsAsPrimary() && d.leaderTimeline() == d.pg.Timeline:
+		d.mem.DataTimeline, d.mem.DataTimelineOf = d.pg.Timeline, d.c.LeaderName()
 	}
 	for _, a := range d.actions {
 		if a.Kind == ActRemoveDataDir || a.Kind == ActReinitialize || a.Kind == ActRewind {
-			d.mem.PrimaryTimeline = 0
+			d.mem.DataTimeline, d.mem.DataTimelineOf = 0, ""
 		}
 	}
 }

@@ -25,7 +25,7 @@ import (
 //	                     primary_start_timeout=300 use_pg_rewind remove_on_rewind_failure
 //	                     remove_on_diverged check_timeline paused use_slots nofailover priority=N
 //	             dcs: down since=90 error=...   (no cluster line: DCS reachable)
-//	             cluster: initialize=SYSID|empty leader=NAME optime=N history=TL:LSN,TL:LSN config
+//	             cluster: initialize=SYSID|empty leader=NAME optime=N history=TL:LSN[:NEWLEADER],... config
 //	             member: NAME role=R state=S xlog=N timeline=N nofailover clonefrom replicatefrom=X nostream
 //	             raw: KEY VALUE   a DCS value as stored (KEY: initialize, leader, failover,
 //	                              sync, history, status, failsafe, members/NAME), read
@@ -424,10 +424,11 @@ func (w *world) cluster(t *testing.T) *cluster.Cluster {
 			if part == "" {
 				continue
 			}
-			tl, lsn, _ := strings.Cut(part, ":")
+			tl, rest, _ := strings.Cut(part, ":")
+			lsn, leader, _ := strings.Cut(rest, ":")
 			tln, _ := strconv.Atoi(tl)
 			lsnn, _ := strconv.ParseInt(lsn, 10, 64)
-			c.History = append(c.History, cluster.HistoryLine{Timeline: tln, LSN: lsnn})
+			c.History = append(c.History, cluster.HistoryLine{Timeline: tln, LSN: lsnn, NewLeader: leader})
 		}
 	}
 	for _, line := range w.lines["member"] {
@@ -545,8 +546,11 @@ func parseMemory(t *testing.T, s string) Memory {
 	if has(kv, "bootstrap_failed") {
 		m.BootstrapFailed = "an earlier failure"
 	}
-	if has(kv, "primary_timeline") {
-		m.PrimaryTimeline = int(num(t, kv, "primary_timeline"))
+	if has(kv, "data_timeline") {
+		// data_timeline=N:MEMBER, the member that started it.
+		tl, of, _ := strings.Cut(kv["data_timeline"], ":")
+		m.DataTimeline, _ = strconv.Atoi(tl)
+		m.DataTimelineOf = of
 	}
 	m.Crashed, m.StartFailed = has(kv, "crashed"), has(kv, "start_failed")
 	if has(kv, "failsafe_kept") {

@@ -236,11 +236,14 @@ type Memory struct {
 	// members' acknowledgement with the DCS down (failsafe mode); zero
 	// once the DCS answers.
 	FailsafeKept time.Time
-	// PrimaryTimeline is the timeline this member's data last ran as a
-	// primary on (0: not since its data directory was last replaced, or
-	// unknown). A leader on that same timeline promoted onto it without
-	// this member's WAL: the two diverged under one number.
-	PrimaryTimeline int
+	// DataTimeline is the timeline this member's data last ran on, and
+	// DataTimelineOf the member that started it: this one when it ran as
+	// a primary on it, the leader it streamed it from otherwise (0 and ""
+	// when not known, or since the data directory was replaced). Another
+	// member that promoted onto the same timeline number wrote different
+	// WAL under it: the two diverged, whatever the switch points say.
+	DataTimeline   int
+	DataTimelineOf string
 	// BootstrapFailed is the error of a bootstrap of this process that
 	// failed. Such a member does not race for /initialize again: the
 	// same failure (initdb missing, a bad option) would repeat at once,

@@ -651,9 +651,22 @@ func (a *agent) act(in ha.Input, act ha.Action, deadline time.Time) string {
 		})
 		return err
 	case ha.ActWriteHistory:
+		// The controller's writeHistory: the lines /history has with the
+		// same switch point are kept, the newest one names this member.
+		known := map[int]cluster.HistoryLine{}
+		for _, l := range in.Cluster.History {
+			known[l.Timeline] = l
+		}
 		var h cluster.History
-		for _, sp := range pg.hist.switchPoints() {
-			h = append(h, cluster.HistoryLine{Timeline: sp.timeline, LSN: sp.lsn, Reason: "no recovery target specified"})
+		sps := pg.hist.switchPoints()
+		for i, sp := range sps {
+			l := cluster.HistoryLine{Timeline: sp.timeline, LSN: sp.lsn, Reason: "no recovery target specified"}
+			if k, ok := known[l.Timeline]; ok && k.LSN == l.LSN {
+				l = k
+			} else if i == len(sps)-1 {
+				l.NewLeader = me
+			}
+			h = append(h, l)
 		}
 		err, _ := a.call(deadline, func(s *store) (string, bool) {
 			s.history, s.hasHistory = h, true

@@ -66,6 +66,7 @@ func (a *agent) startBackground(act ha.Action) string {
 				return
 			}
 			w.branches++
+			w.owner[w.branches] = n.name
 			pg.promote(w.branches)
 			w.tracef("%s: promoted to timeline %d at %d", n.name, pg.hist.timeline(), pg.hist.lsn())
 			finish("")
@@ -79,6 +80,7 @@ func (a *agent) startBackground(act ha.Action) string {
 				return
 			}
 			w.branches++
+			w.owner[w.branches] = n.name
 			pg.initialized = true
 			pg.sysID = fmt.Sprintf("7%018d", w.rng.Int64N(1e18))
 			pg.hist = history{{branch: w.branches, timeline: 1, start: 0, end: 1}}

@@ -69,11 +69,11 @@ func TestSimulation(t *testing.T) {
 	seeds := max(1, *simSteps / *simPer)
 	start := time.Now()
 	var (
-		steps, decisions atomic.Int64
-		next             atomic.Uint64
-		wg               sync.WaitGroup
-		mu               sync.Mutex
-		failed           []string
+		steps, decisions, limits atomic.Int64
+		next                     atomic.Uint64
+		wg                       sync.WaitGroup
+		mu                       sync.Mutex
+		failed                   []string
 	)
 	next.Store(*simFirst)
 	last := *simFirst + uint64(seeds)
@@ -91,6 +91,7 @@ func TestSimulation(t *testing.T) {
 				err := w.Run()
 				steps.Add(int64(w.Steps()))
 				decisions.Add(int64(w.Decisions()))
+				limits.Add(int64(w.KnownLimits()))
 				if err != nil {
 					mu.Lock()
 					failed = append(failed, err.Error())
@@ -106,5 +107,6 @@ func TestSimulation(t *testing.T) {
 	}
 	wg.Wait()
 	el := time.Since(start)
-	t.Logf("%d seeds, %d steps, %d decisions in %s: %.0f steps/s, %d failed", seeds, steps.Load(), decisions.Load(), el.Round(time.Millisecond), float64(steps.Load())/el.Seconds(), len(failed))
+	t.Logf("%d seeds, %d steps, %d decisions in %s: %.0f steps/s, %d failed; %d replicas left by the known limit (docs/simulation.md)",
+		seeds, steps.Load(), decisions.Load(), el.Round(time.Millisecond), float64(steps.Load())/el.Seconds(), len(failed), limits.Load())
 }

@@ -225,16 +225,20 @@ func (d *decider) allCaughtUp(names []string) bool {
 }
 
 // prePromoteQuorum is the /sync write before a promotion in quorum mode:
-// me as the leader, the other voters kept with the old quorum (so commits
-// acknowledged under the old leader stay covered), and
+// me as the leader, the other voters kept with the old quorum, and
 // synchronous_standby_names naming them, so the new primary's commits are
-// synchronous from the first one.
+// synchronous from the first one. The quorum is not lowered with the voter
+// that leaves (me): every q+1 of the remaining voters are q+1 of the old
+// ones, so they still hold every commit acknowledged under the old
+// leader; lowered, a voter that lacks some could take over alone should
+// this member fail before the others caught up with it. It drops once
+// they did (quorumReplication).
 func (d *decider) prePromoteQuorum() []Action {
 	var voters []string
 	q := 0
 	if s := d.c.Sync; s != nil {
 		voters = minus(s.SyncStandby, []string{d.in.Name})
-		q = min(s.Quorum, max(len(voters)-1, 0))
+		q = s.Quorum
 	}
 	num := min(max(d.in.Config.SyncNodeCount, 1), len(voters))
 	value := anyStandbyNames(num, voters)

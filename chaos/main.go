@@ -88,7 +88,7 @@ func execute(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, s := range sums {
 		r := s.row()
-		if s.err != nil || r.failed > 0 || r.lost > 0 || (!s.sc.noWatchdog && r.windows > 0) || (s.sc.keepsLeader && r.changes > 0) {
+		if s.err != nil || r.failed > 0 || r.lost > 0 || (!s.sc.noWatchdog && r.windows > 0) || (s.sc.keepsLeader && r.changes+r.outages > 0) {
 			return 1
 		}
 	}

@@ -23,6 +23,7 @@ type row struct {
 	runs, failed             int
 	acked, lost              int
 	windows, changes         int
+	outages                  int
 	windowTotal              time.Duration
 	convMedian, convMax, gap time.Duration
 	converged                int
@@ -39,6 +40,7 @@ func (s summary) row() row {
 		r.lost += res.lost
 		r.windows += len(res.overlaps)
 		r.changes += res.changes
+		r.outages += len(res.outages)
 		for _, o := range res.overlaps {
 			r.windowTotal += o.length()
 		}
@@ -64,7 +66,7 @@ func median(sorted []time.Duration) time.Duration {
 }
 
 // columns are the table's headings.
-var columns = []string{"scenario", "watchdog", "runs", "failed", "acknowledged", "lost", "dual-primary windows", "leader changes", "converged", "convergence median", "max", "longest write gap"}
+var columns = []string{"scenario", "watchdog", "runs", "failed", "acknowledged", "lost", "dual-primary windows", "leader changes", "write outages", "converged", "convergence median", "max", "longest write gap"}
 
 // cells are the summary's line of the table, one cell per column.
 func (s summary) cells() []string {
@@ -79,7 +81,7 @@ func (s summary) cells() []string {
 	}
 	return []string{
 		r.scenario, wd, fmt.Sprint(r.runs), fmt.Sprint(r.failed), fmt.Sprint(r.acked), fmt.Sprint(r.lost),
-		windows, fmt.Sprint(r.changes), fmt.Sprintf("%d/%d", r.converged, r.runs),
+		windows, fmt.Sprint(r.changes), fmt.Sprint(r.outages), fmt.Sprintf("%d/%d", r.converged, r.runs),
 		secs(r.convMedian), secs(r.convMax), secs(r.gap),
 	}
 }

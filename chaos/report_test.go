@@ -31,6 +31,15 @@ func TestOverlaps(t *testing.T) {
 	if spans := s.writable("node1"); len(spans) != 1 || !spans[0].from.Equal(at(0)) || !spans[0].to.Equal(at(1000)) {
 		t.Errorf("node1 spans %+v", spans)
 	}
+	if got := s.outages([]string{"node1", "node2", "node3"}, 50*time.Millisecond); len(got) != 1 || !got[0].from.Equal(at(1000)) || !got[0].to.Equal(at(1100)) {
+		t.Errorf("outages of 50ms or more: %+v, want 1000ms to 1100ms", got)
+	}
+	if got := s.outages([]string{"node1", "node2", "node3"}, time.Second); len(got) != 0 {
+		t.Errorf("outages of a second or more: %+v, want none", got)
+	}
+	if got := s.leaderChanges([]string{"node1", "node2", "node3"}); got != 2 {
+		t.Errorf("leader changes %d, want 2 (spans begin: node1, node3, node2)", got)
+	}
 	if name, ok := s.otherWritableSince("node1", at(1050)); !ok || name != "node2" {
 		t.Errorf("otherWritableSince = %q, %v; want node2", name, ok)
 	}

@@ -25,6 +25,10 @@ const (
 	// takeoverLimit bounds the wait for another member to take writes
 	// after a fault that costs the primary: three lease lifetimes.
 	takeoverLimit = 3 * 10 * time.Second
+	// outageMin is the shortest stretch without a writable member that
+	// counts as an outage: longer than two probes that time out on a busy
+	// machine.
+	outageMin = time.Second
 	// takeoverHold is how long a fault lasts after another member took
 	// over: long enough to see whether the old primary still takes
 	// writes.
@@ -45,8 +49,11 @@ type result struct {
 	// standby was cancelled (not counted as acknowledged).
 	failed, warned int
 	overlaps       []overlap
-	// changes counts the times another member began to take writes.
+	// changes counts the times another member began to take writes;
+	// outages are the stretches of outageMin or more in which no member
+	// took writes (a failover, a demotion, a primary that restarts).
 	changes int
+	outages []span
 	// converged says whether the cluster was whole again; converge is how
 	// long after the fault was healed.
 	converged bool
@@ -167,6 +174,10 @@ func runOnce(ctx context.Context, c *cluster, sc scenario, n int) (res result) {
 	}
 	res.overlaps = s.overlaps(names)
 	res.changes = s.leaderChanges(names)
+	res.outages = s.outages(names, outageMin)
+	for _, o := range res.outages {
+		r.note("no member took writes for %v, from %v after the run began", o.length().Round(time.Millisecond), o.from.Sub(began).Round(time.Millisecond))
+	}
 	for _, o := range res.overlaps {
 		r.note("%s and %s both took writes for %v, %v after the run began", o.a, o.b, o.length().Round(time.Millisecond), o.from.Sub(began).Round(time.Millisecond))
 	}
@@ -188,7 +199,7 @@ func runOnce(ctx context.Context, c *cluster, sc scenario, n int) (res result) {
 			}
 		}
 	}
-	logf("%s run %d: %d acknowledged, %d lost, %d dual-primary windows, %d leader changes, converged %v after %v, longest write gap %v; err %v",
-		sc.name, n, res.acked, res.lost, len(res.overlaps), res.changes, res.converged, res.converge.Round(time.Millisecond), res.gap.Round(time.Millisecond), res.err)
+	logf("%s run %d: %d acknowledged, %d lost, %d dual-primary windows, %d leader changes, %d outages, converged %v after %v, longest write gap %v; err %v",
+		sc.name, n, res.acked, res.lost, len(res.overlaps), res.changes, len(res.outages), res.converged, res.converge.Round(time.Millisecond), res.gap.Round(time.Millisecond), res.err)
 	return res
 }

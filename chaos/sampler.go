@@ -178,6 +178,29 @@ func (s *sampler) leaderChanges(names []string) int {
 	return changes
 }
 
+// outages are the stretches of at least min, between the first and the
+// last write the sampler saw, in which no member took a write. Spans are
+// over-estimates, so an outage is never longer than the truth.
+func (s *sampler) outages(names []string, min time.Duration) []span {
+	var all []span
+	for _, n := range names {
+		all = append(all, s.writable(n)...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].from.Before(all[j].from) })
+	if len(all) == 0 {
+		return nil
+	}
+	var out []span
+	end := all[0].to
+	for _, sp := range all[1:] {
+		if gap := (span{end, sp.from}); gap.length() >= min {
+			out = append(out, gap)
+		}
+		end = later(end, sp.to)
+	}
+	return out
+}
+
 // otherWritableSince reports whether a member other than except took a
 // write in a probe that started after since.
 func (s *sampler) otherWritableSince(except string, since time.Time) (string, bool) {

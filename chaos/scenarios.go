@@ -28,8 +28,8 @@ type scenario struct {
 	// named runs the scenario only when it is asked for by name (a long
 	// one).
 	named bool
-	// keepsLeader makes a leader change a failure: the fault must not
-	// cost the primary its leadership.
+	// keepsLeader makes a leader change or a write outage a failure: the
+	// fault must not cost the primary its leadership.
 	keepsLeader bool
 	// fault injects the fault into r's cluster, holds it and heals it; it
 	// returns when it was healed (zero: at return).
@@ -153,7 +153,7 @@ var scenarios = []scenario{
 	},
 	{
 		name:  "switchover-etcd-leader-frozen",
-		about: "a switchover to the synchronous standby requested right after SIGSTOP of the etcd leader; thawed once the candidate took over (or after 30 s)",
+		about: "a switchover to the synchronous standby requested (and repeated until accepted) right after SIGSTOP of the etcd leader; thawed once the candidate took over (or after 30 s)",
 		fault: func(ctx context.Context, r *run) (time.Time, error) {
 			i := r.c.etcd.Leader(ctx, 2*time.Second)
 			if i < 0 {
@@ -169,8 +169,27 @@ var scenarios = []scenario{
 			}
 			at := time.Now()
 			defer func() { _ = e.Thaw() }()
-			if err := switchover(ctx, r.leader, candidate); err != nil {
-				r.note("switchover %s -> %s: %v", r.leader.Name, candidate, err)
+			// As an operator would, the request is repeated until it is
+			// accepted.
+			for attempt := 1; ; attempt++ {
+				if attempt > 1 {
+					// The synchronous standby may have changed meanwhile.
+					if now, err := syncStandby(ctx, r.leader); err == nil {
+						candidate = now
+					}
+				}
+				err := switchover(ctx, r.leader, candidate)
+				if err == nil {
+					r.note("switchover %s -> %s accepted at attempt %d, %v after the freeze", r.leader.Name, candidate, attempt, time.Since(at).Round(time.Millisecond))
+					break
+				}
+				if attempt == 1 || time.Since(at) > takeoverLimit {
+					r.note("switchover %s -> %s, attempt %d: %v", r.leader.Name, candidate, attempt, err)
+				}
+				if time.Since(at) > takeoverLimit {
+					break
+				}
+				hold(ctx, time.Second)
 			}
 			r.waitTakeover(ctx, r.leader, at, takeoverLimit)
 			hold(ctx, takeoverHold)

@@ -51,20 +51,8 @@ func TestProxyStallFrom(t *testing.T) {
 		t.Cleanup(func() { _ = c.Close() })
 		return c
 	}
-	send := func(c net.Conn, s string) {
-		t.Helper()
-		if _, err := c.Write([]byte(s)); err != nil {
-			t.Fatalf("writing %q: %v", s, err)
-		}
-	}
-	expect := func(c net.Conn, want string) {
-		t.Helper()
-		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		buf := make([]byte, len(want))
-		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != want {
-			t.Fatalf("read %q (%v), want %q", buf, err, want)
-		}
-	}
+	send := func(c net.Conn, s string) { t.Helper(); connSend(t, c, s) }
+	expect := func(c net.Conn, want string) { t.Helper(); connExpect(t, c, want) }
 	a, b := dialFrom(ports[0]), dialFrom(ports[1])
 	send(a, "1")
 	expect(a, "1")
@@ -74,11 +62,7 @@ func TestProxyStallFrom(t *testing.T) {
 	p.StallFrom("a")
 	p.StallFrom("a")
 	send(a, "held")
-	_ = a.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-	var ne net.Error
-	if n, err := a.Read(make([]byte, 1)); n != 0 || !errors.As(err, &ne) || !ne.Timeout() {
-		t.Fatalf("read %d bytes (%v) from a stalled label, want nothing", n, err)
-	}
+	connSilent(t, a)
 	send(b, "flows")
 	expect(b, "flows")
 	p.ResumeFrom("a")
@@ -96,4 +80,34 @@ func TestProxyStallFrom(t *testing.T) {
 	p.SetLatency(0)
 	send(b, "fast")
 	expect(b, "fast")
+}
+
+// connSend writes s to c.
+func connSend(t testing.TB, c net.Conn, s string) {
+	t.Helper()
+	if _, err := c.Write([]byte(s)); err != nil {
+		t.Fatalf("writing %q: %v", s, err)
+	}
+}
+
+// connExpect reads want from c within 10 s.
+func connExpect(t testing.TB, c net.Conn, want string) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, len(want))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != want {
+		t.Fatalf("read %q (%v), want %q", buf, err, want)
+	}
+}
+
+// connSilent checks that nothing, not even a close, arrives on c for a
+// while: it goes through a stalled proxy.
+func connSilent(t testing.TB, c net.Conn) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	n, err := c.Read(make([]byte, 1))
+	var ne net.Error
+	if n != 0 || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("read %d bytes (%v) through a stalled proxy, want nothing", n, err)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 
 	tkcluster "github.com/custos-ha/custos/testkit/cluster"
@@ -71,12 +72,16 @@ type run struct {
 	w      *writer
 	s      *sampler
 	logf   func(format string, args ...any)
-	notes  []string
+	// mu guards notes: a fault may note from two goroutines.
+	mu    sync.Mutex
+	notes []string
 }
 
 func (r *run) note(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
+	r.mu.Lock()
 	r.notes = append(r.notes, msg)
+	r.mu.Unlock()
 	r.logf("  %s", msg)
 }
 
@@ -148,7 +153,11 @@ func runOnce(ctx context.Context, c *cluster, sc scenario, n int) (res result) {
 	if healed.IsZero() {
 		healed = time.Now()
 	}
-	defer func() { res.note = strings.Join(r.notes, "; ") }()
+	defer func() {
+		r.mu.Lock()
+		res.note = strings.Join(r.notes, "; ")
+		r.mu.Unlock()
+	}()
 	if ferr != nil {
 		res.err = fmt.Errorf("fault: %w", ferr)
 	}

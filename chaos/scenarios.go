@@ -159,38 +159,13 @@ var scenarios = []scenario{
 			if i < 0 {
 				return time.Time{}, errors.New("no etcd member says it leads")
 			}
-			candidate, err := syncStandby(ctx, r.leader)
-			if err != nil {
-				return time.Time{}, err
-			}
 			e := r.c.etcd.Members[i]
 			if err := e.Freeze(); err != nil {
 				return time.Time{}, err
 			}
 			at := time.Now()
 			defer func() { _ = e.Thaw() }()
-			// As an operator would, the request is repeated until it is
-			// accepted.
-			for attempt := 1; ; attempt++ {
-				if attempt > 1 {
-					// The synchronous standby may have changed meanwhile.
-					if now, err := syncStandby(ctx, r.leader); err == nil {
-						candidate = now
-					}
-				}
-				err := switchover(ctx, r.leader, candidate)
-				if err == nil {
-					r.note("switchover %s -> %s accepted at attempt %d, %v after the freeze", r.leader.Name, candidate, attempt, time.Since(at).Round(time.Millisecond))
-					break
-				}
-				if attempt == 1 || time.Since(at) > takeoverLimit {
-					r.note("switchover %s -> %s, attempt %d: %v", r.leader.Name, candidate, attempt, err)
-				}
-				if time.Since(at) > takeoverLimit {
-					break
-				}
-				hold(ctx, time.Second)
-			}
+			requestSwitchover(ctx, r, at)
 			r.waitTakeover(ctx, r.leader, at, takeoverLimit)
 			hold(ctx, takeoverHold)
 			return time.Now(), e.Thaw()
@@ -268,6 +243,69 @@ func killPluginEvery(ctx context.Context, r *run, period, d time.Duration) (time
 	}
 	r.note("killed %s's DCS plugin %d times", r.leader.Name, kills)
 	return time.Now(), nil
+}
+
+// requestSwitchover asks the leader's API for a switchover to its
+// synchronous standby, again every second, as an operator would, until it
+// is accepted or takeoverLimit after since.
+func requestSwitchover(ctx context.Context, r *run, since time.Time) {
+	for attempt := 1; ctx.Err() == nil; attempt++ {
+		// The synchronous standby may change during the fault.
+		candidate, err := syncStandby(ctx, r.leader)
+		if err == nil {
+			err = switchover(ctx, r.leader, candidate)
+		}
+		if err == nil {
+			r.note("switchover %s -> %s accepted at attempt %d, %v after the fault", r.leader.Name, candidate, attempt, time.Since(since).Round(time.Millisecond))
+			return
+		}
+		late := time.Since(since) > takeoverLimit
+		if attempt == 1 || late {
+			r.note("switchover from %s, attempt %d: %v", r.leader.Name, attempt, err)
+		}
+		if late {
+			return
+		}
+		hold(ctx, time.Second)
+	}
+}
+
+// withSwitchover is sc with a switchover to the synchronous standby
+// requested switchoverAfter into its fault and repeated until accepted:
+// the operator's move during a fault.
+func withSwitchover(sc scenario) scenario {
+	fault := sc.fault
+	sc.name += "+switchover"
+	sc.about += fmt.Sprintf("; %v into the fault a switchover to the synchronous standby is requested, repeated until accepted", switchoverAfter)
+	sc.short = false
+	sc.fault = func(ctx context.Context, r *run) (time.Time, error) {
+		at := time.Now()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			hold(ctx, switchoverAfter)
+			requestSwitchover(ctx, r, at)
+		}()
+		healed, err := fault(ctx, r)
+		<-done
+		return healed, err
+	}
+	return sc
+}
+
+// switchoverAfter is when withSwitchover's request comes.
+const switchoverAfter = 2 * time.Second
+
+func init() {
+	// A switchover during each fault that leaves the primary in place for
+	// a while.
+	for _, name := range []string{"kill-postmaster", "slow-dcs", "dcs-stalls", "replica-cut-from-primary", "members-cut-from-each-other"} {
+		for _, sc := range scenarios {
+			if sc.name == name {
+				scenarios = append(scenarios, withSwitchover(sc))
+			}
+		}
+	}
 }
 
 // freezeAgent stops the primary's agent process (not its plugins or its

@@ -361,7 +361,7 @@ func syncStandby(ctx context.Context, leader *tkcluster.Member) (string, error) 
 			return m.Name, nil
 		}
 	}
-	return "", fmt.Errorf("%s: no streaming synchronous standby in GET /cluster: %s", leader.Name, body)
+	return "", fmt.Errorf("%s: GET /cluster names no streaming synchronous standby", leader.Name)
 }
 
 // waitHealthy polls health until it is nil or timeout passes.

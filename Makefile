@@ -10,7 +10,7 @@ export PATH := $(TOOLS_BIN):$(PATH)
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
-MODULES := . core plugin/sdk bench demo testkit $(sort $(wildcard plugins/*))
+MODULES := . core plugin/sdk bench chaos demo testkit $(sort $(wildcard plugins/*))
 PLUGINS := $(notdir $(sort $(wildcard plugins/*)))
 PROTOS := $(shell find plugin/sdk/proto -name '*.proto')
 TEST_TIMEOUT ?= 20m
@@ -59,6 +59,16 @@ BENCH_MARKDOWN ?= bench-results.md
 bench: build ## Run custos and Patroni 3.0.2 side by side (docs/benchmarks.md); installs what is missing when root
 	@if [ "$$(id -u)" = 0 ]; then ./.ci/install-deps --bench; fi
 	cd bench && $(GO) run . -bin ../bin -markdown $(abspath $(BENCH_MARKDOWN)) $(BENCH_ARGS)
+
+# Arguments for the fault suite, e.g. make chaos CHAOS_RUNS=5 CHAOS_ARGS="-scenarios kill-node,sigstop-agent".
+CHAOS_RUNS ?= 20
+CHAOS_ARGS ?=
+CHAOS_MARKDOWN ?= chaos/results.md
+
+.PHONY: chaos
+chaos: build ## Run every fault scenario CHAOS_RUNS times on real clusters and print a table per scenario (docs/reliability.md)
+	@if [ "$$(id -u)" = 0 ]; then ./.ci/install-deps; fi
+	cd chaos && $(GO) run . -bin ../bin -runs $(CHAOS_RUNS) -markdown $(abspath $(CHAOS_MARKDOWN)) $(CHAOS_ARGS)
 
 .PHONY: test-deps
 test-deps: ## Install what the tests need (Debian packages; needs root)

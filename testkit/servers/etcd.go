@@ -75,13 +75,28 @@ func Etcd36Binary() (string, error) {
 // until it serves requests. A missing binary is an error that says what to
 // install. Stop it with Stop.
 func StartEtcd(cfg EtcdConfig) (*Etcd, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	e, ws, err := launch("etcd", cfg.Dir, func(dir string) (*Etcd, error) { return startEtcd(cfg, dir) })
+	if err != nil {
+		return nil, err
+	}
+	e.ws = ws
+	return e, nil
+}
+
+// withDefaults fills in what the zero value leaves to the launcher: the
+// binary ($CUSTOS_ETCD_BIN, else etcd on PATH), the name and the timing.
+func (cfg EtcdConfig) withDefaults() (EtcdConfig, error) {
 	if cfg.Bin == "" {
 		cfg.Bin = os.Getenv(EnvEtcdBin)
 	}
 	if cfg.Bin == "" {
 		var err error
 		if cfg.Bin, err = exec.LookPath("etcd"); err != nil {
-			return nil, fmt.Errorf("etcd not found on PATH: install the Debian package etcd-server (apt-get install etcd-server) or set %s to an etcd binary", EnvEtcdBin)
+			return cfg, fmt.Errorf("etcd not found on PATH: install the Debian package etcd-server (apt-get install etcd-server) or set %s to an etcd binary", EnvEtcdBin)
 		}
 	}
 	if cfg.Name == "" {
@@ -93,12 +108,7 @@ func StartEtcd(cfg EtcdConfig) (*Etcd, error) {
 	if cfg.Election == 0 {
 		cfg.Election = etcdElection
 	}
-	e, ws, err := launch("etcd", cfg.Dir, func(dir string) (*Etcd, error) { return startEtcd(cfg, dir) })
-	if err != nil {
-		return nil, err
-	}
-	e.ws = ws
-	return e, nil
+	return cfg, nil
 }
 
 func startEtcd(cfg EtcdConfig, dir string) (*Etcd, error) {
@@ -108,24 +118,7 @@ func startEtcd(cfg EtcdConfig, dir string) (*Etcd, error) {
 	}
 	client := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	peer := "http://127.0.0.1:" + strconv.Itoa(ports[1])
-	args := []string{
-		"--name", cfg.Name,
-		"--data-dir", filepath.Join(dir, "data"),
-		"--listen-client-urls", client,
-		"--advertise-client-urls", client,
-		"--listen-peer-urls", peer,
-		"--initial-advertise-peer-urls", peer,
-		"--initial-cluster", cfg.Name + "=" + peer,
-		"--initial-cluster-state", "new",
-		"--heartbeat-interval", strconv.FormatInt(cfg.Heartbeat.Milliseconds(), 10),
-		"--election-timeout", strconv.FormatInt(cfg.Election.Milliseconds(), 10),
-		"--logger", "zap",
-		"--log-outputs", "stderr",
-		"--log-level", "warn",
-	}
-	if cfg.NoFsync {
-		args = append(args, "--unsafe-no-fsync")
-	}
+	args := etcdArgs(cfg, cfg.Name, dir, client, peer, cfg.Name+"="+peer)
 	e := &Etcd{
 		Endpoint: "127.0.0.1:" + strconv.Itoa(ports[0]),
 		proc:     &process{name: "etcd", bin: cfg.Bin, args: args, logPath: filepath.Join(dir, "etcd.log")},
@@ -136,11 +129,42 @@ func startEtcd(cfg EtcdConfig, dir string) (*Etcd, error) {
 	return e, nil
 }
 
+// etcdArgs are the arguments of one etcd member: its name, data under
+// dir, its client and peer URLs, and the initial cluster
+// ("name=peer-url,...").
+func etcdArgs(cfg EtcdConfig, name, dir, client, peer, initialCluster string) []string {
+	args := []string{
+		"--name", name,
+		"--data-dir", filepath.Join(dir, "data"),
+		"--listen-client-urls", client,
+		"--advertise-client-urls", client,
+		"--listen-peer-urls", peer,
+		"--initial-advertise-peer-urls", peer,
+		"--initial-cluster", initialCluster,
+		"--initial-cluster-state", "new",
+		"--heartbeat-interval", strconv.FormatInt(cfg.Heartbeat.Milliseconds(), 10),
+		"--election-timeout", strconv.FormatInt(cfg.Election.Milliseconds(), 10),
+		"--logger", "zap",
+		"--log-outputs", "stderr",
+		"--log-level", "warn",
+	}
+	if cfg.NoFsync {
+		args = append(args, "--unsafe-no-fsync")
+	}
+	return args
+}
+
 // launch starts the process and waits until it is healthy.
 func (e *Etcd) launch() error {
 	if err := e.proc.start(); err != nil {
 		return err
 	}
+	return e.waitHealthy()
+}
+
+// waitHealthy waits until the server answers /health with true: it has a
+// leader (a cluster member needs a majority of its cluster running).
+func (e *Etcd) waitHealthy() error {
 	client, closeClient := newHTTPClient(nil)
 	defer closeClient()
 	return e.proc.waitReady(etcdStartTimeout, func(ctx context.Context) error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,6 +18,8 @@ const proxyDialTimeout = 5 * time.Second
 // network that drops packets does: the sockets on both sides stay open,
 // what is sent is held (a close too), and new connections are accepted but
 // carry nothing. Resume delivers what was held and forwards again.
+// StallFrom and ResumeFrom do the same for the connections of one source
+// (StartProxyLabeled), and SetLatency slows every connection down.
 type Proxy struct {
 	// Addr is the address clients connect to, "127.0.0.1:<port>".
 	Addr   string
@@ -31,6 +34,13 @@ type Proxy struct {
 	// open channel that Resume closes.
 	open    chan struct{}
 	stalled bool
+	// label names the source of each accepted connection (StartProxyLabeled);
+	// held maps the labels whose connections are stalled to the channel
+	// ResumeFrom closes.
+	label func(net.Conn) string
+	held  map[string]chan struct{}
+	// latency delays every chunk read before it is passed on (SetLatency).
+	latency atomic.Int64
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -41,6 +51,15 @@ type Proxy struct {
 // StartProxy listens on addr ("127.0.0.1:0" picks a port) and forwards every
 // connection to target until Close.
 func StartProxy(addr, target string) (*Proxy, error) {
+	return StartProxyLabeled(addr, target, nil)
+}
+
+// StartProxyLabeled is StartProxy with a label for each connection, given
+// by label when the connection is accepted (the client's name, found from
+// its address): StallFrom and ResumeFrom then stall and resume the
+// connections of one label, as a network that drops the packets of one
+// link does. A nil label gives every connection the label "".
+func StartProxyLabeled(addr, target string, label func(net.Conn) string) (*Proxy, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: listening on %s: %w", addr, err)
@@ -52,6 +71,8 @@ func StartProxy(addr, target string) (*Proxy, error) {
 		target: target,
 		l:      l,
 		open:   open,
+		label:  label,
+		held:   map[string]chan struct{}{},
 		conns:  map[net.Conn]struct{}{},
 		closed: make(chan struct{}),
 	}
@@ -80,6 +101,35 @@ func (p *Proxy) Resume() {
 		close(p.open)
 	}
 }
+
+// StallFrom stops forwarding the connections labeled from, those open and
+// those to come, as Stall does for all. Stalling a stalled label does
+// nothing.
+func (p *Proxy) StallFrom(from string) {
+	p.gate.Lock()
+	defer p.gate.Unlock()
+	if _, ok := p.held[from]; !ok {
+		p.held[from] = make(chan struct{})
+	}
+}
+
+// ResumeFrom forwards the connections labeled from again (unless the whole
+// proxy is stalled). Resuming a label that is not stalled does nothing.
+func (p *Proxy) ResumeFrom(from string) {
+	p.gate.Lock()
+	defer p.gate.Unlock()
+	if ch, ok := p.held[from]; ok {
+		delete(p.held, from)
+		close(ch)
+	}
+}
+
+// SetLatency delays what the proxy passes on by d in each direction, as a
+// slow network does (a request and its answer take 2d more); 0 turns it
+// off. Each direction reads what has arrived, waits d and passes it on,
+// so bytes that arrive during a wait go with the next read: they wait
+// between d and 2d. It applies to open connections too.
+func (p *Proxy) SetLatency(d time.Duration) { p.latency.Store(int64(d)) }
 
 // Close stops listening, closes every connection and waits for the
 // forwarding goroutines.
@@ -115,9 +165,13 @@ func (p *Proxy) accept() {
 		if !p.track(in, out) {
 			return
 		}
+		from := ""
+		if p.label != nil {
+			from = p.label(in)
+		}
 		p.wg.Add(2)
-		go p.pipe(in, out)
-		go p.pipe(out, in)
+		go p.pipe(in, out, from)
+		go p.pipe(out, in, from)
 	}
 }
 
@@ -142,13 +196,16 @@ func (p *Proxy) track(cs ...net.Conn) bool {
 
 // pipe copies src to dst through the gate; when src ends it closes both
 // (once the gate lets the close through).
-func (p *Proxy) pipe(dst, src net.Conn) {
+func (p *Proxy) pipe(dst, src net.Conn, from string) {
 	defer p.wg.Done()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
+		if d := time.Duration(p.latency.Load()); d > 0 && n > 0 {
+			time.Sleep(d) // the latency the caller asked for
+		}
 		if n > 0 {
-			if werr := p.pass(func() error { _, err := dst.Write(buf[:n]); return err }); werr != nil {
+			if werr := p.pass(from, func() error { _, err := dst.Write(buf[:n]); return err }); werr != nil {
 				break
 			}
 		}
@@ -156,28 +213,33 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 			break
 		}
 	}
-	_ = p.pass(func() error { return errors.Join(dst.Close(), src.Close()) })
+	_ = p.pass(from, func() error { return errors.Join(dst.Close(), src.Close()) })
 	p.mu.Lock()
 	delete(p.conns, src)
 	delete(p.conns, dst)
 	p.mu.Unlock()
 }
 
-// pass waits until the proxy forwards, then runs f; it returns
-// net.ErrClosed without running f when the proxy is closed first.
-func (p *Proxy) pass(f func() error) error {
+// pass waits until the proxy forwards the connections labeled from, then
+// runs f; it returns net.ErrClosed without running f when the proxy is
+// closed first.
+func (p *Proxy) pass(from string, f func() error) error {
 	for {
 		p.gate.RLock()
-		open := p.open
+		wait := p.open
 		select {
-		case <-open:
-			defer p.gate.RUnlock()
-			return f()
+		case <-wait:
+			held, ok := p.held[from]
+			if !ok {
+				defer p.gate.RUnlock()
+				return f()
+			}
+			wait = held
 		default:
 		}
 		p.gate.RUnlock()
 		select {
-		case <-open:
+		case <-wait:
 		case <-p.closed:
 			return net.ErrClosed
 		}

@@ -1,7 +1,6 @@
 package servers
 
 import (
-	"errors"
 	"io"
 	"net"
 	"os"
@@ -113,29 +112,9 @@ func TestProxyStall(t *testing.T) {
 		t.Cleanup(func() { _ = c.Close() })
 		return c
 	}
-	send := func(c net.Conn, s string) {
-		if _, err := c.Write([]byte(s)); err != nil {
-			t.Fatalf("writing %q: %v", s, err)
-		}
-	}
-	expect := func(c net.Conn, want string) {
-		t.Helper()
-		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		buf := make([]byte, len(want))
-		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != want {
-			t.Fatalf("read %q (%v), want %q", buf, err, want)
-		}
-	}
-	// silent checks that nothing, not even a close, arrives for a while.
-	silent := func(c net.Conn) {
-		t.Helper()
-		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-		n, err := c.Read(make([]byte, 1))
-		var ne net.Error
-		if n != 0 || !errors.As(err, &ne) || !ne.Timeout() {
-			t.Fatalf("read %d bytes (%v) through a stalled proxy, want nothing", n, err)
-		}
-	}
+	send := func(c net.Conn, s string) { t.Helper(); connSend(t, c, s) }
+	expect := func(c net.Conn, want string) { t.Helper(); connExpect(t, c, want) }
+	silent := func(c net.Conn) { t.Helper(); connSilent(t, c) }
 
 	old := dial()
 	send(old, "hello")

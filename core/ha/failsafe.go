@@ -23,6 +23,15 @@ func (d *decider) failsafe(trouble, err string) {
 			missing = append(missing, name)
 		}
 	}
+	if exp := d.in.LeaderExpiry; !exp.IsZero() && !d.in.Now.Before(exp) {
+		// The acknowledgements came after the key, by this member's
+		// count, may have expired: a member that reaches the DCS may have
+		// raced before the POST /failsafe reached it.
+		d.add(Action{Kind: ActStop, Mode: StopImmediate})
+		d.mem.Demoted = true
+		d.say("demoting self: %s, and the /failsafe members answered only after the leader key expired at %s", trouble, exp.UTC().Format("15:04:05.000"))
+		return
+	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
 		d.add(Action{Kind: ActStop, Mode: d.demoteMode()})

@@ -129,9 +129,14 @@ func CheckInvariants(in Input, d Decision) error {
 }
 
 // failsafeAcknowledged: failsafe mode is on and every other member of
-// /failsafe acknowledged this primary in this cycle.
+// /failsafe acknowledged this primary in this cycle, before its key could
+// expire.
 func failsafeAcknowledged(in Input) bool {
 	if !in.Config.FailsafeMode || !in.FailsafeChecked || len(in.LastFailsafe) == 0 || in.KeyLost {
+		return false
+	}
+	if !in.LeaderExpiry.IsZero() && !in.Now.Before(in.LeaderExpiry) {
+		// Acknowledged after the key may have expired: too late.
 		return false
 	}
 	for name := range in.LastFailsafe {

@@ -37,6 +37,23 @@ func (a *agent) startBackground(act ha.Action) string {
 		}
 		return src
 	}
+	// copyAfter makes the data directory a copy of the source's after d
+	// (a base backup, or a pg_rewind, which needs the same system).
+	copyAfter := func(d time.Duration, what, done string, sameSystem bool) {
+		w.after(d, func() {
+			if !alive() || n.down {
+				return
+			}
+			src := source()
+			if src == nil || sameSystem && src.pg.sysID != pg.sysID {
+				finish(what + " source " + act.Member + " unavailable")
+				return
+			}
+			pg.copyFrom(src.pg)
+			w.tracef("%s: %s from %s at %d on timeline %d", n.name, done, src.name, pg.hist.lsn(), pg.hist.timeline())
+			finish("")
+		})
+	}
 	switch act.Kind {
 	case ha.ActStart:
 		if pg.running {
@@ -97,36 +114,12 @@ func (a *agent) startBackground(act ha.Action) string {
 		} else if pg.initialized || pg.running {
 			return "data directory not empty"
 		}
-		w.after(w.duration(time.Second, 6*time.Second), func() {
-			if !alive() || n.down {
-				return
-			}
-			src := source()
-			if src == nil {
-				finish("clone source " + act.Member + " unavailable")
-				return
-			}
-			pg.copyFrom(src.pg)
-			w.tracef("%s: cloned from %s at %d on timeline %d", n.name, src.name, pg.hist.lsn(), pg.hist.timeline())
-			finish("")
-		})
+		copyAfter(w.duration(time.Second, 6*time.Second), "clone", "cloned", false)
 	case ha.ActRewind:
 		if pg.running {
 			return "postgres runs"
 		}
-		w.after(w.duration(500*time.Millisecond, 3*time.Second), func() {
-			if !alive() || n.down {
-				return
-			}
-			src := source()
-			if src == nil || src.pg.sysID != pg.sysID {
-				finish("pg_rewind source " + act.Member + " unavailable")
-				return
-			}
-			pg.copyFrom(src.pg)
-			w.tracef("%s: rewound from %s at %d on timeline %d", n.name, src.name, pg.hist.lsn(), pg.hist.timeline())
-			finish("")
-		})
+		copyAfter(w.duration(500*time.Millisecond, 3*time.Second), "pg_rewind", "rewound", true)
 	case ha.ActDemote:
 		if !pg.running {
 			return "not running"

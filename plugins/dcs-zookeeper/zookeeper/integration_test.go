@@ -319,32 +319,61 @@ func TestKeysMoveFromOldSession(t *testing.T) {
 type eventLog struct {
 	mu     sync.Mutex
 	events []dcs.Event
-	done   chan error
+	err    error         // what Watch returned
+	done   chan struct{} // closed when Watch returned
 }
 
 func startWatch(t *testing.T, b dcs.Backend) *eventLog {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &eventLog{done: make(chan error, 1)}
+	l := &eventLog{done: make(chan struct{})}
 	go func() {
-		l.done <- b.Watch(ctx, func(e dcs.Event) {
+		err := b.Watch(ctx, func(e dcs.Event) {
 			l.mu.Lock()
 			l.events = append(l.events, e)
 			l.mu.Unlock()
 		})
+		l.mu.Lock()
+		l.err = err
+		l.mu.Unlock()
+		close(l.done)
 	}()
 	t.Cleanup(func() {
+		select {
+		case <-l.done:
+			// It ended on its own: with an error, the caller checked it.
+			if l.err == nil {
+				t.Error("Watch returned nil before its context was cancelled")
+			}
+			return
+		default:
+		}
 		cancel()
 		select {
-		case err := <-l.done:
-			if err != nil {
-				t.Errorf("Watch returned %v after its context was cancelled, want nil", err)
+		case <-l.done:
+			if l.err != nil {
+				t.Errorf("Watch returned %v after its context was cancelled, want nil", l.err)
 			}
 		case <-time.After(5 * time.Second):
 			t.Error("Watch did not return after its context was cancelled")
 		}
 	})
 	return l
+}
+
+// broken returns what Watch returned, nil while it runs.
+func (l *eventLog) broken() error {
+	select {
+	case <-l.done:
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.err == nil {
+			return errors.New("Watch returned nil before its context was cancelled")
+		}
+		return l.err
+	default:
+		return nil
+	}
 }
 
 // wait waits for an event with the type, path and (when not "") version
@@ -362,11 +391,10 @@ func (l *eventLog) wait(t *testing.T, typ dcs.EventType, path, version string) {
 			}
 		}
 		l.mu.Unlock()
-		select {
-		case err := <-l.done:
+		if err := l.broken(); err != nil {
 			t.Fatalf("watch ended waiting for %s %s: %v", typ, path, err)
-		case <-time.After(10 * time.Millisecond): // polling interval
 		}
+		time.Sleep(10 * time.Millisecond) // polling interval
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

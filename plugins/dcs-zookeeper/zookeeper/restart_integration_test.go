@@ -13,10 +13,12 @@ import (
 	"github.com/custos-ha/custos/testkit/servers"
 )
 
-// TestServerRestart crashes and restarts a server of its own within the
-// session timeout: calls meanwhile fail with ErrUnavailable within the
-// retry timeout; afterwards the same session goes on, so the leader key
-// never changed hands, and the open watch still delivers events.
+// TestServerRestart crashes and restarts a server of its own: calls
+// meanwhile fail with ErrUnavailable within the retry timeout; when the
+// leader renews within its ttl the same session goes on, so the leader key
+// never changed hands, and when the server came back too late the plugin
+// has closed the session and the key is made anew; the open watch still
+// delivers events.
 func TestServerRestart(t *testing.T) {
 	t.Parallel()
 	srv, err := servers.StartZooKeeper(servers.ZooKeeperConfig{})
@@ -25,7 +27,7 @@ func TestServerRestart(t *testing.T) {
 	}
 	t.Cleanup(srv.Stop)
 	// Long enough to outlive a JVM restart on a busy machine.
-	const ttl = 20 * time.Second
+	const ttl = 40 * time.Second
 	scope := randomScope(t, "restart")
 	bind := func(member string, retry time.Duration) *Backend {
 		b := New(testLogger(member))
@@ -49,23 +51,11 @@ func TestServerRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := startWatch(t, w)
-	for i := 0; ; i++ {
-		if err := a.Set(ctxT(t), dcs.KeyStatus, []byte(`{}`)); err != nil {
-			t.Fatal(err)
-		}
-		l.mu.Lock()
-		n := len(l.events)
-		l.mu.Unlock()
-		if n > 0 {
-			break
-		}
-		if i > 50 {
-			t.Fatal("the watch delivered no event for a write")
-		}
-		time.Sleep(100 * time.Millisecond) // give the watch time to start
+	l := armedWatch(t, a, w)
+	if err := a.RenewLeader(ctxT(t)); err != nil {
+		t.Fatal(err)
 	}
-
+	renewed := time.Now()
 	srv.Kill()
 	start := time.Now()
 	if _, err := impatient.GetCluster(context.Background()); !errors.Is(err, dcs.ErrUnavailable) {
@@ -78,18 +68,73 @@ func TestServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := a.RenewLeader(ctxT(t)); err != nil {
-		t.Fatalf("RenewLeader after the restart: %v", err)
+	// The agent renews every loop until it succeeds; a JVM that starts
+	// slowly on a busy machine may need several tries.
+	var renewErr error
+	deadline := time.Now().Add(2 * ttl)
+	for {
+		if renewErr = a.RenewLeader(ctxT(t)); renewErr == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
+	if renewErr != nil {
+		t.Fatalf("RenewLeader after the restart: %v", renewErr)
+	}
+	gap := time.Since(renewed)
 	after, err := a.GetCluster(ctxT(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after.Leader == nil || after.Leader.Session != before.Leader.Session || after.Leader.Version != before.Leader.Version {
-		t.Fatalf("leader before the restart %+v, after %+v: want the same znode", before.Leader, after.Leader)
+	if after.Leader == nil {
+		t.Fatal("no leader key after a successful RenewLeader")
+	}
+	same := after.Leader.Session == before.Leader.Session && after.Leader.Version == before.Leader.Version
+	switch {
+	case gap < ttl && !same:
+		t.Fatalf("renewed %v after the last renewal, within ttl %v: leader before the restart %+v, after %+v: want the same znode",
+			gap, ttl, before.Leader, after.Leader)
+	case gap >= ttl+time.Second && same:
+		// Past the ttl the plugin closes its session itself, so the old
+		// znode must be gone even though the server would have kept it.
+		t.Fatalf("renewed %v after the last renewal, past ttl %v: the old session's znode %+v lives on", gap, ttl, after.Leader)
+	case gap >= ttl:
+		t.Logf("the server needed %v to come back, past ttl %v: checked that the session was closed", gap, ttl)
+	}
+	if err := l.broken(); err != nil {
+		// A watch may break when the store stays away longer than the
+		// retry timeout; the agent then reads and watches again.
+		if !errors.Is(err, dcs.ErrUnavailable) {
+			t.Fatalf("the watch broke with %v, want ErrUnavailable", err)
+		}
+		t.Logf("the watch broke while the server was down (%v): watching again", err)
+		l = armedWatch(t, a, w)
 	}
 	if err := a.Set(ctxT(t), dcs.KeyHistory, []byte(`[]`)); err != nil {
 		t.Fatal(err)
 	}
 	l.wait(t, dcs.EventPut, "history", "0")
+}
+
+// armedWatch starts a watch on w and returns once a write by a came
+// through it.
+func armedWatch(t *testing.T, a, w *Backend) *eventLog {
+	t.Helper()
+	l := startWatch(t, w)
+	for i := 0; ; i++ {
+		if err := a.Set(ctxT(t), dcs.KeyStatus, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		l.mu.Lock()
+		n := len(l.events)
+		l.events = nil
+		l.mu.Unlock()
+		if n > 0 {
+			return l
+		}
+		if i > 50 {
+			t.Fatal("the watch delivered no event for a write")
+		}
+		time.Sleep(100 * time.Millisecond) // give the watch time to start
+	}
 }

@@ -264,7 +264,15 @@ func (c *Controller) armWatchdog(context.Context, step) error {
 	if c.opts.Watchdog == nil {
 		return nil
 	}
-	return c.opts.Watchdog.Arm(c.dyn.TTL.Duration(), c.dyn.LoopWait.Duration())
+	if err := c.opts.Watchdog.Arm(c.dyn.TTL.Duration(), c.dyn.LoopWait.Duration()); err != nil {
+		return err
+	}
+	if !c.leaseExpiry.IsZero() {
+		// Armed for a lease already counted (a primary kept by failsafe
+		// mode, or one whose key is held): it runs out before it does.
+		c.feedWatchdog(c.leaseExpiry)
+	}
+	return nil
 }
 
 func (c *Controller) disarmWatchdog(context.Context, step) error {

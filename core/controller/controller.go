@@ -102,10 +102,12 @@ type Controller struct {
 	seenExit <-chan struct{}
 	// leaseExpiry is when the leader key this member holds expires unless
 	// renewed, counted from before the last successful acquire or renewal
-	// request was sent; zero when this member does not hold it or no
-	// longer counts on it (PostgreSQL stopped, or failsafe mode keeps the
-	// primary instead).
+	// request was sent (or, kept by failsafe mode, ttl after it began
+	// asking the members); zero when this member does not hold it or no
+	// longer counts on it (PostgreSQL stopped).
 	leaseExpiry time.Time
+	// failsafeAsked is when the last POST /failsafe round began.
+	failsafeAsked time.Time
 	// renewFailed is the error of the leader-key renewal that failed in
 	// the last cycle ("" when none); keyLost: the DCS said the key is not
 	// ours. The next cycle's decision takes them in.
@@ -317,7 +319,7 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 	clu, readErr := c.readDCS(lctx, start)
 	obs := c.local.Observe(ctx)
 	in := c.input(start, clu, readErr, obs, shuttingDown, req)
-	c.gatherFor(ctx, lctx, &in, obs)
+	c.gatherFor(lctx, &in, obs)
 	c.rereadAfterSlowGather(lctx, &in)
 
 	dec := c.decide(in)
@@ -433,11 +435,13 @@ func (c *Controller) take(in ha.Input, dec *ha.Decision) {
 	c.gather, c.waited = dec.Gather, dec.Waiting
 	c.mem = dec.Memory
 	if kept := dec.Memory.FailsafeKept; !kept.IsZero() && kept.Equal(in.Now) {
-		// The members, not the lease, keep this primary now: the lease is
-		// no longer counted, so the cycles go on reading the DCS. The
-		// watchdog is fed on their acknowledgement as on a renewal.
-		c.leaseExpiry = time.Time{}
-		c.feedWatchdog(time.Time{})
+		// The members keep this primary now: they do not race for ttl
+		// after they received the POST /failsafe, so a new lease counts
+		// from when the asking began, as from a renewal's sending. The
+		// next acknowledgements must come before its stop margin, and
+		// the watchdog is fed as on a renewal.
+		c.leaseExpiry = c.failsafeAsked.Add(c.ttl)
+		c.feedWatchdog(c.leaseExpiry)
 	}
 }
 
@@ -457,16 +461,17 @@ func (c *Controller) logCycle(trigger string, dec ha.Decision, failed error) {
 
 // gatherFor asks the other members what this decision will want
 // (ha.Gathering) and what the last decision asked for: their GET /patroni
-// (bound by the lease like every call of a leader's cycle), and their
-// answer to POST /failsafe (not bound by the lease: failsafe mode may keep
-// a primary past it).
-func (c *Controller) gatherFor(ctx, lctx context.Context, in *ha.Input, obs Observation) {
+// and their answer to POST /failsafe, both bound by the lease like every
+// call of a leader's cycle (acknowledgements that come later do not keep
+// the primary).
+func (c *Controller) gatherFor(lctx context.Context, in *ha.Input, obs Observation) {
 	want := ha.Gathering(*in)
 	if (want.Peers || c.gather.Peers) && in.Cluster != nil {
 		in.Peers, in.PeersFetched = c.fetchPeers(lctx, in.Cluster), true
 	}
 	if want.Failsafe || c.gather.Failsafe {
-		in.FailsafeAcks, in.FailsafeChecked = c.askFailsafe(ctx, obs), true
+		c.failsafeAsked = c.now()
+		in.FailsafeAcks, in.FailsafeChecked = c.askFailsafe(lctx, obs), true
 		in.Now = c.now()
 	}
 }

@@ -346,15 +346,19 @@ func (d *decider) leader() {
 		d.say("demoting self: %s", why)
 		return
 	}
-	d.add(Action{Kind: ActRenewLeader})
 	if d.pg.InRecovery {
+		d.add(Action{Kind: ActRenewLeader})
 		d.add(d.prePromoteSync()...)
 		d.add(d.arm()...)
 		d.add(Action{Kind: ActPromote})
 		d.say("promoting self because I hold the leader key")
 		return
 	}
+	// A running primary's watchdog is armed before the renewal (after a
+	// pause, say): a renewal that fails must not leave it unarmed, since
+	// failsafe mode may keep the primary without another renewal.
 	d.add(d.arm()...)
+	d.add(Action{Kind: ActRenewLeader})
 	d.mem.Demoted = false
 	// /history first, before a switchover can hand the key on: a member
 	// that took over from an older timeline would otherwise promote onto
@@ -509,7 +513,9 @@ func (d *decider) healthiestAmong(peers []Peer, checkLag bool) (bool, string) {
 	if d.failsafeExcludes(d.in.Name) {
 		return false, "failsafe mode is on and /failsafe does not list me"
 	}
-	if ok, why := d.quorumRace(peers); !ok {
+	// Every answer counts for the quorum, the former leader's too (a
+	// manual failover leaves it out of the comparison only).
+	if ok, why := d.quorumRace(d.in.Peers); !ok {
 		return false, why
 	}
 	if d.syncActive() && !d.syncEligible(d.in.Name) {

@@ -188,19 +188,28 @@ func (d *decider) mayTakeOver(p Peer) bool {
 	}
 	if s := d.c.Sync; d.in.Config.SyncMode == SyncQuorum && s != nil && s.Leader != "" && len(s.SyncStandby) > 0 &&
 		!strings.EqualFold(s.Leader, p.Name) {
-		// A voter needs q other voters' answers (quorumRace): with fewer
-		// of them answering (or q at the number of voters, between two
-		// steps of a /sync change) only the /sync leader can win.
+		// A voter needs the votes of q others of the /sync leader and its
+		// voters (quorumRace; the leader votes only when not ahead): with
+		// fewer of them answering only the /sync leader can win.
+		votes := func(name string, lsn int64) bool {
+			if strings.EqualFold(name, p.Name) {
+				return false
+			}
+			if strings.EqualFold(name, s.Leader) {
+				return lsn <= p.LSN
+			}
+			return s.Matches(name)
+		}
 		answering := 0
 		for _, o := range d.in.Peers {
-			if o.Reachable && s.Matches(o.Name) && !strings.EqualFold(o.Name, p.Name) {
+			if o.Reachable && votes(o.Name, o.LSN) {
 				answering++
 			}
 		}
-		if s.Matches(d.in.Name) && !strings.EqualFold(d.in.Name, p.Name) && d.pg.Running && d.pg.Ready {
+		if d.pg.Running && d.pg.Ready && votes(d.in.Name, d.pg.LSN) {
 			answering++ // this member answers too
 		}
-		if s.Quorum > len(s.SyncStandby)-1 || answering < s.Quorum {
+		if s.Quorum > len(s.SyncStandby) || answering < s.Quorum {
 			return false
 		}
 	}

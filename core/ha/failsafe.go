@@ -12,6 +12,17 @@ import (
 // acknowledges its POST /failsafe; otherwise it demotes (offline). trouble
 // says what is wrong with the DCS, err is the error it gave.
 func (d *decider) failsafe(trouble, err string) {
+	if d.leaseRunOut() {
+		// The acknowledgements must come before the stop margin of the
+		// lease (the renewal's, or the last keep's): past it a member
+		// that reaches the DCS may race before a POST /failsafe reached
+		// it, and the stop must end before the key can expire. The
+		// controller bounds the asking by that moment.
+		d.add(Action{Kind: ActStop, Mode: StopImmediate})
+		d.mem.Demoted = true
+		d.say("demoting self: %s, and the /failsafe members did not all acknowledge me before the stop margin of the lease (key expiry %s)", trouble, d.in.LeaderExpiry.UTC().Format("15:04:05.000"))
+		return
+	}
 	if !d.in.FailsafeChecked {
 		d.gather.Failsafe, d.waiting = true, true
 		d.say("DCS is not accessible (%s): asking the /failsafe members", err)
@@ -23,15 +34,6 @@ func (d *decider) failsafe(trouble, err string) {
 			missing = append(missing, name)
 		}
 	}
-	if exp := d.in.LeaderExpiry; !exp.IsZero() && !d.in.Now.Before(exp) {
-		// The acknowledgements came after the key, by this member's
-		// count, may have expired: a member that reaches the DCS may have
-		// raced before the POST /failsafe reached it.
-		d.add(Action{Kind: ActStop, Mode: StopImmediate})
-		d.mem.Demoted = true
-		d.say("demoting self: %s, and the /failsafe members answered only after the leader key expired at %s", trouble, exp.UTC().Format("15:04:05.000"))
-		return
-	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
 		d.add(Action{Kind: ActStop, Mode: d.demoteMode()})
@@ -39,6 +41,17 @@ func (d *decider) failsafe(trouble, err string) {
 		d.say("demoting self: %s and %s did not acknowledge failsafe mode", trouble, strings.Join(missing, ", "))
 		return
 	}
+	if why := d.watchdogBlocks(); why != "" && !d.in.Watchdog.Armed {
+		d.add(Action{Kind: ActStop, Mode: d.demoteMode()})
+		d.mem.Demoted = true
+		d.say("demoting self: %s, and failsafe mode cannot keep a primary without it", why)
+		return
+	}
+	// The members that acknowledged do not race for ttl after they
+	// received the POST: the controller counts a new lease from when it
+	// began asking, and must ask again before its stop margin. The
+	// watchdog guards that lease as it guards a renewed one.
+	d.add(d.arm()...)
 	d.mem.FailsafeKept, d.failsafeKept = d.in.Now, true
 	// Ask again before the next decision, should the DCS stay away (once
 	// more when it is back: cheap, and the members answer at once).

@@ -116,7 +116,7 @@ func CheckInvariants(in Input, d Decision) error {
 		fail("%d promotes in one decision", promotes)
 	}
 	if lapsed := !ActBy(in.LeaderExpiry, in.Config.TTL).IsZero() && !in.Now.Before(ActBy(in.LeaderExpiry, in.Config.TTL)); (lapsed || in.RenewFailed != "") &&
-		in.Postgres.MayBePrimary() && !in.Config.Paused && !stops && !(d.Waiting && d.Gather.Failsafe) && !failsafeAcknowledged(in) {
+		in.Postgres.MayBePrimary() && !in.Config.Paused && !stops && !(d.Waiting && d.Gather.Failsafe && !lapsed) && !failsafeAcknowledged(in) {
 		fail("postgres may run as a primary while the leader key may be gone (lease run out: %v, renewal failed: %q), and no stop", lapsed, in.RenewFailed)
 	}
 	if lockSecured && wd.Required && !wd.Available && !armed && in.Postgres.Primary() && !stops && !releases(d.Actions) && !in.Config.Paused {
@@ -135,8 +135,8 @@ func failsafeAcknowledged(in Input) bool {
 	if !in.Config.FailsafeMode || !in.FailsafeChecked || len(in.LastFailsafe) == 0 || in.KeyLost {
 		return false
 	}
-	if !in.LeaderExpiry.IsZero() && !in.Now.Before(in.LeaderExpiry) {
-		// Acknowledged after the key may have expired: too late.
+	if by := ActBy(in.LeaderExpiry, in.Config.TTL); !by.IsZero() && !in.Now.Before(by) {
+		// Acknowledged past the lease's stop margin: too late.
 		return false
 	}
 	for name := range in.LastFailsafe {

@@ -252,8 +252,8 @@ func (d *decider) prePromoteQuorum() []Action {
 }
 
 // quorumRace is the leader race's extra rule in quorum mode: only a voter
-// (or the /sync leader) may win, and only when q other voters answered
-// without being ahead of it. It returns ok=true when the rule lets the
+// (or the /sync leader) may win, and only when q others of the /sync
+// leader and its voters answered without being ahead of it. It returns ok=true when the rule lets the
 // ordinary comparison go on.
 func (d *decider) quorumRace(peers []Peer) (bool, string) {
 	s := d.c.Sync
@@ -274,13 +274,22 @@ func (d *decider) quorumRace(peers []Peer) (bool, string) {
 	}
 	votes, ahead := 0, false
 	for _, p := range peers {
-		if !p.Reachable || !s.Matches(p.Name) || strings.EqualFold(p.Name, d.in.Name) {
+		if !p.Reachable || strings.EqualFold(p.Name, d.in.Name) {
+			continue
+		}
+		former := strings.EqualFold(p.Name, s.Leader)
+		if !former && !s.Matches(p.Name) {
 			continue
 		}
 		if p.LSN > d.pg.LSN {
-			ahead = true
+			// The former leader ahead does not keep a voter out: what
+			// only it has was not acknowledged (it waited for the
+			// voters), and it is rewound or cloned.
+			ahead = ahead || !former
 			continue
 		}
+		// The /sync leader votes as a voter does: every acknowledged
+		// commit is on quorum+1 of the leader and its voters.
 		votes++
 	}
 	switch {

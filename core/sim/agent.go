@@ -65,7 +65,9 @@ type agent struct {
 	urgent       bool
 	exited       bool
 	lastFailsafe cluster.Failsafe
-	heartbeat    time.Time
+	// failsafeAsked is when the last POST /failsafe round began.
+	failsafeAsked time.Time
+	heartbeat     time.Time
 }
 
 // background is the async action in progress.
@@ -296,7 +298,8 @@ func (a *agent) cycle(trigger string) time.Duration {
 		in.Peers, in.PeersFetched = a.fetchPeers(in.Cluster, deadline), true
 	}
 	if want.Failsafe || a.gather.Failsafe {
-		in.FailsafeAcks, in.FailsafeChecked = a.askFailsafe(), true
+		a.failsafeAsked = w.now
+		in.FailsafeAcks, in.FailsafeChecked = a.askFailsafe(deadline), true
 		in.Now = w.now
 	}
 	if in.PeersFetched && in.Cluster != nil && w.now.Sub(in.Now) > staleRead {
@@ -319,8 +322,8 @@ func (a *agent) cycle(trigger string) time.Duration {
 	a.gather, a.waited = dec.Gather, dec.Waiting
 	a.mem = dec.Memory
 	if kept := dec.Memory.FailsafeKept; !kept.IsZero() && kept.Equal(in.Now) {
-		a.leaseExpiry = time.Time{}
-		a.n.feedWatchdog(w, time.Time{})
+		a.leaseExpiry = a.failsafeAsked.Add(w.opt.TTL)
+		a.n.feedWatchdog(w, a.leaseExpiry)
 	}
 	a.log("%s [%s] %s", trigger, ha.ActionNames(dec.Actions), dec.Reason)
 
@@ -479,12 +482,12 @@ func (a *agent) fetchPeers(clu *cluster.Cluster, deadline time.Time) []ha.Peer {
 		if target == nil || !w.peerReachable(a.n.name, m.Name) || !deadline.IsZero() && !w.now.Before(deadline) {
 			continue
 		}
-		w.after(w.latency(a.n.name), func() {
+		w.after(w.peerLatency(), func() {
 			if target.agent == nil || target.agent.frozen || !w.peerReachable(a.n.name, target.name) {
 				return
 			}
 			p := w.peerAnswer(target)
-			w.after(w.latency(a.n.name), func() {
+			w.after(w.peerLatency(), func() {
 				if !w.peerReachable(a.n.name, target.name) {
 					return
 				}
@@ -500,11 +503,17 @@ func (a *agent) fetchPeers(clu *cluster.Cluster, deadline time.Time) []ha.Peer {
 
 // askFailsafe POSTs /failsafe to the members /failsafe lists, one retry
 // each; it returns who accepted.
-func (a *agent) askFailsafe() map[string]bool {
+func (a *agent) askFailsafe(deadline time.Time) map[string]bool {
 	w := a.w
 	acks := map[string]bool{}
 	for attempt := 0; attempt < 2; attempt++ {
 		timeout := w.now.Add(failsafeTimeout)
+		if !deadline.IsZero() && deadline.Before(timeout) {
+			timeout = deadline
+		}
+		if !timeout.After(w.now) {
+			break
+		}
 		pending := 0
 		for _, name := range sortedKeys(a.lastFailsafe) {
 			if name == a.n.name || acks[name] {
@@ -515,13 +524,13 @@ func (a *agent) askFailsafe() map[string]bool {
 				continue
 			}
 			pending++
-			w.after(w.latency(a.n.name), func() {
+			w.after(w.peerLatency(), func() {
 				t := target.agent
 				if t == nil || t.frozen || !w.peerReachable(a.n.name, target.name) || !t.dyn.FailsafeMode || w.observe(target).Primary() {
 					return
 				}
 				t.heartbeat = w.now
-				w.after(w.latency(a.n.name), func() {
+				w.after(w.peerLatency(), func() {
 					if !w.peerReachable(a.n.name, target.name) {
 						return
 					}
@@ -748,7 +757,7 @@ func (a *agent) act(in ha.Input, act ha.Action, deadline time.Time) string {
 			return "no watchdog"
 		}
 		a.n.wdArmed = true
-		a.n.feedWatchdog(w, time.Time{})
+		a.n.feedWatchdog(w, a.leaseExpiry)
 		return ""
 	case ha.ActDisarmWatchdog:
 		a.n.wdArmed = false

@@ -296,6 +296,12 @@ func (w *World) latency(name string) time.Duration {
 	return d
 }
 
+// peerLatency is one way of a message between two members' agents: a
+// slow DCS does not slow them.
+func (w *World) peerLatency() time.Duration {
+	return w.duration(time.Millisecond, 20*time.Millisecond)
+}
+
 const traceLines = 300
 
 func (w *World) tracef(format string, args ...any) {

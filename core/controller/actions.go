@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/custos-ha/custos/core/cluster"
 	"github.com/custos-ha/custos/core/dcs"
@@ -374,16 +377,35 @@ func (c *Controller) writeHistory(ctx context.Context, s step) error {
 	out := make(cluster.History, 0, len(local))
 	for i, l := range local {
 		if k, ok := known[l.Timeline]; ok && k.LSN == l.LSN {
-			out = append(out, k)
-			continue
-		}
-		if i == len(local)-1 {
+			l = k
+		} else if i == len(local)-1 {
 			l.Timestamp = cluster.FormatTime(c.now())
 			l.NewLeader = c.opts.Name
 		}
 		out = append(out, l)
 	}
-	return c.store.SetHistory(ctx, out)
+	return c.store.SetHistory(ctx, namePromoter(out, s.a, c.logger))
+}
+
+// namePromoter makes /history's line for the switch onto the timeline
+// this member's data ran on before its promotion name the member that
+// started it, as this member remembers (ha.Memory.FormerTimeline): a
+// line kept from /history may name another member that promoted onto
+// the same number at the same point.
+func namePromoter(h cluster.History, a ha.Action, logger hclog.Logger) cluster.History {
+	if a.Timeline <= 1 || a.Member == "" {
+		return h
+	}
+	for i := range h {
+		if h[i].Timeline == a.Timeline-1 && !strings.EqualFold(h[i].NewLeader, a.Member) {
+			if h[i].NewLeader != "" {
+				logger.Warn("/history named another member as the one that started my former timeline: correcting it",
+					"timeline", a.Timeline, "named", h[i].NewLeader, "started_by", a.Member)
+			}
+			h[i].NewLeader = a.Member
+		}
+	}
+	return h
 }
 
 // handOffWait bounds how long a switchover's demote waits for the

@@ -365,7 +365,11 @@ func (d *decider) leader() {
 	// the timeline number this one already used, and the two would
 	// diverge under one number (check_timeline stops that race).
 	if d.pg.Timeline > 1 && d.c.Timeline() != d.pg.Timeline || d.pg.Timeline > 0 && d.c.IsMalformed(cluster.KeyHistory) {
-		d.add(Action{Kind: ActWriteHistory})
+		w := Action{Kind: ActWriteHistory}
+		if tl, of := d.formerTimeline(); tl > 1 && tl == d.pg.Timeline-1 && of != "" {
+			w.Timeline, w.Member = tl, of
+		}
+		d.add(w)
 	}
 	if f := d.c.Failover; (f != nil && !f.IsEmpty()) || d.mem.HandOffFailed != "" {
 		if f == nil {
@@ -849,6 +853,16 @@ func (d *decider) divergedOnSameTimeline() string {
 		}
 	}
 	return ""
+}
+
+// formerTimeline is the timeline this member's data ran on before its
+// promotion, and who started it: the memory's data timeline while it still
+// names the one before (this cycle's end moves it to FormerTimeline).
+func (d *decider) formerTimeline() (int, string) {
+	if m := d.in.Memory; m.DataTimeline > 0 && m.DataTimeline < d.pg.Timeline {
+		return m.DataTimeline, m.DataTimelineOf
+	}
+	return d.in.Memory.FormerTimeline, d.in.Memory.FormerTimelineOf
 }
 
 // leaderRunsAsPrimary: the leader's member key shows a running primary,

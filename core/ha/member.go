@@ -55,7 +55,11 @@ func (d *decider) settle() {
 	switch {
 	case d.pg.DataDir != DataDirInitialized || d.pg.BackupLabel:
 		d.mem.DataTimeline, d.mem.DataTimelineOf = 0, ""
+		d.mem.FormerTimeline, d.mem.FormerTimelineOf = 0, ""
 	case d.pg.Primary():
+		if tl := d.mem.DataTimeline; tl > 0 && tl < d.pg.Timeline {
+			d.mem.FormerTimeline, d.mem.FormerTimelineOf = tl, d.mem.DataTimelineOf
+		}
 		d.mem.DataTimeline, d.mem.DataTimelineOf = d.pg.Timeline, d.in.Name
 	case !d.pg.Running && d.wasPrimary():
 		d.mem.DataTimeline, d.mem.DataTimelineOf = d.pg.ControlTimeline, d.in.Name
@@ -66,6 +70,7 @@ func (d *decider) settle() {
 	for _, a := range d.actions {
 		if a.Kind == ActRemoveDataDir || a.Kind == ActReinitialize || a.Kind == ActRewind {
 			d.mem.DataTimeline, d.mem.DataTimelineOf = 0, ""
+			d.mem.FormerTimeline, d.mem.FormerTimelineOf = 0, ""
 		}
 	}
 }

@@ -38,6 +38,7 @@ import (
 //	             watchdog: required available armed problem="why"  (no line: mode off)
 //	             memory: bootstrapping crashed_at=N rewind_failed demoted bootstrap_failed
 //	                     crashed start_failed failsafe_kept=N
+//	                     data_timeline=N:MEMBER former_timeline=N:MEMBER
 //	             shutting_down
 //	set        like world, but only changes the lines given
 //	decide     runs Decide; the input block may give this cycle's extras:
@@ -546,6 +547,12 @@ func parseMemory(t *testing.T, s string) Memory {
 	if has(kv, "bootstrap_failed") {
 		m.BootstrapFailed = "an earlier failure"
 	}
+	if has(kv, "former_timeline") {
+		// former_timeline=N:MEMBER, the member that started it.
+		tl, of, _ := strings.Cut(kv["former_timeline"], ":")
+		m.FormerTimeline, _ = strconv.Atoi(tl)
+		m.FormerTimelineOf = of
+	}
 	if has(kv, "data_timeline") {
 		// data_timeline=N:MEMBER, the member that started it.
 		tl, of, _ := strings.Cut(kv["data_timeline"], ":")
@@ -568,6 +575,9 @@ func render(d Decision) string {
 		}
 		if a.Mode != "" {
 			fmt.Fprintf(&b, " mode=%s", a.Mode)
+		}
+		if a.Timeline > 0 {
+			fmt.Fprintf(&b, " timeline=%d", a.Timeline)
 		}
 		if a.AsPrimary {
 			b.WriteString(" as_primary")

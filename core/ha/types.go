@@ -244,6 +244,13 @@ type Memory struct {
 	// WAL under it: the two diverged, whatever the switch points say.
 	DataTimeline   int
 	DataTimelineOf string
+	// FormerTimeline is the timeline the data ran on before this member's
+	// last promotion, and FormerTimelineOf the member that started it (0
+	// and "" when not known). The /history this member writes as the new
+	// leader names that member for the switch onto it: two promotions
+	// onto one timeline number at one switch point look alike otherwise.
+	FormerTimeline   int
+	FormerTimelineOf string
 	// BootstrapFailed is the error of a bootstrap of this process that
 	// failed. Such a member does not race for /initialize again: the
 	// same failure (initdb missing, a bad option) would repeat at once,
@@ -506,6 +513,11 @@ type Action struct {
 	// Status is the /status content written after a renewal
 	// (ActRenewLeader).
 	Status *cluster.Status
+	// Timeline, with Member, is the timeline this member's data ran on
+	// before its promotion and the member that started it
+	// (ActWriteHistory): /history's line for the switch onto it names
+	// that member.
+	Timeline int
 }
 
 // Gather names what the controller asks the other members before the next

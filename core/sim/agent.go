@@ -677,6 +677,14 @@ func (a *agent) act(in ha.Input, act ha.Action, deadline time.Time) string {
 			}
 			h = append(h, l)
 		}
+		// The controller's namePromoter.
+		if act.Timeline > 1 && act.Member != "" {
+			for i := range h {
+				if h[i].Timeline == act.Timeline-1 {
+					h[i].NewLeader = act.Member
+				}
+			}
+		}
 		err, _ := a.call(deadline, func(s *store) (string, bool) {
 			s.history, s.hasHistory = h, true
 			s.next()

@@ -129,7 +129,7 @@ type Host struct {
 	mu          sync.Mutex
 	shutdown    bool
 	plugins     map[*Plugin]struct{}
-	supervisors map[*SupervisedDCS]struct{}
+	supervisors map[closer]struct{}
 }
 
 // NewHost returns a host for the plugin directory. It fails on a malformed
@@ -155,7 +155,7 @@ func NewHost(opts Options) (*Host, error) {
 		restartMax:    restartBackoffMax,
 		restartStable: restartStableUptime,
 		plugins:       map[*Plugin]struct{}{},
-		supervisors:   map[*SupervisedDCS]struct{}{},
+		supervisors:   map[closer]struct{}{},
 	}, nil
 }
 
@@ -390,7 +390,7 @@ func (h *Host) untrack(p *Plugin) {
 func (h *Host) Shutdown() {
 	h.mu.Lock()
 	h.shutdown = true
-	sups := make([]*SupervisedDCS, 0, len(h.supervisors))
+	sups := make([]closer, 0, len(h.supervisors))
 	for s := range h.supervisors {
 		sups = append(sups, s)
 	}
@@ -400,7 +400,7 @@ func (h *Host) Shutdown() {
 	for _, s := range sups {
 		wg.Go(func() {
 			if err := s.Close(context.Background()); err != nil {
-				h.logger.Warn("closing supervised plugin at shutdown", "plugin", s.bin.Name, "error", err)
+				h.logger.Warn("closing supervised plugin at shutdown", "plugin", s.binaryName(), "error", err)
 			}
 		})
 	}

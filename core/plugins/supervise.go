@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,7 +11,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/custos-ha/custos/plugin/sdk"
-	"github.com/custos-ha/custos/plugin/sdk/dcs"
 )
 
 const (
@@ -69,28 +67,18 @@ const (
 	maxMissedDeadlines = 3
 )
 
-// SupervisedDCS is a dcs.Backend on top of a DCS plugin process that
-// survives the process's death. When the process has exited, the
-// supervisor starts the binary again (at once when it had run fine, else
-// after a capped exponential backoff, see restartPolicy), checks that its
-// identity is still the same DCS plugin, replays the last successful
-// Configure and SetTTL, and only then serves calls with it again.
-//
-// A call made while the plugin is down waits for the new process, within
-// its context's deadline (at most restartWaitMax), and then runs on it. A
-// call in flight when the process dies runs again on the new one when it is
-// idempotent (a read, a renewal, a write of a whole value); a create-only
-// write or a compare-and-set is not repeated, since the first one may have
-// been applied, and fails. A call that gets no process in time fails with
-// an error wrapping dcs.ErrUnavailable, as for a DCS that cannot be
-// reached: the HA loop's DCS-loss rules take over, so a plugin that stays
-// down still ends in failsafe mode or a demotion before the leader key
-// runs out.
-type SupervisedDCS struct {
+// supervisor keeps one plugin process of a kind serving and survives its
+// death: when the process has exited, it starts the binary again (at once
+// when it had run fine, else after a capped exponential backoff, see
+// restartPolicy), checks that its identity is still the same plugin of the
+// kind, replays what the kind needs replayed, and only then serves calls
+// with it again. SupervisedDCS and SupervisedCallback are built on it.
+type supervisor[T any] struct {
 	host   *Host
 	bin    Binary
 	name   string // the identity name every new process must have
 	logger hclog.Logger
+	spec   kindSpec[T]
 
 	cancel context.CancelFunc // stops the supervisor
 	done   chan struct{}      // closed when the supervisor has returned
@@ -100,86 +88,115 @@ type SupervisedDCS struct {
 	closeErr  error
 
 	mu  sync.Mutex
-	cur *dcsInstance // nil while restarting
-	// changed is closed (and replaced) when cur is set or the backend is
-	// closed: calls waiting for a process wake on it.
+	cur *instance[T] // nil while restarting
+	// changed is closed (and replaced) when cur is set or the supervisor
+	// is closed: calls waiting for a process wake on it.
 	changed  chan struct{}
 	identity sdk.Identity
 	closed   bool
 	policy   restartPolicy
 	attempt  int // restart attempts in the current outage, 0 while serving
 	restarts int // successful restarts
-	// configure and ttl are the last successful Configure and SetTTL;
-	// replaySeq counts their changes, so that a restart that raced with
-	// one replays again before serving.
-	configure *dcs.ConfigureRequest
-	ttl       *time.Duration
-	replaySeq uint64
-	// omitted is the last list of values left out of a read, as logged.
-	omitted string
+	// replayGen counts the changes of what spec.replay hands a new
+	// process (the owner bumps it under mu), so that a restart that raced
+	// with one replays again before serving.
+	replayGen uint64
 }
 
-// dcsInstance is one process of the plugin and its backend client.
-type dcsInstance struct {
-	plugin  *Plugin
-	backend dcs.Backend
+// kindSpec is what a supervisor needs to know about its plugin kind.
+type kindSpec[T any] struct {
+	kind string // sdk.KindDCS, ...
+	// client gets the kind's client from a process.
+	client func(*Plugin) (T, error)
+	// replay, when set, hands a new process what its predecessor was told,
+	// before it serves.
+	replay func(ctx context.Context, c T) error
+	// close, when set, is the kind's own Close, called at Close while the
+	// process still runs.
+	close func(ctx context.Context, c T) error
+	// unavailable is wrapped by the errors of calls that got no live
+	// process.
+	unavailable error
+	// mayBeGone reports whether a failed call's error may come from the
+	// process going away (then the process is looked at); nil: any error.
+	mayBeGone func(error) bool
+}
+
+// instance is one process of the plugin and its client.
+type instance[T any] struct {
+	plugin *Plugin
+	client T
 	// missed counts the calls in a row that ended at their deadline;
 	// killed is set when that killed the process.
 	missed atomic.Int32
 	killed atomic.Bool
 }
 
-var _ dcs.Backend = (*SupervisedDCS)(nil)
+// closer is a supervisor as the host tracks it, for Shutdown.
+type closer interface {
+	Close(ctx context.Context) error
+	binaryName() string
+}
 
-// SuperviseDCS takes ownership of a launched DCS plugin and supervises it.
-// Closing the returned backend ends the process.
-func (h *Host) SuperviseDCS(p *Plugin) (*SupervisedDCS, error) {
-	b, err := p.DCS()
+// newSupervisor takes over a launched plugin; run starts supervising it.
+// Between the two, the owner finishes building what spec's functions use.
+func newSupervisor[T any](h *Host, p *Plugin, spec kindSpec[T]) (*supervisor[T], error) {
+	c, err := spec.client(p)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &SupervisedDCS{
+	return &supervisor[T]{
 		host:     h,
 		bin:      p.Binary,
 		name:     p.Identity.Name,
 		logger:   p.logger,
-		cancel:   cancel,
+		spec:     spec,
 		done:     make(chan struct{}),
 		wake:     make(chan struct{}, 1),
-		cur:      &dcsInstance{plugin: p, backend: b},
+		cur:      &instance[T]{plugin: p, client: c},
 		changed:  make(chan struct{}),
 		identity: p.Identity,
 		policy:   restartPolicy{min: h.restartMin, max: h.restartMax, stable: h.restartStable},
-	}
+	}, nil
+}
+
+// run registers the supervisor with the host and starts watching the
+// process. It fails when the host is shut down.
+func (s *supervisor[T]) run() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	h := s.host
 	h.mu.Lock()
 	if h.shutdown {
 		h.mu.Unlock()
 		cancel()
-		return nil, fmt.Errorf("supervising plugin %s: the plugin host is shut down", p.Binary.Name)
+		close(s.done)
+		return fmt.Errorf("supervising plugin %s: the plugin host is shut down", s.bin.Name)
 	}
 	h.supervisors[s] = struct{}{}
 	h.mu.Unlock()
 	go s.supervise(ctx)
-	return s, nil
+	return nil
 }
 
+func (s *supervisor[T]) binaryName() string { return s.bin.Name }
+
 // Identity returns the identity of the current (or last) plugin process.
-func (s *SupervisedDCS) Identity() sdk.Identity {
+func (s *supervisor[T]) Identity() sdk.Identity {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.identity
 }
 
 // Restarts returns how many times the plugin was restarted successfully.
-func (s *SupervisedDCS) Restarts() int {
+func (s *supervisor[T]) Restarts() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.restarts
 }
 
 // Pid returns the process id of the running plugin, 0 while it is down.
-func (s *SupervisedDCS) Pid() int {
+func (s *supervisor[T]) Pid() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cur == nil {
@@ -190,7 +207,7 @@ func (s *SupervisedDCS) Pid() int {
 
 // supervise watches the process and restarts it when it has exited, until
 // ctx ends.
-func (s *SupervisedDCS) supervise(ctx context.Context) {
+func (s *supervisor[T]) supervise(ctx context.Context) {
 	defer close(s.done)
 	poll := time.NewTicker(exitPollInterval)
 	defer poll.Stop()
@@ -212,7 +229,7 @@ func (s *SupervisedDCS) supervise(ctx context.Context) {
 
 // restart replaces an exited process, retrying with backoff until a new one
 // serves or ctx ends.
-func (s *SupervisedDCS) restart(ctx context.Context, old *dcsInstance) {
+func (s *supervisor[T]) restart(ctx context.Context, old *instance[T]) {
 	uptime := time.Since(old.plugin.started)
 	s.mu.Lock()
 	s.cur = nil
@@ -245,7 +262,7 @@ func (s *SupervisedDCS) restart(ctx context.Context, old *dcsInstance) {
 		} else if ctx.Err() != nil {
 			return
 		}
-		inst, err := s.start(ctx)
+		inst, err := s.relaunch(ctx)
 		if err == nil {
 			s.logger.Info("plugin restarted", "attempt", attempt, "down_for", time.Since(down).Round(time.Millisecond).String(),
 				"pid", inst.plugin.Pid(), "identity", inst.plugin.Identity.String())
@@ -292,35 +309,37 @@ func (p *restartPolicy) failed() time.Duration {
 	return min(d, p.max)
 }
 
-// start launches a new process, checks its identity, replays the
-// configuration and publishes it.
-func (s *SupervisedDCS) start(ctx context.Context) (*dcsInstance, error) {
+// relaunch starts a new process, checks its identity, replays what the
+// kind needs and publishes it.
+func (s *supervisor[T]) relaunch(ctx context.Context) (*instance[T], error) {
 	lctx, cancel := context.WithTimeout(ctx, startTimeout+identityTimeout)
 	p, err := s.host.Launch(lctx, s.bin)
 	cancel()
 	if err != nil {
 		return nil, err
 	}
-	if p.Identity.Name != s.name || !p.Identity.Serves(sdk.KindDCS) {
+	if p.Identity.Name != s.name || !p.Identity.Serves(s.spec.kind) {
 		p.Kill()
-		return nil, fmt.Errorf("plugin %s now says it is %s, not the dcs plugin %q it was", s.bin.Name, p.Identity, s.name)
+		return nil, fmt.Errorf("plugin %s now says it is %s, not the %s plugin %q it was", s.bin.Name, p.Identity, s.spec.kind, s.name)
 	}
-	b, err := p.DCS()
+	c, err := s.spec.client(p)
 	if err != nil {
 		p.Kill()
 		return nil, err
 	}
-	inst := &dcsInstance{plugin: p, backend: b}
+	inst := &instance[T]{plugin: p, client: c}
 	for {
 		s.mu.Lock()
-		cfg, ttl, seq := s.configure, s.ttl, s.replaySeq
+		gen := s.replayGen
 		s.mu.Unlock()
-		if err := s.replay(ctx, inst, cfg, ttl); err != nil {
-			p.Kill()
-			return nil, err
+		if s.spec.replay != nil {
+			if err := s.spec.replay(ctx, c); err != nil {
+				p.Kill()
+				return nil, err
+			}
 		}
 		s.mu.Lock()
-		if seq == s.replaySeq {
+		if gen == s.replayGen {
 			s.cur = inst
 			s.identity = p.Identity
 			s.restarts++
@@ -329,30 +348,13 @@ func (s *SupervisedDCS) start(ctx context.Context) (*dcsInstance, error) {
 			s.mu.Unlock()
 			return inst, nil
 		}
-		// A Configure or SetTTL succeeded meanwhile: replay it too.
+		// What replay hands over changed meanwhile: replay it too.
 		s.mu.Unlock()
 	}
 }
 
-// replay hands a new process the last configuration.
-func (s *SupervisedDCS) replay(ctx context.Context, inst *dcsInstance, cfg *dcs.ConfigureRequest, ttl *time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, replayTimeout)
-	defer cancel()
-	if cfg != nil {
-		if err := inst.backend.Configure(ctx, *cfg); err != nil {
-			return fmt.Errorf("replaying configure on plugin %s: %w", s.bin.Name, err)
-		}
-	}
-	if ttl != nil {
-		if err := inst.backend.SetTTL(ctx, *ttl); err != nil {
-			return fmt.Errorf("replaying set ttl on plugin %s: %w", s.bin.Name, err)
-		}
-	}
-	return nil
-}
-
 // nudge wakes the supervisor without waiting.
-func (s *SupervisedDCS) nudge() {
+func (s *supervisor[T]) nudge() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -360,15 +362,15 @@ func (s *SupervisedDCS) nudge() {
 }
 
 // broadcast wakes the calls waiting for a process; s.mu is held.
-func (s *SupervisedDCS) broadcast() {
+func (s *supervisor[T]) broadcast() {
 	close(s.changed)
 	s.changed = make(chan struct{})
 }
 
 // instance returns the serving process other than dead, waiting for one
 // while the plugin restarts, until ctx ends or restartWaitMax passed; then
-// (or once closed) it returns an error wrapping ErrUnavailable.
-func (s *SupervisedDCS) instance(ctx context.Context, dead *dcsInstance) (*dcsInstance, error) {
+// (or once closed) it returns an error wrapping spec.unavailable.
+func (s *supervisor[T]) instance(ctx context.Context, dead *instance[T]) (*instance[T], error) {
 	var timeout <-chan time.Time
 	for {
 		s.mu.Lock()
@@ -376,7 +378,7 @@ func (s *SupervisedDCS) instance(ctx context.Context, dead *dcsInstance) (*dcsIn
 		s.mu.Unlock()
 		switch {
 		case closed:
-			return nil, fmt.Errorf("dcs plugin %s is closed: %w", s.bin.Name, dcs.ErrUnavailable)
+			return nil, fmt.Errorf("%s plugin %s is closed: %w", s.spec.kind, s.bin.Name, s.spec.unavailable)
 		case cur != nil && cur != dead:
 			return cur, nil
 		}
@@ -393,9 +395,9 @@ func (s *SupervisedDCS) instance(ctx context.Context, dead *dcsInstance) (*dcsIn
 		}
 		if attempt == 0 {
 			// The supervisor has not taken in the death yet.
-			return nil, fmt.Errorf("dcs plugin %s is not running (restart pending): %w", s.bin.Name, dcs.ErrUnavailable)
+			return nil, fmt.Errorf("%s plugin %s is not running (restart pending): %w", s.spec.kind, s.bin.Name, s.spec.unavailable)
 		}
-		return nil, fmt.Errorf("dcs plugin %s is not running (restart attempt %d): %w", s.bin.Name, attempt, dcs.ErrUnavailable)
+		return nil, fmt.Errorf("%s plugin %s is not running (restart attempt %d): %w", s.spec.kind, s.bin.Name, attempt, s.spec.unavailable)
 	}
 }
 
@@ -408,23 +410,23 @@ const (
 
 // call runs fn on the serving process (waiting for one while the plugin
 // restarts), counts the calls that end at their deadline, and translates
-// the failures that mean "the process went away" into ErrUnavailable. When
-// that happened and the call is idempotent, it runs again on the next
+// the failures that mean "the process went away" into spec.unavailable.
+// When that happened and the call is idempotent, it runs again on the next
 // process while ctx allows.
-func (s *SupervisedDCS) call(ctx context.Context, again bool, fn func(dcs.Backend) error) (*dcsInstance, error) {
+func (s *supervisor[T]) call(ctx context.Context, again bool, fn func(T) error) (*instance[T], error) {
 	return s.do(ctx, true, again, fn)
 }
 
-// do is call; deadlines counts deadline misses (not for a watch, which
-// runs until its caller cancels it).
-func (s *SupervisedDCS) do(ctx context.Context, deadlines, again bool, fn func(dcs.Backend) error) (*dcsInstance, error) {
-	var dead *dcsInstance
+// do is call; deadlines counts deadline misses (not for a call that runs
+// until its caller cancels it, such as a watch).
+func (s *supervisor[T]) do(ctx context.Context, deadlines, again bool, fn func(T) error) (*instance[T], error) {
+	var dead *instance[T]
 	for {
 		inst, err := s.instance(ctx, dead)
 		if err != nil {
 			return nil, err
 		}
-		err = fn(inst.backend)
+		err = fn(inst.client)
 		if deadlines {
 			if pastDeadline(ctx) {
 				s.missedDeadline(inst)
@@ -435,20 +437,17 @@ func (s *SupervisedDCS) do(ctx context.Context, deadlines, again bool, fn func(d
 		if err == nil || ctx.Err() != nil || pastDeadline(ctx) {
 			return inst, err
 		}
-		// A dead process shows as Unavailable; one whose connection the
-		// supervisor already closed shows as Canceled, though the caller's
-		// context is fine.
-		if !errors.Is(err, dcs.ErrUnavailable) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		if s.spec.mayBeGone != nil && !s.spec.mayBeGone(err) {
 			return inst, err
 		}
 		if !s.wentAway(inst) {
 			return inst, err
 		}
-		err = fmt.Errorf("dcs plugin %s went away: %v: %w", s.bin.Name, err, dcs.ErrUnavailable)
+		err = fmt.Errorf("%s plugin %s went away: %v: %w", s.spec.kind, s.bin.Name, err, s.spec.unavailable)
 		if !again {
 			return inst, err
 		}
-		s.logger.Debug("dcs plugin went away during a call; calling again on the restarted process", "error", err)
+		s.logger.Debug(s.spec.kind+" plugin went away during a call; calling again on the restarted process", "error", err)
 		dead = inst
 	}
 }
@@ -456,7 +455,7 @@ func (s *SupervisedDCS) do(ctx context.Context, deadlines, again bool, fn func(d
 // wentAway reports whether inst's process is gone (replaced, or exited),
 // waiting up to exitGrace for go-plugin to see an exit, and wakes the
 // supervisor.
-func (s *SupervisedDCS) wentAway(inst *dcsInstance) bool {
+func (s *supervisor[T]) wentAway(inst *instance[T]) bool {
 	s.nudge()
 	deadline := time.Now().Add(exitGrace)
 	for {
@@ -491,7 +490,7 @@ func pastDeadline(ctx context.Context) bool {
 // missedDeadline counts a call of inst that ended at its deadline and
 // kills the process at the maxMissedDeadlines-th in a row; the supervisor
 // then restarts it.
-func (s *SupervisedDCS) missedDeadline(inst *dcsInstance) {
+func (s *supervisor[T]) missedDeadline(inst *instance[T]) {
 	if inst.missed.Add(1) != maxMissedDeadlines {
 		return
 	}
@@ -504,160 +503,10 @@ func (s *SupervisedDCS) missedDeadline(inst *dcsInstance) {
 	s.nudge()
 }
 
-// Validate implements dcs.Backend.
-func (s *SupervisedDCS) Validate(ctx context.Context, config []byte) error {
-	_, err := s.call(ctx, idempotent, func(b dcs.Backend) error { return b.Validate(ctx, config) })
-	return err
-}
-
-// Configure implements dcs.Backend. A successful Configure is replayed on
-// every restarted process.
-func (s *SupervisedDCS) Configure(ctx context.Context, req dcs.ConfigureRequest) error {
-	inst, err := s.call(ctx, idempotent, func(b dcs.Backend) error { return b.Configure(ctx, req) })
-	if err != nil {
-		return err
-	}
-	req.Config = append([]byte(nil), req.Config...)
-	return s.record(inst, "configure", func() { s.configure = &req })
-}
-
-// SetTTL implements dcs.Backend. A successful SetTTL is replayed on every
-// restarted process.
-func (s *SupervisedDCS) SetTTL(ctx context.Context, ttl time.Duration) error {
-	inst, err := s.call(ctx, idempotent, func(b dcs.Backend) error { return b.SetTTL(ctx, ttl) })
-	if err != nil {
-		return err
-	}
-	return s.record(inst, "set ttl", func() { s.ttl = &ttl })
-}
-
-// record keeps a successful Configure or SetTTL for replay. When the
-// process that took it has been replaced already, the replacement was set
-// up without it: the caller gets ErrUnavailable and calls again.
-func (s *SupervisedDCS) record(inst *dcsInstance, op string, set func()) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	set()
-	s.replaySeq++
-	if s.cur != nil && s.cur != inst {
-		return fmt.Errorf("%s: dcs plugin %s was restarted meanwhile: %w", op, s.bin.Name, dcs.ErrUnavailable)
-	}
-	return nil
-}
-
-// GetCluster implements dcs.Backend. Values the plugin left out of the
-// read for their size (dcs.Cluster.Omitted) are logged, once for each
-// change of the list.
-func (s *SupervisedDCS) GetCluster(ctx context.Context) (*dcs.Cluster, error) {
-	var c *dcs.Cluster
-	_, err := s.call(ctx, idempotent, func(b dcs.Backend) (err error) {
-		c, err = b.GetCluster(ctx)
-		return err
-	})
-	if c != nil {
-		s.reportOmitted(c.Omitted)
-	}
-	return c, err
-}
-
-// reportOmitted logs the values a read left out, when they changed since
-// the last read.
-func (s *SupervisedDCS) reportOmitted(omitted []dcs.OmittedValue) {
-	var b strings.Builder
-	for i, o := range omitted {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%s (%d bytes)", o.Path, o.Size)
-	}
-	list := b.String()
-	s.mu.Lock()
-	changed := list != s.omitted
-	s.omitted = list
-	s.mu.Unlock()
-	if changed && list != "" {
-		s.logger.Error("DCS values too large to read were left out of the cluster read; they read as absent until they are rewritten smaller",
-			"values", list, "max_value_bytes", dcs.MaxValueSize)
-	}
-}
-
-// AcquireLeader implements dcs.Backend.
-func (s *SupervisedDCS) AcquireLeader(ctx context.Context) (string, error) {
-	var v string
-	_, err := s.call(ctx, once, func(b dcs.Backend) (err error) {
-		v, err = b.AcquireLeader(ctx)
-		return err
-	})
-	return v, err
-}
-
-// RenewLeader implements dcs.Backend.
-func (s *SupervisedDCS) RenewLeader(ctx context.Context) error {
-	_, err := s.call(ctx, idempotent, func(b dcs.Backend) error { return b.RenewLeader(ctx) })
-	return err
-}
-
-// TakeLeader implements dcs.Backend.
-func (s *SupervisedDCS) TakeLeader(ctx context.Context) error {
-	_, err := s.call(ctx, idempotent, func(b dcs.Backend) error { return b.TakeLeader(ctx) })
-	return err
-}
-
-// DeleteLeader implements dcs.Backend.
-func (s *SupervisedDCS) DeleteLeader(ctx context.Context) error {
-	_, err := s.call(ctx, idempotent, func(b dcs.Backend) error { return b.DeleteLeader(ctx) })
-	return err
-}
-
-// TouchMember implements dcs.Backend.
-func (s *SupervisedDCS) TouchMember(ctx context.Context, data []byte) error {
-	_, err := s.call(ctx, idempotent, func(b dcs.Backend) error { return b.TouchMember(ctx, data) })
-	return err
-}
-
-// CompareAndSet implements dcs.Backend.
-func (s *SupervisedDCS) CompareAndSet(ctx context.Context, key dcs.Key, data []byte, version string) (string, error) {
-	var v string
-	_, err := s.call(ctx, once, func(b dcs.Backend) (err error) {
-		v, err = b.CompareAndSet(ctx, key, data, version)
-		return err
-	})
-	return v, err
-}
-
-// CompareAndDelete implements dcs.Backend.
-func (s *SupervisedDCS) CompareAndDelete(ctx context.Context, key dcs.Key, version string) error {
-	_, err := s.call(ctx, once, func(b dcs.Backend) error { return b.CompareAndDelete(ctx, key, version) })
-	return err
-}
-
-// Set implements dcs.Backend.
-func (s *SupervisedDCS) Set(ctx context.Context, key dcs.Key, data []byte) error {
-	_, err := s.call(ctx, idempotent, func(b dcs.Backend) error { return b.Set(ctx, key, data) })
-	return err
-}
-
-// DeleteCluster implements dcs.Backend.
-func (s *SupervisedDCS) DeleteCluster(ctx context.Context) error {
-	_, err := s.call(ctx, idempotent, func(b dcs.Backend) error { return b.DeleteCluster(ctx) })
-	return err
-}
-
-// Watch implements dcs.Backend on the current process. A watch does not
-// outlive its process: when the plugin dies mid-watch (or the backend is
-// closed), Watch returns an error wrapping dcs.ErrUnavailable: events may
-// have been missed, so the caller re-reads the cluster and watches again,
-// as after any broken watch. A Watch started while the plugin is down
-// waits for the new process, as every call does.
-func (s *SupervisedDCS) Watch(ctx context.Context, fn func(dcs.Event)) error {
-	_, err := s.do(ctx, false, once, func(b dcs.Backend) error { return b.Watch(ctx, fn) })
-	return err
-}
-
-// Close stops the supervision, calls the plugin's Close (bounded by ctx and
-// a short timeout) and ends the process. Calls after Close return
-// ErrUnavailable. It may be called more than once.
-func (s *SupervisedDCS) Close(ctx context.Context) error {
+// Close stops the supervision, calls the kind's Close (bounded by ctx and
+// a short timeout) and ends the process. Calls after Close fail with an
+// error wrapping spec.unavailable. It may be called more than once.
+func (s *supervisor[T]) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true
@@ -676,14 +525,14 @@ func (s *SupervisedDCS) Close(ctx context.Context) error {
 			return
 		}
 		var err error
-		if !inst.plugin.Exited() {
+		if s.spec.close != nil && !inst.plugin.Exited() {
 			cctx, cancel := context.WithTimeout(ctx, pluginCloseTimeout)
-			err = inst.backend.Close(cctx)
+			err = s.spec.close(cctx, inst.client)
 			cancel()
 		}
 		inst.plugin.Kill()
 		if err != nil {
-			s.closeErr = fmt.Errorf("closing dcs plugin %s: %w", s.bin.Name, err)
+			s.closeErr = fmt.Errorf("closing %s plugin %s: %w", s.spec.kind, s.bin.Name, err)
 		}
 	})
 	return s.closeErr

@@ -89,7 +89,8 @@ func (e *ExitError) Error() string {
 }
 
 // Run runs the command in a process group of its own, with the agent's
-// environment plus cmd.Env. When ctx ends or the timeout passes, the whole
+// environment plus cmd.Env; with ctx already ended it starts nothing. When
+// ctx ends or the timeout passes, the whole
 // group gets SIGTERM, then SIGKILL a few seconds later, and Run returns an
 // error matching context.DeadlineExceeded (timeout) or ctx.Err() once the
 // command is reaped. Children still holding its output a moment after it
@@ -99,6 +100,9 @@ func Run(ctx context.Context, cmd Command) (Result, error) {
 	res := Result{ExitCode: -1}
 	if len(cmd.Argv) == 0 {
 		return res, fmt.Errorf("%s: no command to run", cmd.Name)
+	}
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("%s: %s not started: %w", cmd.Name, cmd.Argv[0], err)
 	}
 	runCtx := ctx
 	if cmd.Timeout > 0 {

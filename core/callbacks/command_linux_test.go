@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-ha/custos/plugin/sdk"
 	"github.com/custos-ha/custos/plugin/sdk/callback"
 )
 
@@ -311,5 +312,64 @@ func TestNewHookRunnerRefusesBadInput(t *testing.T) {
 		if _, err := NewHookRunner(tc.commands, tc.timeout, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: err %v, want %q", tc.commands, err, tc.want)
 		}
+	}
+}
+
+func TestExecActsOncePerSeq(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "events")
+	script := writeScript(t, dir, "append.sh", "echo \"$1\" >> "+out+"\n")
+	e, err := NewExec(map[string]string{callback.ActionStart: script, callback.ActionStop: script}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ev := callback.Event{Action: callback.ActionStart, Role: "replica", Scope: "demo", Seq: 1}
+	for range 2 {
+		if err := e.Deliver(ctx, nil, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ev2 := callback.Event{Action: callback.ActionStop, Role: "replica", Scope: "demo", Seq: 2}
+	if err := e.Deliver(ctx, []byte("{}"), ev2); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(readLines(t, out), "|"); got != "on_start|on_stop" {
+		t.Errorf("runs %q: a redelivered Seq ran its script again", got)
+	}
+
+	// With its context ended, Deliver starts nothing.
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	ev3 := callback.Event{Action: callback.ActionStop, Role: "replica", Scope: "demo", Seq: 3}
+	if err := e.Deliver(cancelled, nil, ev3); !errors.Is(err, context.Canceled) {
+		t.Errorf("err %v, want context.Canceled", err)
+	}
+	if got := len(readLines(t, out)); got != 2 {
+		t.Errorf("%d runs after a cancelled delivery", got)
+	}
+}
+
+func TestExecTakesNoSection(t *testing.T) {
+	e, err := NewExec(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, ok := range []string{"", "null", "{}", " {} "} {
+		if err := e.Validate(ctx, []byte(ok)); err != nil {
+			t.Errorf("Validate(%q): %v", ok, err)
+		}
+	}
+	err = e.Validate(ctx, []byte(`{"url": "x", "b": 1}`))
+	var cfgErr *sdk.ConfigError
+	if !errors.As(err, &cfgErr) || len(cfgErr.Problems) != 2 || cfgErr.Problems[0].Path != "b" || cfgErr.Problems[1].Path != "url" {
+		t.Fatalf("Validate: %#v", err)
+	}
+	if err := e.Deliver(ctx, []byte(`{"url": "x"}`), callback.Event{Action: callback.ActionStart, Seq: 1}); !errors.As(err, &cfgErr) {
+		t.Errorf("Deliver with a refused section: %v", err)
+	}
+	if err := e.Validate(ctx, []byte(`[1]`)); !errors.As(err, &cfgErr) {
+		t.Errorf("Validate of a list: %v", err)
 	}
 }

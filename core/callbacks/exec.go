@@ -3,13 +3,17 @@ package callbacks
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/custos-ha/custos/plugin/sdk"
 	"github.com/custos-ha/custos/plugin/sdk/callback"
 )
 
@@ -32,9 +36,15 @@ var Actions = []string{
 // killed when the delivery's deadline passes. A non-zero exit is the
 // event's failure. An event whose action has no script is delivered at
 // once.
+//
+// As the contract asks of every receiver, an event whose Seq was handled
+// already is not acted on again.
 type Exec struct {
 	scripts map[string][]string // action -> words
 	logger  hclog.Logger
+
+	mu      sync.Mutex
+	handled uint64 // the highest Seq handled
 }
 
 var _ callback.Receiver = (*Exec)(nil)
@@ -70,28 +80,59 @@ func NewExec(scripts map[string]string, logger hclog.Logger) (*Exec, error) {
 }
 
 // Validate implements callback.Receiver. The scripts are configured in
-// [postgresql.callbacks], so the section handed over must be empty.
+// [postgresql.callbacks]: the section handed over must be empty (nothing,
+// null or {}); every key of another one is a problem.
 func (e *Exec) Validate(_ context.Context, config []byte) error {
-	switch string(bytes.TrimSpace(config)) {
-	case "", "null", "{}":
+	return validateEmpty(config)
+}
+
+func validateEmpty(config []byte) error {
+	trimmed := bytes.TrimSpace(config)
+	if len(trimmed) == 0 || string(trimmed) == "null" {
 		return nil
 	}
-	return fmt.Errorf("the built-in callback takes no configuration section (its scripts are postgresql.callbacks)")
+	var table map[string]json.RawMessage
+	if err := json.Unmarshal(trimmed, &table); err != nil {
+		errs := &sdk.ConfigError{}
+		errs.Add("", "the built-in callback takes no section (its scripts are postgresql.callbacks), got %s", trimmed)
+		return errs
+	}
+	errs := &sdk.ConfigError{}
+	for _, k := range slices.Sorted(maps.Keys(table)) {
+		errs.Add(k, "unknown key: the built-in callback takes no section (its scripts are postgresql.callbacks)")
+	}
+	return errs.OrNil()
 }
 
 // Deliver implements callback.Receiver.
-func (e *Exec) Deliver(ctx context.Context, _ []byte, ev callback.Event) error {
-	words, ok := e.scripts[ev.Action]
-	if !ok {
+func (e *Exec) Deliver(ctx context.Context, config []byte, ev callback.Event) error {
+	if err := validateEmpty(config); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s callback not started: %w", ev.Action, err)
+	}
+	e.mu.Lock()
+	done := ev.Seq != 0 && ev.Seq <= e.handled
+	e.mu.Unlock()
+	if done {
 		return nil
 	}
-	argv := append(slices.Clone(words), ev.Action, ev.Role, ev.Scope)
-	_, err := Run(ctx, Command{
-		Name: ev.Action + " callback",
-		Argv: argv,
-		Output: func(line string) {
-			e.logger.Info("callback output", "action", ev.Action, "seq", ev.Seq, "line", line)
-		},
-	})
-	return err
+	if words, ok := e.scripts[ev.Action]; ok {
+		argv := append(slices.Clone(words), ev.Action, ev.Role, ev.Scope)
+		_, err := Run(ctx, Command{
+			Name: ev.Action + " callback",
+			Argv: argv,
+			Output: func(line string) {
+				e.logger.Info("callback output", "action", ev.Action, "seq", ev.Seq, "line", line)
+			},
+		})
+		if err != nil {
+			return err
+		}
+	}
+	e.mu.Lock()
+	e.handled = max(e.handled, ev.Seq)
+	e.mu.Unlock()
+	return nil
 }

@@ -3,10 +3,11 @@
 // owner can change them (directory and file modes, optional sha256 per
 // binary), starts them over go-plugin with AutoMTLS and protocol version
 // negotiation, asks every plugin who it is (the identity call), re-emits
-// their log lines through the agent's logger, and supervises the DCS
-// plugin: a plugin process that dies is restarted with capped backoff and
-// handed its last configuration again, while callers see
-// dcs.ErrUnavailable in the meantime.
+// their log lines through the agent's logger, and supervises the DCS and
+// callback plugins: a plugin process that dies is restarted with capped
+// backoff (a DCS plugin is handed its last configuration again), while
+// callers wait for it and, past their deadline, see dcs.ErrUnavailable or
+// callbacks.ErrReceiverGone.
 //
 // A Host owns every process it starts; Host.Shutdown ends them all.
 package plugins

@@ -11,22 +11,25 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/custos-ha/custos/core/config"
+	"github.com/custos-ha/custos/core/plugins"
 	"github.com/custos-ha/custos/plugin/sdk"
 )
 
-// validateTimeout bounds starting the DCS plugin to check its section.
+// validateTimeout bounds starting the plugins of the configuration (the DCS
+// plugin, each callback plugin) to check their sections.
 const validateTimeout = 30 * time.Second
 
-// validateConfig checks a configuration file and the DCS plugin's section
-// (through the plugin's Validate, which connects nowhere) without binding
-// a port or needing a running server. Every problem is printed.
+// validateConfig checks a configuration file, the DCS plugin's section and
+// each [callback.<name>] section (through the plugins' Validate, which
+// connects nowhere) without binding a port or needing a running server.
+// Every problem is printed.
 func validateConfig(path, exe string, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(path, os.LookupEnv)
 	if err != nil {
 		printProblems(stderr, path, err)
 		return exitFailure
 	}
-	probs := validateDCSSection(cfg, exe)
+	probs := validatePluginSections(cfg, exe)
 	if len(probs) > 0 {
 		printProblems(stderr, path, probs)
 		return exitFailure
@@ -35,15 +38,25 @@ func validateConfig(path, exe string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func validateDCSSection(cfg *config.Config, exe string) config.Problems {
+// validatePluginSections has each plugin of the configuration check its
+// section.
+func validatePluginSections(cfg *config.Config, exe string) config.Problems {
 	ctx, cancel := context.WithTimeout(context.Background(), validateTimeout)
 	defer cancel()
-	section := "dcs." + cfg.DCSName()
 	host, err := newHost(cfg, exe, hclog.NewNullLogger())
 	if err != nil {
 		return config.Problems{{Path: "plugins", Message: err.Error()}}
 	}
 	defer host.Shutdown()
+	probs := validateDCSSection(ctx, cfg, host)
+	for _, name := range cfg.CallbackNames() {
+		probs = append(probs, validateCallbackSection(ctx, cfg, host, name)...)
+	}
+	return probs
+}
+
+func validateDCSSection(ctx context.Context, cfg *config.Config, host *plugins.Host) config.Problems {
+	section := "dcs." + cfg.DCSName()
 	p, err := host.FindDCS(ctx, cfg.DCSName())
 	if err != nil {
 		return config.Problems{{Path: section, Message: err.Error()}}
@@ -64,6 +77,40 @@ func validateDCSSection(cfg *config.Config, exe string) config.Problems {
 		return dcsProblems(cfg, cfgErr)
 	case err != nil:
 		return config.Problems{{Path: section, Message: fmt.Sprintf("plugin validation failed: %v", err)}}
+	}
+	return nil
+}
+
+// validateCallbackSection has the callback plugin named name check its
+// [callback.<name>] section (the host's timeout key left out).
+func validateCallbackSection(ctx context.Context, cfg *config.Config, host *plugins.Host, name string) config.Problems {
+	problem := func(msg string) config.Problems {
+		return config.Problems{cfg.CallbackProblem(name, "", msg)}
+	}
+	p, err := host.FindCallback(ctx, name)
+	if err != nil {
+		return problem(err.Error())
+	}
+	defer p.Kill()
+	receiver, err := p.Callback()
+	if err != nil {
+		return problem(err.Error())
+	}
+	data, err := cfg.Callback[name].ConfigJSON()
+	if err != nil {
+		return problem(err.Error())
+	}
+	err = receiver.Validate(ctx, data)
+	var cfgErr *sdk.ConfigError
+	switch {
+	case errors.As(err, &cfgErr):
+		var out config.Problems
+		for _, pr := range cfgErr.Problems {
+			out = append(out, cfg.CallbackProblem(name, pr.Path, pr.Message))
+		}
+		return out
+	case err != nil:
+		return problem(fmt.Sprintf("plugin validation failed: %v", err))
 	}
 	return nil
 }

@@ -87,15 +87,18 @@ type Config struct {
 	// plugins/ beside the executable (see PluginDirFor).
 	PluginDir string `json:"plugin_dir,omitempty"`
 
-	RESTAPI    RESTAPI           `json:"restapi"`
-	Ctl        Ctl               `json:"ctl"`
-	Log        Log               `json:"log"`
-	Bootstrap  Bootstrap         `json:"bootstrap"`
-	PostgreSQL PostgreSQL        `json:"postgresql"`
-	Watchdog   Watchdog          `json:"watchdog"`
-	Tags       Tags              `json:"tags"`
-	DCS        DCS               `json:"dcs" config:"-"`
-	Plugins    map[string]Plugin `json:"plugins,omitempty"`
+	RESTAPI    RESTAPI    `json:"restapi"`
+	Ctl        Ctl        `json:"ctl"`
+	Log        Log        `json:"log"`
+	Bootstrap  Bootstrap  `json:"bootstrap"`
+	PostgreSQL PostgreSQL `json:"postgresql"`
+	Watchdog   Watchdog   `json:"watchdog"`
+	Tags       Tags       `json:"tags"`
+	DCS        DCS        `json:"dcs" config:"-"`
+	// Callback are the [callback.<name>] sections: the callback plugins
+	// told about every lifecycle event.
+	Callback map[string]CallbackPlugin `json:"callback,omitempty" config:"-"`
+	Plugins  map[string]Plugin         `json:"plugins,omitempty"`
 
 	file  string
 	lines map[string]int
@@ -250,13 +253,29 @@ type PGAuth struct {
 	ChannelBinding string `json:"channel_binding,omitempty"`
 }
 
-// Callbacks are commands run on lifecycle events.
+// Callbacks are commands run on lifecycle events, called as
+// <command> <action> <role> <scope>.
 type Callbacks struct {
 	OnStart      string `json:"on_start,omitempty"`
 	OnStop       string `json:"on_stop,omitempty"`
 	OnRestart    string `json:"on_restart,omitempty"`
 	OnReload     string `json:"on_reload,omitempty"`
 	OnRoleChange string `json:"on_role_change,omitempty"`
+	// Timeout bounds one run of a callback script and of the pre_promote,
+	// before_stop and post_bootstrap hooks (a custos extension).
+	Timeout time.Duration `json:"timeout"`
+}
+
+// Scripts returns the callback scripts by action name ("on_start", ...),
+// the empty ones included.
+func (c Callbacks) Scripts() map[string]string {
+	return map[string]string{
+		"on_start":       c.OnStart,
+		"on_stop":        c.OnStop,
+		"on_restart":     c.OnRestart,
+		"on_reload":      c.OnReload,
+		"on_role_change": c.OnRoleChange,
+	}
 }
 
 // Watchdog is the [watchdog] section.
@@ -309,7 +328,10 @@ func Default() Config {
 			DCS:    DefaultDynamic(),
 			Method: DefaultBootstrapMethod,
 		},
-		PostgreSQL: PostgreSQL{PGCtlTimeout: DefaultPGCtlTimeout},
+		PostgreSQL: PostgreSQL{
+			PGCtlTimeout: DefaultPGCtlTimeout,
+			Callbacks:    Callbacks{Timeout: DefaultCallbackTimeout},
+		},
 		Watchdog: Watchdog{
 			Mode:         DefaultWatchdogMode,
 			Driver:       DefaultWatchdogDriver,
@@ -350,6 +372,7 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	cfg := Default()
 	d.decode(nil, tree, reflect.ValueOf(&cfg).Elem())
 	cfg.DCS = decodeDCS(d, tree["dcs"])
+	cfg.Callback = decodeCallbacks(d, tree["callback"])
 	validate(d, &cfg)
 	if len(d.probs) > 0 {
 		d.probs.sort()

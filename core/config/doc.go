@@ -5,8 +5,10 @@
 // patroni.yml maps over one to one: top-level scope, namespace, name and
 // plugin_dir; [restapi], [ctl], [log], [bootstrap] (whose [bootstrap.dcs]
 // seeds the dynamic configuration), [postgresql], [watchdog], [tags], exactly
-// one [dcs.<name>] section that is handed to the DCS plugin as JSON, and
-// optional [plugins.<dir name>] checksums.
+// one [dcs.<name>] section that is handed to the DCS plugin as JSON, any
+// number of [callback.<name>] sections handed to callback plugins the same
+// way (less their timeout key, which the agent reads), and optional
+// [plugins.<dir name>] checksums.
 //
 // Precedence is defaults < file < environment (CUSTOS_<SECTION>_<KEY>,
 // mirroring PATRONI_*). Validation reports every problem at once, each with

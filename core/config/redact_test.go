@@ -10,7 +10,7 @@ import (
 // secretsInFull are the sensitive values of testdata/full.toml.
 var secretsInFull = []string{
 	"rest-pass", "rest-key-pass", "ctl-pass", "ctl-key-pass", "su-pass",
-	"su-ssl-pass", "rep-pass", "rewind-pass", "etcd-pass", "conninfo-pass",
+	"su-ssl-pass", "rep-pass", "rewind-pass", "etcd-pass", "conninfo-pass", "hook-secret",
 }
 
 func TestPrintedConfigIsRedacted(t *testing.T) {
@@ -30,6 +30,7 @@ func TestPrintedConfigIsRedacted(t *testing.T) {
 		outputs["superuser "+verb] = fmt.Sprintf(verb, c.PostgreSQL.Authentication.Superuser)
 		outputs["password "+verb] = fmt.Sprintf(verb, c.PostgreSQL.Authentication.Superuser.Password)
 		outputs["dcs "+verb] = fmt.Sprintf(verb, c.DCS)
+		outputs["callback "+verb] = fmt.Sprintf(verb, c.Callback)
 		outputs["recovery_conf "+verb] = fmt.Sprintf(verb, c.PostgreSQL.RecoveryConf)
 	}
 	outputs["String"] = c.RESTAPI.Authentication.Password.String()
@@ -52,6 +53,10 @@ func TestPrintedConfigIsRedacted(t *testing.T) {
 	// The code that needs the values gets them.
 	if c.PostgreSQL.Authentication.Superuser.Password.Value() != "su-pass" {
 		t.Errorf("Value() does not give the real password")
+	}
+	hookJSON, _ := c.Callback["http"].ConfigJSON()
+	if !strings.Contains(string(hookJSON), `"token":"hook-secret"`) {
+		t.Errorf("the callback plugin's ConfigJSON must carry the real token: %s", hookJSON)
 	}
 	dcsJSON, _ := c.DCSConfigJSON()
 	if !strings.Contains(string(dcsJSON), `"password":"etcd-pass"`) {

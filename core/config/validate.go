@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/kballard/go-shellquote"
 )
 
 // Values refused in tool option lists because custos manages them (as
@@ -83,6 +85,11 @@ func validate(d *decoder, c *Config) {
 		v.required(path{"bootstrap", name, "command"}.String(), b.Methods[name].Command)
 	}
 	v.forbidden("bootstrap.initdb", b.Initdb, forbiddenInitdbOptions)
+	postBootstrap := "bootstrap.post_bootstrap"
+	if !d.present(postBootstrap) && d.present("bootstrap.post_init") {
+		postBootstrap = "bootstrap.post_init"
+	}
+	v.command(postBootstrap, b.PostBootstrap)
 
 	// [postgresql]
 	pg := &c.PostgreSQL
@@ -105,6 +112,14 @@ func validate(d *decoder, c *Config) {
 		d.addAt("postgresql.pg_ctl_timeout", "out of range: %v must be positive", pg.PGCtlTimeout)
 	}
 	v.forbidden("postgresql.basebackup", pg.Basebackup, forbiddenBasebackupOptions)
+	if pg.Callbacks.Timeout <= 0 && !d.hasProblem("postgresql.callbacks.timeout") {
+		d.addAt("postgresql.callbacks.timeout", "out of range: %v must be positive", pg.Callbacks.Timeout)
+	}
+	for _, action := range sortedKeys(pg.Callbacks.Scripts()) {
+		v.command("postgresql.callbacks."+action, pg.Callbacks.Scripts()[action])
+	}
+	v.command("postgresql.pre_promote", pg.PrePromote)
+	v.command("postgresql.before_stop", pg.BeforeStop)
 	for i, m := range pg.CreateReplicaMethods {
 		if strings.TrimSpace(m) == "" {
 			d.addAt(fmt.Sprintf("postgresql.create_replica_methods[%d]", i), "invalid value: empty method name")
@@ -223,6 +238,22 @@ func (v validator) forbidden(key string, opts Options, forbidden []string) {
 		if slices.Contains(forbidden, o.Name) {
 			v.d.addAt(key, "option %q is not allowed: custos manages it (refused: %s)", o.Name, strings.Join(forbidden, ", "))
 		}
+	}
+}
+
+// command checks a command line run by the agent (a callback script, a
+// hook): it must split into words as a POSIX shell would, and name a
+// program unless it is empty (no command).
+func (v validator) command(key, line string) {
+	if line == "" || v.d.hasProblem(key) {
+		return
+	}
+	words, err := shellquote.Split(line)
+	switch {
+	case err != nil:
+		v.d.addAt(key, "invalid command %q: %v", line, err)
+	case len(words) == 0:
+		v.d.addAt(key, "invalid command %q: it names no program", line)
 	}
 }
 

@@ -10,7 +10,9 @@ export PATH := $(TOOLS_BIN):$(PATH)
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
-MODULES := . core plugin/sdk bench chaos demo testkit $(sort $(wildcard plugins/*))
+# Example plugins are modules of their own that build against plugin/sdk alone.
+EXAMPLES := $(patsubst %/go.mod,%,$(wildcard examples/*/go.mod))
+MODULES := . core plugin/sdk bench chaos demo testkit $(sort $(wildcard plugins/*)) $(EXAMPLES)
 PLUGINS := $(notdir $(sort $(wildcard plugins/*)))
 PROTOS := $(shell find plugin/sdk/proto -name '*.proto')
 TEST_TIMEOUT ?= 20m
@@ -136,6 +138,7 @@ lint: ## gofmt and go vet over every module
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet -tags integration $(addsuffix /...,$(addprefix ./,$(MODULES)))
+	@for e in $(EXAMPLES); do echo "cd $$e && GOWORK=off $(GO) build ./..."; (cd $$e && GOWORK=off $(GO) build ./...) || exit 1; done
 
 .PHONY: tidy
 tidy: ## go mod tidy in every module

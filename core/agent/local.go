@@ -282,39 +282,43 @@ func (l *local) Promote(ctx context.Context) error {
 }
 
 // SetSyncStandbyNames implements controller.Local.
-func (l *local) SetSyncStandbyNames(ctx context.Context, value *string) error {
+func (l *local) SetSyncStandbyNames(ctx context.Context, value *string) (reloaded bool, err error) {
 	l.mu.Lock()
 	l.ssn = value
 	l.mu.Unlock()
 	setup, ok := l.pg.LastSetup()
 	if !ok || setup.Standby {
-		return nil
+		return false, nil
 	}
 	setup.SyncStandbyNames = value
 	if err := l.pg.Configure(setup); err != nil {
-		return err
+		return false, err
 	}
-	return l.pg.Reload(ctx)
+	if err := l.pg.Reload(ctx); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // Checkpoint implements controller.Local.
 func (l *local) Checkpoint(ctx context.Context) error { return l.pg.Checkpoint(ctx) }
 
 // Follow implements controller.Local.
-func (l *local) Follow(ctx context.Context, upstream *cluster.Member) error {
+func (l *local) Follow(ctx context.Context, upstream *cluster.Member) (restarted bool, err error) {
 	u, err := l.upstreamOf(upstream)
 	if err != nil {
-		return err
+		return false, err
 	}
 	err = l.pg.Follow(ctx, u)
 	if errors.Is(err, postgres.ErrRestartRequired) {
+		restarted = true
 		err = l.pg.Restart(ctx, postgres.StopOptions{Mode: postgres.StopFast}, l.startTimeout)
 	}
 	if err != nil {
-		return err
+		return restarted, err
 	}
 	l.setUpstream(upstream)
-	return nil
+	return restarted, nil
 }
 
 // Rewind implements controller.Local.

@@ -39,18 +39,19 @@ func (s *settings) current() *config.Config {
 }
 
 // applyPostgres is controller.Options.ApplyDynamic: it renders the new
-// PostgreSQL configuration and reloads the server when it changed.
-// Settings that need a restart show up as pending_restart.
-func (s *settings) applyPostgres(ctx context.Context, eff config.Effective) error {
+// PostgreSQL configuration and reloads the server when it changed
+// (reloaded says it did). Settings that need a restart show up as
+// pending_restart.
+func (s *settings) applyPostgres(ctx context.Context, eff config.Effective) (reloaded bool, err error) {
 	pc := pgConfig(eff)
 	s.mu.Lock()
 	same := reflect.DeepEqual(pc, s.applied)
 	s.mu.Unlock()
 	if same {
-		return nil
+		return false, nil
 	}
 	if err := s.pg.Reconfigure(pc); err != nil {
-		return err
+		return false, err
 	}
 	s.mu.Lock()
 	s.applied = pc
@@ -58,18 +59,19 @@ func (s *settings) applyPostgres(ctx context.Context, eff config.Effective) erro
 	setup, ok := s.pg.LastSetup()
 	if !ok {
 		// Nothing rendered yet: the next start renders the new values.
-		return nil
+		return false, nil
 	}
 	if err := s.pg.Configure(setup); err != nil {
-		return err
+		return false, err
 	}
 	if s.pg.IsRunning() {
 		if err := s.pg.Reload(ctx); err != nil {
-			return err
+			return false, err
 		}
 		s.logger.Info("postgresql configuration changed: reloaded")
+		return true, nil
 	}
-	return nil
+	return false, nil
 }
 
 // reload re-reads the configuration file. An invalid file changes nothing

@@ -175,6 +175,24 @@ var metrics = []metric{
 		})),
 }
 
+// callbackLabels label the callback metrics: the member's and the
+// callback's name ("scripts" for [postgresql.callbacks]).
+var callbackLabels = []string{"scope", "name", "callback"}
+
+// callbackMetrics are custos's per-callback delivery figures.
+var callbackMetrics = []struct {
+	desc  *prometheus.Desc
+	kind  prometheus.ValueType
+	value func(CallbackStatus) float64
+}{
+	{prometheus.NewDesc("custos_callback_events_delivered_total", "Events the callback handled.", callbackLabels, nil),
+		prometheus.CounterValue, func(c CallbackStatus) float64 { return float64(c.Delivered) }},
+	{prometheus.NewDesc("custos_callback_events_failed_total", "Events the callback failed (an error, a non-zero exit or its timeout).", callbackLabels, nil),
+		prometheus.CounterValue, func(c CallbackStatus) float64 { return float64(c.Failed) }},
+	{prometheus.NewDesc("custos_callback_events_queued", "Events waiting for delivery to the callback.", callbackLabels, nil),
+		prometheus.GaugeValue, func(c CallbackStatus) float64 { return float64(c.Queued) }},
+}
+
 // collector is a prometheus.Collector reading the current snapshot on each
 // scrape.
 type collector struct{ src Source }
@@ -182,6 +200,9 @@ type collector struct{ src Source }
 // Describe implements prometheus.Collector.
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range metrics {
+		ch <- m.desc
+	}
+	for _, m := range callbackMetrics {
 		ch <- m.desc
 	}
 }
@@ -200,6 +221,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.GaugeValue, v, scope, name)
+	}
+	if s.Status.Custos == nil {
+		return
+	}
+	for _, cb := range s.Status.Custos.Callbacks {
+		for _, m := range callbackMetrics {
+			ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(cb), scope, name, cb.Name)
+		}
 	}
 }
 

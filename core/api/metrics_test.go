@@ -1,9 +1,11 @@
 package api
 
 import (
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -162,5 +164,54 @@ func TestMetricsWatchdogArmed(t *testing.T) {
 	rec := get(t, newTestServer(snap, ServerConfig{}), "/patroni")
 	if body := rec.Body.String(); !strings.Contains(body, `"watchdog":{"mode":"required","driver":"process","armed":true,"timeout":7}`) {
 		t.Fatalf("GET /patroni does not show the armed watchdog: %s", body)
+	}
+}
+
+// Each callback's delivery: counters and a queue gauge labelled with the
+// callback's name, and the same in /patroni.
+func TestMetricsCallbacks(t *testing.T) {
+	snap := primarySnapshot(t)
+	if snap.Status.Custos == nil {
+		snap.Status.Custos = &Extension{}
+	}
+	at := NewTimestamp(time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC))
+	snap.Status.Custos.Callbacks = []CallbackStatus{
+		{Name: "scripts", Delivered: 3, Failed: 1, Queued: 2, LastError: "exit status 1",
+			Last: &CallbackEvent{Seq: 4, Action: "on_role_change", Role: "primary", At: *at}},
+		{Name: "http"},
+	}
+	families, text := scrape(t, snap)
+	want := map[string]map[string]float64{
+		"custos_callback_events_delivered_total": {"scripts": 3, "http": 0},
+		"custos_callback_events_failed_total":    {"scripts": 1, "http": 0},
+		"custos_callback_events_queued":          {"scripts": 2, "http": 0},
+	}
+	for name, byCallback := range want {
+		mf, ok := families[name]
+		if !ok {
+			t.Fatalf("%s missing:\n%s", name, text)
+		}
+		got := map[string]float64{}
+		for _, m := range mf.Metric {
+			labels := map[string]string{}
+			for _, l := range m.Label {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["scope"] != "demo" || labels["name"] != "node1" {
+				t.Errorf("%s: labels %v", name, labels)
+			}
+			v := m.GetGauge().GetValue()
+			if mf.GetType() == dto.MetricType_COUNTER {
+				v = m.GetCounter().GetValue()
+			}
+			got[labels["callback"]] = v
+		}
+		if !maps.Equal(got, byCallback) {
+			t.Errorf("%s = %v, want %v", name, got, byCallback)
+		}
+	}
+	rec := get(t, newTestServer(snap, ServerConfig{}), "/patroni")
+	if body := rec.Body.String(); !strings.Contains(body, `"callbacks":[{"name":"scripts","delivered":3,"failed":1,"queued":2,"last":{"seq":4,"action":"on_role_change","role":"primary","at":"2026-12-08 00:00:00+00:00","ok":false},"last_error":"exit status 1"}`) {
+		t.Fatalf("GET /patroni does not show the callbacks: %s", body)
 	}
 }

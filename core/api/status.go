@@ -106,6 +106,34 @@ type Extension struct {
 	Problems []string `json:"problems,omitempty"`
 	// Watchdog is the watchdog's state; nil with mode off.
 	Watchdog *WatchdogStatus `json:"watchdog,omitempty"`
+	// Callbacks is the delivery of each enabled callback (the scripts of
+	// [postgresql.callbacks] as "scripts", plugins by name).
+	Callbacks []CallbackStatus `json:"callbacks,omitempty"`
+}
+
+// CallbackStatus is one callback's event delivery as /patroni shows it
+// under "custos".
+type CallbackStatus struct {
+	Name string `json:"name"`
+	// Delivered and Failed count the events handled and failed.
+	Delivered uint64 `json:"delivered"`
+	Failed    uint64 `json:"failed"`
+	// Queued is how many events wait for delivery.
+	Queued int `json:"queued"`
+	// Last is the last event handled or failed; nil before the first.
+	Last *CallbackEvent `json:"last,omitempty"`
+	// LastError is the last failure's message.
+	LastError string `json:"last_error,omitempty"`
+}
+
+// CallbackEvent is one event of a callback's delivery.
+type CallbackEvent struct {
+	Seq    uint64 `json:"seq"`
+	Action string `json:"action"`
+	Role   string `json:"role"`
+	// At is when the delivery ended, ISO 8601.
+	At Timestamp `json:"at"`
+	OK bool      `json:"ok"`
 }
 
 // WatchdogStatus is the watchdog as /patroni shows it under "custos".

@@ -97,11 +97,15 @@ func (c *Controller) renewLeader(ctx context.Context, s step) error {
 	return c.store.WriteStatus(ctx, *s.a.Status)
 }
 
-func (c *Controller) releaseLeader(ctx context.Context, _ step) error {
+func (c *Controller) releaseLeader(ctx context.Context, s step) error {
 	if err := c.store.ReleaseLeader(ctx); err != nil {
 		return err
 	}
 	c.leaseExpiry = time.Time{}
+	if !s.obs.HA.Running {
+		// A primary that did not start gives the key up: it is demoted.
+		c.life.failedToStartAsLeader()
+	}
 	return nil
 }
 
@@ -133,11 +137,18 @@ func (c *Controller) stop(ctx context.Context, s step) error {
 	err := c.stopPostgres(ctx, s.a.Mode)
 	// The exit of a postmaster we stopped is no crash.
 	c.seenExit = c.local.Exited()
+	if err == nil {
+		c.life.stopped(s.obs.HA.Running)
+	}
 	return err
 }
 
 func (c *Controller) follow(ctx context.Context, s step) error {
-	return c.local.Follow(ctx, memberOf(s.clu(), s.a.Member))
+	restarted, err := c.local.Follow(ctx, memberOf(s.clu(), s.a.Member))
+	if err == nil {
+		c.life.followed(restarted)
+	}
+	return err
 }
 
 func (c *Controller) removeDataDir(ctx context.Context, _ step) error {
@@ -171,6 +182,7 @@ func (c *Controller) cancelBusy(context.Context, step) error {
 func (c *Controller) restart(_ context.Context, s step) error {
 	upstream := memberOf(s.clu(), s.a.Member)
 	return c.startAsync(s.a.Kind, func(ctx context.Context) error {
+		c.beforeStop(ctx, ha.StopFast)
 		if err := c.local.Stop(ctx, ha.StopFast); err != nil {
 			return err
 		}
@@ -179,7 +191,11 @@ func (c *Controller) restart(_ context.Context, s step) error {
 			ctx, cancel = context.WithTimeout(ctx, s.a.Timeout)
 			defer cancel()
 		}
-		return c.local.Start(ctx, s.a.AsPrimary, upstream)
+		if err := c.local.Start(ctx, s.a.AsPrimary, upstream); err != nil {
+			return err
+		}
+		c.life.startedAs(s.a.AsPrimary, true)
+		return nil
 	})
 }
 
@@ -190,10 +206,15 @@ func (c *Controller) reinitialize(_ context.Context, s step) error {
 	if src == nil {
 		return fmt.Errorf("clone source %s has no member key", s.a.Member)
 	}
+	running := s.obs.HA.Running
 	return c.startAsync(s.a.Kind, func(ctx context.Context) error {
+		if running {
+			c.beforeStop(ctx, ha.StopImmediate)
+		}
 		if err := c.local.Stop(ctx, ha.StopImmediate); err != nil {
 			return err
 		}
+		c.life.stopped(running)
 		if err := c.local.RemoveDataDir(ctx); err != nil {
 			return err
 		}
@@ -202,7 +223,13 @@ func (c *Controller) reinitialize(_ context.Context, s step) error {
 }
 
 func (c *Controller) bootstrap(_ context.Context, s step) error {
-	return c.startAsync(s.a.Kind, c.local.Bootstrap)
+	return c.startAsync(s.a.Kind, func(ctx context.Context) error {
+		if err := c.local.Bootstrap(ctx); err != nil {
+			return err
+		}
+		c.life.bootstrapped()
+		return nil
+	})
 }
 
 func (c *Controller) createReplica(_ context.Context, s step) error {
@@ -215,15 +242,69 @@ func (c *Controller) createReplica(_ context.Context, s step) error {
 
 func (c *Controller) start(_ context.Context, s step) error {
 	upstream := memberOf(s.clu(), s.a.Member)
-	return c.startAsync(s.a.Kind, func(ctx context.Context) error { return c.local.Start(ctx, s.a.AsPrimary, upstream) })
+	return c.startAsync(s.a.Kind, func(ctx context.Context) error {
+		if err := c.local.Start(ctx, s.a.AsPrimary, upstream); err != nil {
+			return err
+		}
+		c.life.startedAs(s.a.AsPrimary, false)
+		return nil
+	})
 }
 
+// promote runs pre_promote, then promotes; a pre_promote that fails
+// cancels the promotion (the decision then releases the key).
 func (c *Controller) promote(_ context.Context, s step) error {
-	return c.startAsync(s.a.Kind, c.local.Promote)
+	return c.startAsync(s.a.Kind, func(ctx context.Context) error {
+		if h := c.opts.Hooks; h != nil {
+			if err := h.PrePromote(ctx); err != nil {
+				return &hookRefusal{hook: "pre_promote", err: err}
+			}
+		}
+		if err := c.local.Promote(ctx); err != nil {
+			return err
+		}
+		c.life.promoted()
+		return nil
+	})
+}
+
+// hookRefusal is a hook script that refused an action before it began.
+type hookRefusal struct {
+	hook string
+	err  error
+}
+
+func (e *hookRefusal) Error() string { return e.hook + " refused: " + e.err.Error() }
+func (e *hookRefusal) Unwrap() error { return e.err }
+
+// beforeStop runs before_stop ahead of a stop; its failure is logged. An
+// immediate stop (a fence at the lease's margin, a re-clone) does not wait
+// for it: that stop must not be held up.
+func (c *Controller) beforeStop(ctx context.Context, mode string) {
+	h := c.opts.Hooks
+	if h == nil {
+		return
+	}
+	if mode == ha.StopImmediate {
+		c.logger.Info("before_stop skipped: an immediate stop does not wait for it")
+		return
+	}
+	if by := ha.ActBy(c.leaseExpiry, c.ttl); !by.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, by)
+		defer cancel()
+	}
+	if err := h.BeforeStop(ctx); err != nil {
+		c.logger.Warn("before_stop failed; stopping anyway", "error", err)
+	}
 }
 
 func (c *Controller) setSyncStandbyNames(ctx context.Context, s step) error {
-	return c.local.SetSyncStandbyNames(ctx, s.a.Value)
+	reloaded, err := c.local.SetSyncStandbyNames(ctx, s.a.Value)
+	if reloaded {
+		c.life.reloaded()
+	}
+	return err
 }
 
 func (c *Controller) writeSync(ctx context.Context, s step) error {
@@ -313,6 +394,7 @@ func (c *Controller) rewind(_ context.Context, s step) error {
 // server must be down before the leader key can expire.
 func (c *Controller) stopPostgres(ctx context.Context, mode string) error {
 	base := context.WithoutCancel(ctx)
+	c.beforeStop(base, mode)
 	if by := ha.ActBy(c.leaseExpiry, c.ttl); mode != ha.StopImmediate && !by.IsZero() {
 		sctx, cancel := context.WithDeadline(base, by)
 		err := c.local.Stop(sctx, mode)
@@ -354,6 +436,9 @@ func (c *Controller) startAsync(kind ha.Kind, fn func(context.Context) error) er
 		o := ha.Outcome{Kind: kind, At: c.now()}
 		if err != nil {
 			o.Err = err.Error()
+			if r := (*hookRefusal)(nil); errors.As(err, &r) {
+				o.Hook = r.hook
+			}
 		}
 		c.asyncDone <- o
 	}()
@@ -423,9 +508,11 @@ func (c *Controller) demoteGraceful(ctx context.Context, candidate *cluster.Memb
 	if err := c.local.Checkpoint(ctx); err != nil {
 		c.logger.Warn("checkpoint before the switchover", "error", err)
 	}
+	c.beforeStop(ctx, ha.StopFast)
 	if err := c.local.Stop(ctx, ha.StopFast); err != nil {
 		return err
 	}
+	c.life.stopped(true)
 	if candidate == nil {
 		return nil
 	}

@@ -57,7 +57,12 @@ type Options struct {
 	// local) to PostgreSQL (parameters, pg_hba...); it is called from the
 	// loop, never while a background action runs, and again until it
 	// succeeds.
-	ApplyDynamic func(context.Context, config.Effective) error
+	ApplyDynamic func(context.Context, config.Effective) (reloaded bool, err error)
+	// Events, when set, receives PostgreSQL's lifecycle events for the
+	// callbacks.
+	Events Events
+	// Hooks, when set, runs the pre_promote and before_stop scripts.
+	Hooks Hooks
 }
 
 // LocalSettings are the member's own settings a configuration reload may
@@ -100,6 +105,8 @@ type Controller struct {
 	exited bool
 	// seenExit is the Exited channel already handled (it stays closed).
 	seenExit <-chan struct{}
+	// life turns what is done to PostgreSQL into callback events.
+	life lifecycle
 	// leaseExpiry is when the leader key this member holds expires unless
 	// renewed, counted from before the last successful acquire or renewal
 	// request was sent (or, kept by failsafe mode, ttl after it began
@@ -164,6 +171,7 @@ func New(opts Options, store *dcs.Store, local Local, peers Peers, logger hclog.
 		asyncDone: make(chan ha.Outcome, 1),
 		settings:  LocalSettings{Tags: opts.Tags, Config: opts.Local},
 	}
+	c.life.events = opts.Events
 	c.state.Store(&State{Member: cluster.Member{Name: opts.Name}})
 	return c
 }
@@ -318,6 +326,9 @@ func (c *Controller) cycle(ctx context.Context, shuttingDown bool, trigger strin
 	defer cancel()
 	clu, readErr := c.readDCS(lctx, start)
 	obs := c.local.Observe(ctx)
+	if c.busy == nil && !shuttingDown {
+		c.life.observed(obs.HA)
+	}
 	in := c.input(start, clu, readErr, obs, shuttingDown, req)
 	c.gatherFor(lctx, &in, obs)
 	c.rereadAfterSlowGather(lctx, &in)
@@ -772,7 +783,13 @@ func (c *Controller) applyToPostgres() {
 	if c.appliedRaw != nil && *c.appliedRaw == raw && gen == c.appliedGen {
 		return
 	}
-	if err := c.opts.ApplyDynamic(context.Background(), c.effective()); err != nil {
+	reloaded, err := c.opts.ApplyDynamic(context.Background(), c.effective())
+	if reloaded && c.appliedRaw != nil {
+		// The first application, at the agent's start, is no reload the
+		// callbacks hear of.
+		c.life.reloaded()
+	}
+	if err != nil {
 		c.logger.Warn("applying the configuration to postgres", "error", err)
 		return
 	}

@@ -134,18 +134,20 @@ func (f *fakePG) Promote(ctx context.Context) error {
 	f.timeline++
 	return nil
 }
-func (f *fakePG) Follow(_ context.Context, upstream *cluster.Member) error {
+func (f *fakePG) Follow(_ context.Context, upstream *cluster.Member) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.upstream = ""
 	if upstream != nil {
 		f.upstream = upstream.Name
 	}
-	return nil
+	return false, nil
 }
-func (f *fakePG) Rewind(context.Context, cluster.Member) error       { return nil }
-func (f *fakePG) Checkpoint(context.Context) error                   { return nil }
-func (f *fakePG) SetSyncStandbyNames(context.Context, *string) error { return nil }
+func (f *fakePG) Rewind(context.Context, cluster.Member) error { return nil }
+func (f *fakePG) Checkpoint(context.Context) error             { return nil }
+func (f *fakePG) SetSyncStandbyNames(context.Context, *string) (bool, error) {
+	return true, nil
+}
 func (f *fakePG) RemoveDataDir(context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -917,7 +919,7 @@ func TestReloadDuringPromotion(t *testing.T) {
 		dyn := config.DefaultDynamic()
 		dyn.LoopWait = 1
 		c2 := New(Options{Name: "pg2", Scope: "demo", ConnURL: "postgres://127.0.0.1:5433/postgres", APIURL: "http://127.0.0.1:8009/patroni", Version: "test", Bootstrap: dyn,
-			ApplyDynamic: func(context.Context, config.Effective) error {
+			ApplyDynamic: func(context.Context, config.Effective) (bool, error) {
 				pg2.mu.Lock()
 				promoting := pg2.promoting
 				pg2.mu.Unlock()
@@ -925,7 +927,7 @@ func TestReloadDuringPromotion(t *testing.T) {
 				applied++
 				overlap = overlap || promoting
 				mu.Unlock()
-				return nil
+				return true, nil
 			}}, dcs.New(b, hclog.NewNullLogger(), 5*time.Second), pg2, peers, hclog.NewNullLogger())
 		defer run(c2)()
 		eventually(t, "pg2 streams", func() bool {

@@ -34,13 +34,15 @@ type Local interface {
 	// Promote promotes the replica and returns once it runs as primary.
 	Promote(ctx context.Context) error
 	// SetSyncStandbyNames sets synchronous_standby_names on the primary
-	// and reloads; nil gives the setting back to the configuration.
-	SetSyncStandbyNames(ctx context.Context, value *string) error
+	// and reloads (reloaded says it did); nil gives the setting back to
+	// the configuration.
+	SetSyncStandbyNames(ctx context.Context, value *string) (reloaded bool, err error)
 	// Checkpoint runs CHECKPOINT (before a switchover's shutdown, so the
 	// shutdown checkpoint is short).
 	Checkpoint(ctx context.Context) error
-	// Follow points the running replica at upstream (nil: none).
-	Follow(ctx context.Context, upstream *cluster.Member) error
+	// Follow points the running replica at upstream (nil: none);
+	// restarted says it took a restart rather than a reload.
+	Follow(ctx context.Context, upstream *cluster.Member) (restarted bool, err error)
 	// Rewind runs pg_rewind against the source member.
 	Rewind(ctx context.Context, source cluster.Member) error
 	// RemoveDataDir wipes the data directory.

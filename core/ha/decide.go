@@ -182,6 +182,10 @@ func (d *decider) outcome() (bootstrapFailed string) {
 	case ActDemote:
 		d.mem.HandOff = o.Err == ""
 		d.mem.HandOffFailed = o.Err
+	case ActPromote:
+		if o.Hook != "" {
+			d.mem.PromoteRefusedAt = o.At
+		}
 	}
 	return ""
 }
@@ -346,6 +350,13 @@ func (d *decider) leader() {
 		d.say("demoting self: %s", why)
 		return
 	}
+	if o := d.in.Outcome; d.pg.InRecovery && o != nil && o.Kind == ActPromote && o.Hook != "" {
+		// Patroni: the promotion is cancelled and the key given up; the
+		// leader race backs off for ttl (raceBackoff).
+		d.add(Action{Kind: ActReleaseLeader})
+		d.say("promotion cancelled because the %s script failed (%s): releasing the leader key", o.Hook, o.Err)
+		return
+	}
 	if d.pg.InRecovery {
 		d.add(Action{Kind: ActRenewLeader})
 		d.add(d.prePromoteSync()...)
@@ -420,6 +431,10 @@ func (d *decider) race() {
 	case !cfg.Tags.CanFailover():
 		d.follow()
 		d.say("no leader; I am nofailover and will not take part in the race")
+		return
+	case !d.mem.PromoteRefusedAt.IsZero() && d.in.Now.Sub(d.mem.PromoteRefusedAt) < cfg.TTL:
+		d.follow()
+		d.say("no leader; not racing for ttl %s after pre_promote refused my promotion", cfg.TTL)
 		return
 	}
 	if hb := d.in.FailsafeHeartbeat; cfg.FailsafeMode && !hb.IsZero() && d.in.Now.Sub(hb) < cfg.TTL {

@@ -43,7 +43,7 @@ import (
 //	set        like world, but only changes the lines given
 //	decide     runs Decide; the input block may give this cycle's extras:
 //	             peer: NAME reachable|answered primary lsn=N timeline=N priority=N nofailover
-//	             outcome: KIND [err=...]
+//	             outcome: KIND [err=...] [hook=...]
 //	             postmaster_exited
 //	           The returned Memory is kept for the next decide, as the
 //	           controller does.
@@ -361,7 +361,7 @@ func (w *world) input(t *testing.T, extra string) Input {
 			in.PostmasterExited = true
 		case "outcome":
 			k, kv := fields(t, rest)
-			in.Outcome = &Outcome{Kind: Kind(k), Err: kv["err"], At: in.Now}
+			in.Outcome = &Outcome{Kind: Kind(k), Err: kv["err"], Hook: kv["hook"], At: in.Now}
 		default:
 			t.Fatalf("unknown decide input %q", line)
 		}
@@ -675,6 +675,9 @@ func render(d Decision) string {
 	}
 	if d.Memory.StartFailed {
 		mem = append(mem, "start_failed")
+	}
+	if !d.Memory.PromoteRefusedAt.IsZero() {
+		mem = append(mem, fmt.Sprintf("promote_refused=%d", d.Memory.PromoteRefusedAt.Sub(epoch(0))/time.Second))
 	}
 	if !d.Memory.FailsafeKept.IsZero() {
 		mem = append(mem, fmt.Sprintf("failsafe_kept=%d", d.Memory.FailsafeKept.Sub(epoch(0))/time.Second))

@@ -190,7 +190,10 @@ type Outcome struct {
 	Kind Kind
 	// Err is empty on success.
 	Err string
-	At  time.Time
+	// Hook names the hook script that refused the action before it began
+	// ("pre_promote"); Err says why.
+	Hook string
+	At   time.Time
 }
 
 // Memory is what Decide remembers between cycles; it returns the new value
@@ -251,6 +254,9 @@ type Memory struct {
 	// onto one timeline number at one switch point look alike otherwise.
 	FormerTimeline   int
 	FormerTimelineOf string
+	// PromoteRefusedAt is when pre_promote last refused this member's
+	// promotion: it stays out of the leader race for ttl after.
+	PromoteRefusedAt time.Time
 	// BootstrapFailed is the error of a bootstrap of this process that
 	// failed. Such a member does not race for /initialize again: the
 	// same failure (initdb missing, a bad option) would repeat at once,

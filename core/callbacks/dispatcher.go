@@ -172,14 +172,14 @@ func NewDispatcher(opts Options, sinks ...Sink) (*Dispatcher, error) {
 }
 
 // Emit stamps an event (the next Seq, the time, the scope and member) and
-// queues it to every sink. It never waits for a delivery. It returns the
-// event's Seq, or 0 after Close, when the event is logged and dropped.
-func (d *Dispatcher) Emit(action, role string) uint64 {
+// queues it to every sink. It never waits for a delivery. After Close the
+// event is logged and dropped, and takes no Seq.
+func (d *Dispatcher) Emit(action, role string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
 		d.logger.Warn("callback event after the dispatcher was closed; not delivered", "action", action, "role", role)
-		return 0
+		return
 	}
 	d.seq++
 	ev := callback.Event{
@@ -193,7 +193,6 @@ func (d *Dispatcher) Emit(action, role string) uint64 {
 	for _, s := range d.sinks {
 		s.push(ev)
 	}
-	return ev.Seq
 }
 
 // Seq returns the Seq of the last event emitted, 0 before the first.

@@ -81,14 +81,15 @@ func (r *HookRunner) Configured(hook string) bool {
 }
 
 // PrePromote runs pre_promote. It returns nil at once when none is
-// configured.
-func (r *HookRunner) PrePromote(ctx context.Context) (Result, error) {
+// configured; a non-zero exit is an *ExitError, a timeout matches
+// context.DeadlineExceeded.
+func (r *HookRunner) PrePromote(ctx context.Context) error {
 	return r.run(ctx, HookPrePromote, nil, nil)
 }
 
 // BeforeStop runs before_stop. It returns nil at once when none is
 // configured.
-func (r *HookRunner) BeforeStop(ctx context.Context) (Result, error) {
+func (r *HookRunner) BeforeStop(ctx context.Context) error {
 	return r.run(ctx, HookBeforeStop, nil, nil)
 }
 
@@ -96,7 +97,7 @@ func (r *HookRunner) BeforeStop(ctx context.Context) (Result, error) {
 // (which must hold no password) as its argument, PGPASSFILE set to
 // passFile and PGOPTIONS to PostBootstrapPGOptions. It returns nil at once
 // when none is configured.
-func (r *HookRunner) PostBootstrap(ctx context.Context, connString, passFile string) (Result, error) {
+func (r *HookRunner) PostBootstrap(ctx context.Context, connString, passFile string) error {
 	env := []string{"PGOPTIONS=" + PostBootstrapPGOptions}
 	if passFile != "" {
 		env = append(env, "PGPASSFILE="+passFile)
@@ -105,10 +106,10 @@ func (r *HookRunner) PostBootstrap(ctx context.Context, connString, passFile str
 }
 
 // run runs a hook and logs its outcome.
-func (r *HookRunner) run(ctx context.Context, hook string, args, env []string) (Result, error) {
+func (r *HookRunner) run(ctx context.Context, hook string, args, env []string) error {
 	words, ok := r.commands[hook]
 	if !ok {
-		return Result{}, nil
+		return nil
 	}
 	r.logger.Info("running hook", "hook", hook, "command", words[0])
 	res, err := Run(ctx, Command{
@@ -123,8 +124,8 @@ func (r *HookRunner) run(ctx context.Context, hook string, args, env []string) (
 	took := res.Duration.Round(time.Millisecond).String()
 	if err != nil {
 		r.logger.Warn("hook failed", "hook", hook, "exit_code", res.ExitCode, "duration", took, "error", err)
-		return res, err
+		return err
 	}
 	r.logger.Info("hook succeeded", "hook", hook, "duration", took)
-	return res, nil
+	return nil
 }

@@ -9,11 +9,6 @@ import (
 	"github.com/custos-ha/custos/plugin/sdk/callback"
 )
 
-// callbackPluginName is the go-plugin name the callback kind is served and
-// dispensed under (the SDK's callback.PluginName); pluginSets must hold
-// the kind's go-plugin glue under it.
-const callbackPluginName = sdk.KindCallback
-
 // FindCallback starts the callback plugin whose identity says name (the
 // <name> of a [callback.<name>] section) and kind callback: the
 // conventional binary custos-plugin-callback-<name> first, then the
@@ -30,7 +25,7 @@ func (p *Plugin) Callback() (callback.Receiver, error) {
 	if !p.Identity.Serves(sdk.KindCallback) {
 		return nil, fmt.Errorf("plugin %s (%s) does not serve kind %s", p.Binary.Name, p.Identity, sdk.KindCallback)
 	}
-	raw, err := p.rpc.Dispense(callbackPluginName)
+	raw, err := p.rpc.Dispense(callback.PluginName)
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: dispensing the callback service: %w", p.Binary.Name, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/custos-ha/custos/plugin/sdk"
+	"github.com/custos-ha/custos/plugin/sdk/callback"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
 	"github.com/custos-ha/custos/plugin/sdk/replica"
 )
@@ -51,6 +52,7 @@ func pluginSets() map[int]plugin.PluginSet {
 			sdk.IdentityPluginName: &sdk.IdentityPlugin{},
 			dcs.PluginName:         &dcs.Plugin{},
 			replica.PluginName:     &replica.Plugin{},
+			callback.PluginName:    &callback.Plugin{},
 		},
 	}
 }

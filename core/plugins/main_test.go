@@ -59,6 +59,7 @@ type knobs struct {
 	HangWhile      string `json:"hang_while,omitempty"`
 	FloodLines     int    `json:"flood_lines,omitempty"`
 	BigMemberBytes int    `json:"big_member_bytes,omitempty"`
+	CallbackEvents string `json:"callback_events,omitempty"`
 }
 
 // installPlugin copies the test plugin into dir as custos-plugin-<name>,

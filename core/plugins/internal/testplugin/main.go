@@ -21,6 +21,14 @@
 // flood_lines makes it log that many lines on stderr at start, as fast as
 // it can, then "flood done"; big_member_bytes puts a member "big" with a
 // value of that size in the store at start.
+//
+// Callback mode:
+//
+//	{"callback_events": "/path"}
+//
+// makes it a callback plugin instead (kind callback, same name rules),
+// appending each event it handles to that file as a JSON line; hang_while
+// then makes Deliver hang, logging "hanging" with call "deliver".
 package main
 
 import (
@@ -33,6 +41,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/custos-ha/custos/plugin/sdk"
+	"github.com/custos-ha/custos/plugin/sdk/callback"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
 	"github.com/custos-ha/custos/plugin/sdk/dcs/dcstest"
 )
@@ -44,6 +53,7 @@ type knobs struct {
 	HangWhile      string `json:"hang_while"`
 	FloodLines     int    `json:"flood_lines"`
 	BigMemberBytes int    `json:"big_member_bytes"`
+	CallbackEvents string `json:"callback_events"`
 }
 
 func main() {
@@ -64,6 +74,12 @@ func main() {
 	}
 	if k.FloodLines > 0 {
 		logger.Info("flood done")
+	}
+
+	if k.CallbackEvents != "" {
+		callback.Serve(sdk.Identity{Name: k.Name, Version: "0.0.1-test"},
+			&fileReceiver{path: k.CallbackEvents, logger: logger, hangWhile: k.HangWhile}, logger)
+		return
 	}
 
 	store := dcstest.NewMemoryStore()
@@ -129,18 +145,20 @@ func (b *loggingBackend) CompareAndSet(ctx context.Context, key dcs.Key, data []
 	return b.Backend.CompareAndSet(ctx, key, data, version)
 }
 
-// hang blocks while the hang_while file exists, deaf to any context, and
-// logs "hanging" with the call's name when it begins to.
-func (b *loggingBackend) hang(call string) {
-	if b.hangWhile == "" {
+func (b *loggingBackend) hang(call string) { hang(b.logger, b.hangWhile, call) }
+
+// hang blocks while the file at path exists (path "" never), deaf to any
+// context, and logs "hanging" with the call's name when it begins to.
+func hang(logger hclog.Logger, path, call string) {
+	if path == "" {
 		return
 	}
 	for logged := false; ; logged = true {
-		if _, err := os.Stat(b.hangWhile); err != nil {
+		if _, err := os.Stat(path); err != nil {
 			return
 		}
 		if !logged {
-			b.logger.Info("hanging", "call", call)
+			logger.Info("hanging", "call", call)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -102,6 +102,9 @@ func TestExecRunsTheScriptWithPatronisArguments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if e.Empty() {
+		t.Errorf("Empty() is true with a script")
+	}
 	ev := callback.Event{Action: callback.ActionRoleChange, Role: callback.RolePrimary, Scope: "demo", Member: "node1", Seq: 7}
 	if err := e.Deliver(context.Background(), nil, ev); err != nil {
 		t.Fatal(err)
@@ -350,9 +353,12 @@ func TestExecActsOncePerSeq(t *testing.T) {
 }
 
 func TestExecTakesNoSection(t *testing.T) {
-	e, err := NewExec(nil, nil)
+	e, err := NewExec(map[string]string{callback.ActionStart: "", callback.ActionStop: " "}, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !e.Empty() {
+		t.Errorf("Empty() is false without a script")
 	}
 	ctx := context.Background()
 	for _, ok := range []string{"", "null", "{}", " {} "} {

@@ -79,6 +79,10 @@ func NewExec(scripts map[string]string, logger hclog.Logger) (*Exec, error) {
 	return e, nil
 }
 
+// Empty reports whether no action has a script: such an Exec delivers
+// every event at once, doing nothing, and need not be a sink.
+func (e *Exec) Empty() bool { return len(e.scripts) == 0 }
+
 // Validate implements callback.Receiver. The scripts are configured in
 // [postgresql.callbacks]: the section handed over must be empty (nothing,
 // null or {}); every key of another one is a problem.

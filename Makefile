@@ -138,7 +138,7 @@ lint: ## gofmt and go vet over every module
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet -tags integration $(addsuffix /...,$(addprefix ./,$(MODULES)))
-	@for e in $(EXAMPLES); do echo "cd $$e && GOWORK=off $(GO) build ./..."; (cd $$e && GOWORK=off $(GO) build ./...) || exit 1; done
+	@for e in $(EXAMPLES); do echo "cd $$e && GOWORK=off $(GO) build -o /dev/null ./..."; (cd $$e && GOWORK=off $(GO) build -o /dev/null ./...) || exit 1; done
 
 .PHONY: tidy
 tidy: ## go mod tidy in every module

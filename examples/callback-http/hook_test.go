@@ -105,7 +105,7 @@ func (h *hook) lastRequest(t *testing.T) seenRequest {
 
 // section returns a [callback.http] section posting to path on the hook.
 func (h *hook) section(path string) []byte {
-	return []byte(fmt.Sprintf(`{"url": %q, "timeout": "30s", "headers": {"X-Conformance": "yes"}}`, h.URL+path))
+	return []byte(fmt.Sprintf(`{"url": %q, "request_timeout": "30s", "headers": {"X-Conformance": "yes"}}`, h.URL+path))
 }
 
 // setup is the conformance kit's view of r posting to h.

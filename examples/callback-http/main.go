@@ -1,4 +1,4 @@
-// Command custos-plugin-http is an example callback plugin for custos: it
+// Command custos-plugin-callback-http is an example callback plugin for custos: it
 // POSTs every lifecycle event of its member, as JSON, to the URL of its
 // [callback.http] section. It is built against plugin/sdk alone, as a
 // vendor's plugin would be. The agent starts it; it is not meant to be run
@@ -8,7 +8,8 @@
 //
 //	[callback.http]
 //	url = "https://hooks.example.com/custos"  # required, http or https
-//	timeout = "5s"                            # optional: bounds each POST
+//	request_timeout = "5s"                    # optional: bounds each POST
+//	timeout = "30s"                           # the agent's: bounds each delivery
 //	headers = { Authorization = "Bearer ..." } # optional: sent with each POST
 //
 // The body is one JSON object: {"action", "role", "scope", "member",

@@ -64,7 +64,7 @@ func parseConfig(data []byte) (config, error) {
 	} else {
 		d.Add("url", "is required")
 	}
-	d.Duration("timeout", &c.timeout)
+	d.Duration("request_timeout", &c.timeout)
 	if v, ok := d.Value("headers"); ok {
 		if hd, ok := d.Table("headers", v); ok {
 			parseHeaders(hd, v.(map[string]any), c.header)
@@ -270,9 +270,9 @@ func (r *Receiver) post(ctx context.Context, c config, ev callback.Event) error 
 			return fmt.Errorf("posting event %d to %s: %w", ev.Seq, shown, ctxErr)
 		}
 		if reqCtx.Err() != nil {
-			// The section's timeout, not the agent's deadline: not a
+			// The section's request_timeout, not the agent's deadline: not a
 			// context error for the agent.
-			return fmt.Errorf("posting event %d to %s: no answer within the timeout of %s", ev.Seq, shown, c.timeout)
+			return fmt.Errorf("posting event %d to %s: no answer within the request_timeout of %s", ev.Seq, shown, c.timeout)
 		}
 		var uerr *url.Error
 		if errors.As(err, &uerr) {

@@ -55,8 +55,8 @@ func TestParseConfig(t *testing.T) {
 		paths   []string // key paths of the problems; nil: valid
 	}{
 		{`{"url": "http://127.0.0.1:8080/hook"}`, nil},
-		{`{"url": "https://u:p@hooks.example.com/x?a=b", "timeout": "2s", "headers": {"Authorization": "Bearer t", "host": "h.example"}}`, nil},
-		{`{"url": "http://h", "timeout": 5, "headers": {}}`, nil},
+		{`{"url": "https://u:p@hooks.example.com/x?a=b", "request_timeout": "2s", "headers": {"Authorization": "Bearer t", "host": "h.example"}}`, nil},
+		{`{"url": "http://h", "request_timeout": 5, "headers": {}}`, nil},
 		{`{}`, []string{"url"}},
 		{``, []string{"url"}},
 		{`{"url": 5}`, []string{"url"}},
@@ -65,8 +65,8 @@ func TestParseConfig(t *testing.T) {
 		{`{"url": "/relative"}`, []string{"url"}},
 		{`{"url": "http:///nohost"}`, []string{"url"}},
 		{`{"url": "http://h/#frag"}`, []string{"url"}},
-		{`{"url": "http://h", "timeout": "0s"}`, []string{"timeout"}},
-		{`{"url": "http://h", "timeout": "soon"}`, []string{"timeout"}},
+		{`{"url": "http://h", "request_timeout": "0s"}`, []string{"request_timeout"}},
+		{`{"url": "http://h", "request_timeout": "soon"}`, []string{"request_timeout"}},
 		{`{"url": "http://h", "headers": "X-A: b"}`, []string{"headers"}},
 		{`{"url": "http://h", "headers": {"X-A": 1}}`, []string{"headers.X-A"}},
 		{`{"url": "http://h", "headers": {"X A": "b"}}`, []string{"headers.X A"}},
@@ -75,7 +75,7 @@ func TestParseConfig(t *testing.T) {
 		{`{"url": "http://h", "headers": {"Host": " "}}`, []string{"headers.Host"}},
 		{`{"url": "http://h", "headers": {"X-A": "1", "x-a": "2"}}`, []string{"headers.x-a"}},
 		{`{"url": "http://h", "retries": 3, "tls": {}}`, []string{"retries", "tls"}},
-		{`{"timeout": -1, "headers": [], "verbose": true}`, []string{"headers", "timeout", "url", "verbose"}},
+		{`{"request_timeout": -1, "headers": [], "verbose": true}`, []string{"headers", "request_timeout", "url", "verbose"}},
 		{`[1]`, []string{""}},
 		{`{not json`, []string{""}},
 	} {
@@ -172,8 +172,8 @@ func TestTimeoutKey(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	start := time.Now()
-	err := r.Deliver(ctx, []byte(fmt.Sprintf(`{"url": %q, "timeout": "200ms"}`, h.URL+"/block")), callbacktest.Events(1, 1)[0])
-	if err == nil || !strings.Contains(err.Error(), "no answer within the timeout of 200ms") {
+	err := r.Deliver(ctx, []byte(fmt.Sprintf(`{"url": %q, "request_timeout": "200ms"}`, h.URL+"/block")), callbacktest.Events(1, 1)[0])
+	if err == nil || !strings.Contains(err.Error(), "no answer within the request_timeout of 200ms") {
 		t.Errorf("error = %v", err)
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {

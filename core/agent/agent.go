@@ -72,6 +72,26 @@ func Run(ctx context.Context, path string, cfg *config.Config, exe string, logge
 	}
 	defer peerClient.Close()
 
+	dispatcher, closeCallbacks, err := openCallbacks(ctx, host, cfg, logger)
+	if err != nil {
+		return err
+	}
+	// Before the plugin host shuts down (defers run last in, first out):
+	// the events still queued, the last on_stop among them, go out first.
+	defer closeCallbacks()
+	var events controller.Events
+	if dispatcher != nil {
+		events = dispatcher
+	}
+	hookRunner, err := newHooks(cfg, logger)
+	if err != nil {
+		return err
+	}
+	var hooks controller.Hooks
+	if hookRunner != nil {
+		hooks = hookRunner
+	}
+
 	latest := &api.Latest{}
 	fence := newFence(cfg.Watchdog, exe, pg, logger.Named("watchdog"))
 	var wd controller.Watchdog
@@ -92,15 +112,19 @@ func Run(ctx context.Context, path string, cfg *config.Config, exe string, logge
 			snap := snapshotOf(st, cfg.Scope, cfg.Name, problemsOf(st))
 			snap.Status.WatchdogFailed = fence.failed()
 			snap.Status.Custos.Watchdog = fence.status()
+			snap.Status.Custos.Callbacks = callbackStatus(dispatcher)
 			latest.Publish(snap)
 		},
 		ApplyDynamic: settings.applyPostgres,
 		Watchdog:     wd,
+		Events:       events,
+		Hooks:        hooks,
 	}, store, &local{
 		pg:           pg,
 		replicas:     newReplicaCreator(host, cfg, pg, logger.Named("replica")),
 		logger:       logger.Named("postgres"),
 		startTimeout: cfg.PostgreSQL.PGCtlTimeout,
+		hooks:        hookRunner,
 	}, peers{peerClient}, logger.Named("ha"))
 
 	settings.mu.Lock()

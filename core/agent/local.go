@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/custos-ha/custos/core/callbacks"
 	"github.com/custos-ha/custos/core/cluster"
 	"github.com/custos-ha/custos/core/controller"
 	"github.com/custos-ha/custos/core/ha"
@@ -32,6 +33,8 @@ type local struct {
 	logger   hclog.Logger
 	// startTimeout bounds a start (pg_ctl_timeout).
 	startTimeout time.Duration
+	// hooks runs post_bootstrap; nil when no hook is configured.
+	hooks *callbacks.HookRunner
 
 	mu sync.Mutex
 	// sysid caches the system identifier of the data directory.
@@ -212,7 +215,23 @@ func (l *local) Bootstrap(ctx context.Context) error {
 		return err
 	}
 	l.setUpstream(nil)
-	return l.pg.CreateRoles(ctx)
+	if err := l.pg.CreateRoles(ctx); err != nil {
+		return err
+	}
+	if l.hooks == nil || !l.hooks.Configured(callbacks.HookPostBootstrap) {
+		return nil
+	}
+	// post_bootstrap gets a connection string to the new cluster without
+	// the password (in the pgpass file); its failure fails the bootstrap,
+	// which removes the data directory.
+	u, err := postgres.UpstreamFromConnURL(l.pg.ConnURL())
+	if err != nil {
+		return err
+	}
+	if err := l.hooks.PostBootstrap(ctx, l.pg.SuperuserDSN(u), l.pg.PgpassPath()); err != nil {
+		return fmt.Errorf("post_bootstrap: %w", err)
+	}
+	return nil
 }
 
 // CreateReplica implements controller.Local.

@@ -194,7 +194,7 @@ func (c *Controller) restart(_ context.Context, s step) error {
 		if err := c.local.Start(ctx, s.a.AsPrimary, upstream); err != nil {
 			return err
 		}
-		c.life.startedAs(s.a.AsPrimary, true)
+		c.life.startedAs(s.a.AsPrimary, upstream != nil, true)
 		return nil
 	})
 }
@@ -246,7 +246,7 @@ func (c *Controller) start(_ context.Context, s step) error {
 		if err := c.local.Start(ctx, s.a.AsPrimary, upstream); err != nil {
 			return err
 		}
-		c.life.startedAs(s.a.AsPrimary, false)
+		c.life.startedAs(s.a.AsPrimary, upstream != nil, false)
 		return nil
 	})
 }

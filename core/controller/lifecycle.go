@@ -53,7 +53,8 @@ const (
 //     on_role_change with role replica instead of on_start, once the agent
 //     has sent any start/stop/restart/role-change event before (Patroni's
 //     cb_called); pointing a running replica at another member sends
-//     on_reload, or on_restart when that needed a restart;
+//     on_reload, or on_restart when that needed a restart, except the
+//     first upstream of such a role change that started with none;
 //   - a reload of the configuration (and of synchronous_standby_names)
 //     sends on_reload;
 //   - the first time the agent finds the server running without having
@@ -67,6 +68,10 @@ type lifecycle struct {
 	mu     sync.Mutex
 	role   string
 	called bool
+	// joining: the server changed role to a replica with no upstream yet
+	// (a demoted primary that started before the new leader took the
+	// key); the first upstream it is pointed at is part of that change.
+	joining bool
 }
 
 func (l *lifecycle) emit(action, role string) {
@@ -79,9 +84,10 @@ func (l *lifecycle) emit(action, role string) {
 	l.events.Emit(action, role)
 }
 
-// startedAs is after a start (asPrimary or as a replica) succeeded;
-// restart: it was a restart of a running server.
-func (l *lifecycle) startedAs(asPrimary, restart bool) {
+// startedAs is after a start (asPrimary, or as a replica following an
+// upstream or none) succeeded; restart: it was a restart of a running
+// server.
+func (l *lifecycle) startedAs(asPrimary, upstream, restart bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	role := roleReplica
@@ -90,6 +96,7 @@ func (l *lifecycle) startedAs(asPrimary, restart bool) {
 	}
 	change := l.called && !asPrimary && (l.role == rolePrimary || l.role == roleDemoted)
 	l.role = role
+	l.joining = change && !upstream
 	switch {
 	case change:
 		l.emit(onRoleChange, role)
@@ -107,7 +114,12 @@ func (l *lifecycle) followed(restarted bool) {
 	defer l.mu.Unlock()
 	change := l.called && (l.role == rolePrimary || l.role == roleDemoted)
 	l.role = roleReplica
+	joining := l.joining
+	l.joining = false
 	switch {
+	case joining:
+		// Patroni starts a demoted primary once the new leader holds the
+		// key, following it: one on_role_change for both steps.
 	case change:
 		l.emit(onRoleChange, roleReplica)
 	case restarted:

@@ -28,7 +28,7 @@ func TestLifecycleSequences(t *testing.T) {
 			l.bootstrapped()
 			l.observed(running(false))
 			l.stopped(true) // the switchover's demote
-			l.startedAs(false, false)
+			l.startedAs(false, true, false)
 			l.observed(running(true))
 			l.promoted()
 		},
@@ -38,7 +38,7 @@ func TestLifecycleSequences(t *testing.T) {
 		run: func(l *lifecycle) {
 			l.observed(running(true))
 			l.followed(false)
-			l.startedAs(false, true)
+			l.startedAs(false, true, true)
 			l.reloaded()
 			l.followed(true)
 		},
@@ -46,18 +46,28 @@ func TestLifecycleSequences(t *testing.T) {
 	}, {
 		name: "a fresh agent on a crashed primary's data rejoins",
 		run: func(l *lifecycle) {
-			l.startedAs(false, false)
+			l.startedAs(false, true, false)
 			l.observed(running(true))
 		},
 		want: []string{"on_start replica"},
 	}, {
 		name: "a primary restarted after a crash, then failing to start",
 		run: func(l *lifecycle) {
-			l.startedAs(true, false)
+			l.startedAs(true, false, false)
 			l.failedToStartAsLeader()
-			l.startedAs(false, false)
+			l.startedAs(false, true, false)
 		},
 		want: []string{"on_start primary", "on_role_change demoted", "on_role_change replica"},
+	}, {
+		name: "a demoted primary started before the new leader took the key",
+		run: func(l *lifecycle) {
+			l.observed(running(false))
+			l.stopped(true)
+			l.startedAs(false, false, false)
+			l.followed(false)
+			l.followed(false)
+		},
+		want: []string{"on_start primary", "on_stop primary", "on_role_change replica", "on_reload replica"},
 	}, {
 		name: "a stop of a server that was not running sends nothing",
 		run: func(l *lifecycle) {

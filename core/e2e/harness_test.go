@@ -151,6 +151,9 @@ type member struct {
 	// extra are lines appended to the configuration file after every
 	// section, e.g. a [postgresql.recovery_conf] table.
 	extra []string
+	// pgLines are lines added to the [postgresql] table, e.g.
+	// `pre_promote = "..."`.
+	pgLines []string
 }
 
 // agentProc is one run of the custos process, as the harness ran it.
@@ -264,6 +267,9 @@ func (c *testCluster) editConfig(hm *tkcluster.Member, cfg *tkcluster.Config) {
 		cfg.Line(params, l)
 	}
 	cfg.Set("postgresql", "bin_dir", m.binDir)
+	for _, l := range m.pgLines {
+		cfg.Line("postgresql", l)
+	}
 	cfg.Set("postgresql.parameters", "shared_buffers", "16MB")
 	for _, l := range m.tags {
 		cfg.Line("tags", l)

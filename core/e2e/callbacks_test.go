@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -190,7 +191,7 @@ func TestPrePromote(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := startCluster(t, clusterOpts{members: 2, timings: shortTimings, edit: func(m *member) {
-		m.pgLines = append(m.pgLines, fmt.Sprintf("pre_promote = %q", script+" "+veto))
+		m.lines = map[string][]string{"postgresql": {fmt.Sprintf("pre_promote = %q", script+" "+veto)}}
 	}})
 	old := c.waitHealthy(t, formTimeout)
 	next := c.others(old)[0]
@@ -231,4 +232,119 @@ func TestPrePromote(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// hookDir makes a directory the agents (postgres) can read for hook
+// scripts; it is removed at the end of the test.
+func hookDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "custos-hooks-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func writeScript(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// beforeStopScript records whether PostgreSQL still ran when it was
+// called (its postmaster.pid names a live process), then fails: a failing
+// before_stop does not keep the server from stopping.
+const beforeStopScript = `#!/bin/sh
+datadir="$1"; out="$2"
+pid=$(head -1 "$datadir/postmaster.pid" 2>/dev/null)
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo running >> "$out"; else echo stopped >> "$out"; fi
+exit 3
+`
+
+// TestBeforeStop: before_stop runs before every stop, while PostgreSQL
+// still runs; its failure does not hold the stop up.
+func TestBeforeStop(t *testing.T) {
+	t.Parallel()
+	dir := hookDir(t)
+	script := filepath.Join(dir, "before_stop.sh")
+	writeScript(t, script, beforeStopScript)
+	c := startCluster(t, clusterOpts{members: 1, edit: func(m *member) {
+		out := filepath.Join(m.dir, "before_stop.log")
+		m.lines = map[string][]string{"postgresql": {fmt.Sprintf("before_stop = %q", script+" "+m.dataDir+" "+out)}}
+	}})
+	m := c.waitHealthy(t, formTimeout)
+	out := filepath.Join(m.dir, "before_stop.log")
+	pid := m.postmasterPID()
+	ctlOK(t, c, "restart", c.scope, m.name, "--force")
+	poll.Eventually(t, opTimeout, m.name+" to run a new postmaster", func() error {
+		if p := m.postmasterPID(); p == 0 || p == pid {
+			return fmt.Errorf("postmaster %d", p)
+		}
+		if ok, err := m.writable(); err != nil || !ok {
+			return fmt.Errorf("writable %v (%v)", ok, err)
+		}
+		return nil
+	})
+	b, err := os.ReadFile(out)
+	if got := strings.TrimSpace(string(b)); err != nil || got != "running" {
+		t.Fatalf("before_stop calls before the restart's stop: %q (%v), want one, made while postgres ran", got, err)
+	}
+	// And before the stop of an agent that shuts down.
+	m.kill(t, agentOnly, syscall.SIGTERM)
+	m.waitExit(t, opTimeout)
+	b, err = os.ReadFile(out)
+	if got := strings.Fields(string(b)); err != nil || !slices.Equal(got, []string{"running", "running"}) {
+		t.Fatalf("before_stop calls after the shutdown: %q (%v), want two, made while postgres ran", got, err)
+	}
+}
+
+// postBootstrapScript creates a table through the connection string it
+// is given, except on its first call, which fails (the file named by its
+// first argument exists until then).
+const postBootstrapScript = `#!/bin/sh
+once="$1"; psql="$2"; conn="$3"
+if [ -e "$once" ]; then rm -f "$once"; exit 1; fi
+exec "$psql" "$conn" -v ON_ERROR_STOP=1 -c "create table made_by_post_bootstrap (id int)"
+`
+
+// TestPostBootstrap: post_bootstrap runs on the new cluster with a
+// connection string (the password in PGPASSFILE); a failing one fails the
+// bootstrap, whose data directory goes, and the cluster is bootstrapped
+// again, this time with what the script made.
+func TestPostBootstrap(t *testing.T) {
+	t.Parallel()
+	dir := hookDir(t)
+	script, once := filepath.Join(dir, "post_bootstrap.sh"), filepath.Join(dir, "fail-once")
+	writeScript(t, script, postBootstrapScript)
+	if err := os.WriteFile(once, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	chownToAgent(t, dir) // the script removes the marker as postgres
+	c := startCluster(t, clusterOpts{members: 2, edit: func(m *member) {
+		cmd := fmt.Sprintf("%s %s %s", script, once, filepath.Join(m.binDir, "psql"))
+		m.lines = map[string][]string{"bootstrap": {fmt.Sprintf("post_bootstrap = %q", cmd)}}
+	}})
+	leader := c.waitHealthy(t, formTimeout)
+	if _, err := os.Stat(once); !os.IsNotExist(err) {
+		t.Fatalf("post_bootstrap never failed once: %v", err)
+	}
+	if got, err := leader.query("select count(*) from made_by_post_bootstrap"); err != nil || len(got) != 1 || got[0] != "0" {
+		t.Fatalf("the table post_bootstrap made: %v (%v)", got, err)
+	}
+	failed := false
+	for _, m := range c.m {
+		for _, line := range m.logSince(0) {
+			if strings.Contains(line, "post_bootstrap") && strings.Contains(line, "bootstrap failed") {
+				failed = true
+			}
+		}
+	}
+	if !failed {
+		t.Errorf("no member logged the failed bootstrap")
+	}
 }

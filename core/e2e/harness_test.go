@@ -5,9 +5,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -151,9 +153,9 @@ type member struct {
 	// extra are lines appended to the configuration file after every
 	// section, e.g. a [postgresql.recovery_conf] table.
 	extra []string
-	// pgLines are lines added to the [postgresql] table, e.g.
-	// `pre_promote = "..."`.
-	pgLines []string
+	// lines are lines added to a table of the configuration, e.g.
+	// lines["postgresql"] = {`pre_promote = "..."`}.
+	lines map[string][]string
 }
 
 // agentProc is one run of the custos process, as the harness ran it.
@@ -267,8 +269,10 @@ func (c *testCluster) editConfig(hm *tkcluster.Member, cfg *tkcluster.Config) {
 		cfg.Line(params, l)
 	}
 	cfg.Set("postgresql", "bin_dir", m.binDir)
-	for _, l := range m.pgLines {
-		cfg.Line("postgresql", l)
+	for _, table := range slices.Sorted(maps.Keys(m.lines)) {
+		for _, l := range m.lines[table] {
+			cfg.Line(table, l)
+		}
 	}
 	cfg.Set("postgresql.parameters", "shared_buffers", "16MB")
 	for _, l := range m.tags {

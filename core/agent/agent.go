@@ -125,6 +125,8 @@ func Run(ctx context.Context, path string, cfg *config.Config, exe string, logge
 		logger:       logger.Named("postgres"),
 		startTimeout: cfg.PostgreSQL.PGCtlTimeout,
 		hooks:        hookRunner,
+		scope:        cfg.Scope,
+		bootstrap:    cfg.Bootstrap,
 	}, peers{peerClient}, logger.Named("ha"))
 
 	settings.mu.Lock()

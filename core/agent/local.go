@@ -11,6 +11,7 @@ import (
 
 	"github.com/custos-ha/custos/core/callbacks"
 	"github.com/custos-ha/custos/core/cluster"
+	"github.com/custos-ha/custos/core/config"
 	"github.com/custos-ha/custos/core/controller"
 	"github.com/custos-ha/custos/core/ha"
 	"github.com/custos-ha/custos/core/postgres"
@@ -35,6 +36,10 @@ type local struct {
 	startTimeout time.Duration
 	// hooks runs post_bootstrap; nil when no hook is configured.
 	hooks *callbacks.HookRunner
+	// scope and bootstrap are the cluster's name and the [bootstrap]
+	// section (its method), as the agent started.
+	scope     string
+	bootstrap config.Bootstrap
 
 	mu sync.Mutex
 	// sysid caches the system identifier of the data directory.
@@ -203,8 +208,12 @@ func (l *local) setUpstream(m *cluster.Member) {
 	}
 }
 
-// Bootstrap implements controller.Local: initdb, start as primary, roles.
+// Bootstrap implements controller.Local: initdb (or the configured custom
+// bootstrap method), start as primary, roles, post_bootstrap.
 func (l *local) Bootstrap(ctx context.Context) error {
+	if name := l.bootstrap.Method; name != "" && name != config.DefaultBootstrapMethod {
+		return l.customBootstrap(ctx, name, l.bootstrap.Methods[name])
+	}
 	if err := l.pg.Bootstrap(ctx); err != nil {
 		return err
 	}
@@ -218,12 +227,16 @@ func (l *local) Bootstrap(ctx context.Context) error {
 	if err := l.pg.CreateRoles(ctx); err != nil {
 		return err
 	}
+	return l.postBootstrap(ctx)
+}
+
+// postBootstrap runs post_bootstrap, when configured, with a connection
+// string to the new cluster without the password (in the pgpass file);
+// its failure fails the bootstrap, which removes the data directory.
+func (l *local) postBootstrap(ctx context.Context) error {
 	if l.hooks == nil || !l.hooks.Configured(callbacks.HookPostBootstrap) {
 		return nil
 	}
-	// post_bootstrap gets a connection string to the new cluster without
-	// the password (in the pgpass file); its failure fails the bootstrap,
-	// which removes the data directory.
 	u, err := postgres.UpstreamFromConnURL(l.pg.ConnURL())
 	if err != nil {
 		return err

@@ -348,3 +348,68 @@ func TestPostBootstrap(t *testing.T) {
 		t.Errorf("no member logged the failed bootstrap")
 	}
 }
+
+// customBootstrapScript records its arguments, fails while the file named
+// by its first argument exists (removing it), and otherwise creates the
+// cluster with initdb and leaves a mark in it.
+const customBootstrapScript = `#!/bin/sh
+once="$1"; initdb="$2"; args="$3"; shift 3
+echo "$*" >> "$args"
+if [ -e "$once" ]; then rm -f "$once"; echo "refusing once" >&2; exit 1; fi
+for a in "$@"; do case "$a" in --datadir=*) datadir="${a#--datadir=}";; esac; done
+"$initdb" -D "$datadir" -U postgres --auth=trust >/dev/null || exit 2
+echo restored > "$datadir/made_by_custom_bootstrap"
+`
+
+// TestCustomBootstrap: [bootstrap] method names a section whose command
+// creates the cluster, called with Patroni's arguments; the first call
+// fails, its data directory goes, and another member bootstraps the
+// cluster with the command, which the other members then clone.
+func TestCustomBootstrap(t *testing.T) {
+	t.Parallel()
+	dir := hookDir(t)
+	script, once, args := filepath.Join(dir, "restore.sh"), filepath.Join(dir, "fail-once"), filepath.Join(dir, "args")
+	writeScript(t, script, customBootstrapScript)
+	for _, f := range []string{once, args} {
+		if err := os.WriteFile(f, nil, 0o666); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chownToAgent(t, dir)
+	chownToAgent(t, args)
+	c := startCluster(t, clusterOpts{members: 3, edit: func(m *member) {
+		cmd := fmt.Sprintf("%s %s %s %s", script, once, filepath.Join(m.binDir, "initdb"), args)
+		m.lines = map[string][]string{
+			"bootstrap":         {`method = "restore"`},
+			"bootstrap.restore": {fmt.Sprintf("command = %q", cmd), `target = "latest"`},
+		}
+	}})
+	leader := c.waitHealthy(t, formTimeout)
+	b, err := os.ReadFile(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(calls) != 2 {
+		t.Fatalf("the command ran %d times, want 2 (one failure, one success):\n%s", len(calls), b)
+	}
+	want := fmt.Sprintf("--scope=%s --datadir=%s --target=latest", c.scope, leader.dataDir)
+	if calls[1] != want {
+		t.Errorf("the successful call's arguments: %q, want %q", calls[1], want)
+	}
+	failedOn := ""
+	for _, m := range c.m {
+		if strings.Contains(calls[0], m.dataDir) {
+			failedOn = m.name
+		}
+		if _, err := os.Stat(filepath.Join(m.dataDir, "made_by_custom_bootstrap")); err != nil {
+			t.Errorf("%s: the cluster is not the command's: %v", m.name, err)
+		}
+	}
+	if failedOn == "" || failedOn == leader.name {
+		t.Errorf("the failed call was on %q, the leader is %s: want another member", failedOn, leader.name)
+	}
+	if ok, err := leader.writable(); err != nil || !ok {
+		t.Errorf("the leader does not take writes: %v %v", ok, err)
+	}
+}

@@ -44,6 +44,18 @@ type Setup struct {
 	// (it wins over the configured parameter); nil leaves the parameter as
 	// configured.
 	SyncStandbyNames *string
+	// Recovery, when not nil (and not a standby), makes PostgreSQL start in
+	// archive recovery with these settings (recovery.signal): a cluster
+	// restored by a custom bootstrap, which its recovery_target_action
+	// promotes.
+	Recovery map[string]string
+	// KeepRecovery keeps the recovery settings a custom bootstrap's tool
+	// left (recovery.signal, standby.signal and the recovery settings of
+	// postgresql.auto.conf): keep_existing_recovery_conf.
+	KeepRecovery bool
+	// ArchiveOff forces archive_mode off: a cluster restored from a backup
+	// must not archive into its origin's archive before it is up.
+	ArchiveOff bool
 }
 
 // Upstream is a server to stream from or rewind against.
@@ -68,8 +80,11 @@ type Files struct {
 	WriteIdent bool
 	// Pgpass is the content of the pgpass file (mode 0600).
 	Pgpass string
-	// StandbySignal tells whether standby.signal must exist.
-	StandbySignal bool
+	// StandbySignal tells whether standby.signal must exist;
+	// RecoverySignal, recovery.signal. KeepSignals leaves both as they are.
+	StandbySignal  bool
+	RecoverySignal bool
+	KeepSignals    bool
 	// Parameters are the effective GUCs written to postgresql.conf.
 	Parameters map[string]string
 }
@@ -269,6 +284,9 @@ func render(cfg Config, la listenAddr, major int, setup Setup) (Files, error) {
 	if setup.SyncStandbyNames != nil && !setup.Standby {
 		params["synchronous_standby_names"] = *setup.SyncStandbyNames
 	}
+	if setup.ArchiveOff {
+		params["archive_mode"] = "off"
+	}
 	var b strings.Builder
 	b.WriteString(confHeader)
 	// A relative include is read from the directory of this file, so it
@@ -304,10 +322,23 @@ func render(cfg Config, la listenAddr, major int, setup Setup) (Files, error) {
 			params[k] = rec[k]
 		}
 	}
+	if setup.Recovery != nil && !setup.Standby {
+		b.WriteString("\n# Recovery (a cluster restored by a custom bootstrap)\n")
+		for _, k := range sortedKeys(setup.Recovery) {
+			name := strings.ToLower(strings.TrimSpace(k))
+			if !recoveryParams[name] || managedRecoveryParams[name] && name != "recovery_target_timeline" {
+				return Files{}, fmt.Errorf("rendering configuration: %q is no recovery setting a restored cluster takes", k)
+			}
+			fmt.Fprintf(&b, "%s = %s\n", name, quoteConfValue(setup.Recovery[k]))
+			params[name] = setup.Recovery[k]
+		}
+	}
 	f := Files{
 		PostgresqlConf: b.String(),
 		Pgpass:         renderPgpass(cfg),
 		StandbySignal:  setup.Standby,
+		RecoverySignal: setup.Recovery != nil && !setup.Standby,
+		KeepSignals:    setup.KeepRecovery,
 		Parameters:     params,
 	}
 	if len(cfg.PgHBA) > 0 {

@@ -116,6 +116,14 @@ func TestRenderGolden(t *testing.T) {
 			},
 		},
 		{
+			name:  "restored_by_custom_bootstrap",
+			major: 15,
+			setup: Setup{ArchiveOff: true, Recovery: map[string]string{
+				"restore_command": "pgbackrest --stanza=main archive-get %f %p", "recovery_target_time": "2026-12-08 00:00:00+00",
+				"recovery_target_action": "promote",
+			}},
+		},
+		{
 			name:  "segments_converted_pg15",
 			major: 15,
 			cfg: func(c *Config) {
@@ -145,6 +153,11 @@ func TestRenderRejects(t *testing.T) {
 	}
 	if _, err := p.Render(15, Setup{Standby: true, Upstream: &Upstream{Host: "h", Port: 1, SlotName: "Bad-Slot"}}); err == nil {
 		t.Error("Render accepted a bad slot name")
+	}
+	for _, k := range []string{"primary_conninfo", "work_mem"} {
+		if _, err := p.Render(15, Setup{Recovery: map[string]string{k: "x"}}); err == nil {
+			t.Errorf("Render accepted %s as a restored cluster's recovery setting", k)
+		}
 	}
 }
 

@@ -45,8 +45,10 @@ func (p *Postgres) Configure(setup Setup) error {
 	if err := p.ensureBaseConf(); err != nil {
 		return err
 	}
-	if err := p.sanitizeAutoConf(); err != nil {
-		return err
+	if !setup.KeepRecovery {
+		if err := p.sanitizeAutoConf(); err != nil {
+			return err
+		}
 	}
 	if err := writeFileAtomic(filepath.Join(dd, confFile), []byte(files.PostgresqlConf), 0o600); err != nil {
 		return fmt.Errorf("writing postgresql.conf: %w", err)
@@ -64,11 +66,13 @@ func (p *Postgres) Configure(setup Setup) error {
 	if err := p.writePgpass(files.Pgpass); err != nil {
 		return err
 	}
-	if err := setSignalFile(filepath.Join(dd, standbySignalFile), files.StandbySignal); err != nil {
-		return err
-	}
-	if err := setSignalFile(filepath.Join(dd, recoverySignal), false); err != nil {
-		return err
+	if !files.KeepSignals {
+		if err := setSignalFile(filepath.Join(dd, standbySignalFile), files.StandbySignal); err != nil {
+			return err
+		}
+		if err := setSignalFile(filepath.Join(dd, recoverySignal), files.RecoverySignal); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(p.c().cfg.LogDir, 0o700); err != nil {
 		return fmt.Errorf("creating log directory: %w", err)

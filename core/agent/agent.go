@@ -92,6 +92,12 @@ func Run(ctx context.Context, path string, cfg *config.Config, exe string, logge
 		hooks = hookRunner
 	}
 
+	replicas := newReplicaCreator(host, cfg, pg, logger.Named("replica"))
+	noLeader := replicas.NoLeaderMethods(ctx)
+	if len(noLeader) > 0 {
+		logger.Info("replica methods that need no running leader", "methods", noLeader)
+	}
+
 	latest := &api.Latest{}
 	fence := newFence(cfg.Watchdog, exe, pg, logger.Named("watchdog"))
 	var wd controller.Watchdog
@@ -115,13 +121,14 @@ func Run(ctx context.Context, path string, cfg *config.Config, exe string, logge
 			snap.Status.Custos.Callbacks = callbackStatus(dispatcher)
 			latest.Publish(snap)
 		},
-		ApplyDynamic: settings.applyPostgres,
-		Watchdog:     wd,
-		Events:       events,
-		Hooks:        hooks,
+		ApplyDynamic:       settings.applyPostgres,
+		Watchdog:           wd,
+		Events:             events,
+		Hooks:              hooks,
+		CloneWithoutLeader: len(noLeader) > 0,
 	}, store, &local{
 		pg:           pg,
-		replicas:     newReplicaCreator(host, cfg, pg, logger.Named("replica")),
+		replicas:     replicas,
 		logger:       logger.Named("postgres"),
 		startTimeout: cfg.PostgreSQL.PGCtlTimeout,
 		hooks:        hookRunner,

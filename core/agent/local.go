@@ -23,7 +23,7 @@ const observeTimeout = 5 * time.Second
 // ReplicaCreator creates a replica's data directory from a source member
 // with the configured replica methods, in order.
 type ReplicaCreator interface {
-	CreateReplica(ctx context.Context, dataDir string, source cluster.Member) error
+	CreateReplica(ctx context.Context, dataDir string, source *cluster.Member) error
 }
 
 // local is controller.Local on top of core/postgres and the replica
@@ -248,7 +248,7 @@ func (l *local) postBootstrap(ctx context.Context) error {
 }
 
 // CreateReplica implements controller.Local.
-func (l *local) CreateReplica(ctx context.Context, source cluster.Member) error {
+func (l *local) CreateReplica(ctx context.Context, source *cluster.Member) error {
 	if l.replicas == nil {
 		return errors.New("no replica creation method is available")
 	}

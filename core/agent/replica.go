@@ -55,22 +55,54 @@ func (r *replicaCreator) section(method string) ([]byte, error) {
 	return json.Marshal(map[string]any(t))
 }
 
-// CreateReplica implements ReplicaCreator.
-func (r *replicaCreator) CreateReplica(ctx context.Context, dataDir string, source cluster.Member) error {
-	host, port := source.HostPort()
-	if host == "" {
-		return fmt.Errorf("clone source %s publishes no usable conn_url (%q)", source.Name, source.ConnURL)
+// NoLeaderMethods lists the configured replica methods whose plugin says
+// it can create a replica without a member to copy from
+// (replica.CapNoLeader), asking each plugin once.
+func (r *replicaCreator) NoLeaderMethods(ctx context.Context) []string {
+	var out []string
+	if m := r.methods(); len(m) == 1 && m[0] == defaultReplicaMethod {
+		return nil // pg_basebackup needs a running member
 	}
-	src := &replica.Source{
-		Member:   source.Name,
-		Host:     host,
-		Port:     port,
-		DBName:   "postgres",
-		User:     r.cfg.PostgreSQL.Authentication.Replication.Username,
-		PassFile: r.pg.PgpassPath(),
+	for _, method := range r.methods() {
+		p, err := r.host.FindReplica(ctx, method)
+		if err != nil {
+			r.logger.Warn("replica method: no plugin", "method", method, "error", err)
+			continue
+		}
+		if p.Identity.Capabilities[replica.CapNoLeader] == "true" {
+			out = append(out, method)
+		}
+		p.Kill()
+	}
+	return out
+}
+
+// CreateReplica implements ReplicaCreator. With no source only the
+// methods that need none are tried.
+func (r *replicaCreator) CreateReplica(ctx context.Context, dataDir string, source *cluster.Member) error {
+	var src *replica.Source
+	methods := r.methods()
+	if source == nil {
+		methods = r.NoLeaderMethods(ctx)
+		if len(methods) == 0 {
+			return errors.New("no replica method can create a replica without a member to copy from")
+		}
+	} else {
+		host, port := source.HostPort()
+		if host == "" {
+			return fmt.Errorf("clone source %s publishes no usable conn_url (%q)", source.Name, source.ConnURL)
+		}
+		src = &replica.Source{
+			Member:   source.Name,
+			Host:     host,
+			Port:     port,
+			DBName:   "postgres",
+			User:     r.cfg.PostgreSQL.Authentication.Replication.Username,
+			PassFile: r.pg.PgpassPath(),
+		}
 	}
 	var errs []error
-	for _, method := range r.methods() {
+	for _, method := range methods {
 		err := r.create(ctx, method, dataDir, src)
 		if err == nil {
 			return nil
@@ -94,7 +126,11 @@ func (r *replicaCreator) create(ctx context.Context, method, dataDir string, src
 	if err != nil {
 		return fmt.Errorf("encoding postgresql.%s: %w", method, err)
 	}
-	r.logger.Info("creating replica", "method", method, "source", src.Member)
+	from := "none (no_leader)"
+	if src != nil {
+		from = src.Member
+	}
+	r.logger.Info("creating replica", "method", method, "source", from)
 	return creator.CreateReplica(ctx, replica.Request{
 		Method:  method,
 		Scope:   r.cfg.Scope,

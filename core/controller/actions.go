@@ -218,7 +218,7 @@ func (c *Controller) reinitialize(_ context.Context, s step) error {
 		if err := c.local.RemoveDataDir(ctx); err != nil {
 			return err
 		}
-		return c.local.CreateReplica(ctx, *src)
+		return c.local.CreateReplica(ctx, src)
 	})
 }
 
@@ -232,12 +232,14 @@ func (c *Controller) bootstrap(_ context.Context, s step) error {
 	})
 }
 
+// createReplica fills the empty data directory from the action's member,
+// or, with none named, with the replica methods that need no source.
 func (c *Controller) createReplica(_ context.Context, s step) error {
 	src := memberOf(s.clu(), s.a.Member)
-	if src == nil {
+	if src == nil && s.a.Member != "" {
 		return fmt.Errorf("clone source %s has no member key", s.a.Member)
 	}
-	return c.startAsync(s.a.Kind, func(ctx context.Context) error { return c.local.CreateReplica(ctx, *src) })
+	return c.startAsync(s.a.Kind, func(ctx context.Context) error { return c.local.CreateReplica(ctx, src) })
 }
 
 func (c *Controller) start(_ context.Context, s step) error {

@@ -63,6 +63,9 @@ type Options struct {
 	Events Events
 	// Hooks, when set, runs the pre_promote and before_stop scripts.
 	Hooks Hooks
+	// CloneWithoutLeader: a configured replica method needs no running
+	// member to copy from (the no_leader capability).
+	CloneWithoutLeader bool
 }
 
 // LocalSettings are the member's own settings a configuration reload may

@@ -70,7 +70,7 @@ func (f *fakePG) Bootstrap(context.Context) error {
 	f.exited = make(chan struct{})
 	return nil
 }
-func (f *fakePG) CreateReplica(context.Context, cluster.Member) error {
+func (f *fakePG) CreateReplica(context.Context, *cluster.Member) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.data, f.control = true, ha.ControlInArchiveRecovery

@@ -55,6 +55,7 @@ func (c *Controller) haConfig() ha.Config {
 		SyncStrict:                             d.SynchronousStrict,
 		SyncNodeCount:                          d.SynchronousNodeCount,
 		MaximumLagOnSyncNode:                   int64(d.MaximumLagOnSyncnode),
+		CloneWithoutLeader:                     c.opts.CloneWithoutLeader,
 	}
 }
 

@@ -23,8 +23,9 @@ type Local interface {
 	// and creates the agent's roles.
 	Bootstrap(ctx context.Context) error
 	// CreateReplica fills the empty data directory from the source member,
-	// trying the configured replica methods in order.
-	CreateReplica(ctx context.Context, source cluster.Member) error
+	// trying the configured replica methods in order; with no source, only
+	// the methods that need none.
+	CreateReplica(ctx context.Context, source *cluster.Member) error
 	// Start starts PostgreSQL as a primary, or as a replica following
 	// upstream (nil: no upstream), and returns once it accepts
 	// connections.

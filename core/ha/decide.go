@@ -258,6 +258,11 @@ func (d *decider) noData() {
 		d.say("trying to bootstrap a new cluster")
 	case c.Initialize == nil:
 		d.say("waiting for a leader to bootstrap: I am nofailover and will not bootstrap")
+	case d.in.Config.CloneWithoutLeader && !d.in.Config.Paused:
+		// Patroni: a replica method that needs no leader rebuilds the
+		// member from a backup; it then races as any replica.
+		d.add(Action{Kind: ActCreateReplica})
+		d.say("no leader is running: creating my data with a replica method that needs none")
 	default:
 		d.say("waiting for leader to bootstrap")
 	}

@@ -24,6 +24,7 @@ import (
 //	             config: ttl=30 loop_wait=10 retry_timeout=10 max_lag=1048576
 //	                     primary_start_timeout=300 use_pg_rewind remove_on_rewind_failure
 //	                     remove_on_diverged check_timeline paused use_slots nofailover priority=N
+//	                     clone_without_leader
 //	             dcs: down since=90 error=...   (no cluster line: DCS reachable)
 //	             cluster: initialize=SYSID|empty leader=NAME optime=N history=TL:LSN[:NEWLEADER],... config
 //	             member: NAME role=R state=S xlog=N timeline=N nofailover clonefrom replicatefrom=X nostream
@@ -223,6 +224,7 @@ func (w *world) input(t *testing.T, extra string) Input {
 	in.Config.Tags.ReplicateFrom = cfg["replicatefrom"]
 	in.Config.Tags.NoStream = has(cfg, "nostream")
 	in.Config.FailsafeMode = has(cfg, "failsafe")
+	in.Config.CloneWithoutLeader = has(cfg, "clone_without_leader")
 	in.Config.KeepMemberSlots = has(cfg, "keep_member_slots")
 	for _, spec := range strings.Split(cfg["permanent"], ",") {
 		if spec == "" {

@@ -44,6 +44,10 @@ type Config struct {
 
 	// Tags are this member's tags.
 	Tags cluster.Tags
+	// CloneWithoutLeader: a configured replica method can create this
+	// member's data without a running member to copy from (a restore from
+	// a backup: the no_leader capability).
+	CloneWithoutLeader bool
 }
 
 // Synchronous modes (Config.SyncMode).

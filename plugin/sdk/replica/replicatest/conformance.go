@@ -76,7 +76,7 @@ func RunConformance(t *testing.T, target Target) {
 	if target.SlowConfig == nil {
 		t.Fatal("replicatest: Target.SlowConfig is required (a section that makes the copy last)")
 	}
-	requireBinaries(t, target.BinDir, "postgres", "pg_isready", "pg_controldata")
+	RequireBinaries(t, target.BinDir, "postgres", "pg_isready", "pg_controldata")
 	if os.Geteuid() == 0 {
 		t.Fatal("replicatest: PostgreSQL refuses to run as root: call replicatest.RunAsPostgres from TestMain")
 	}
@@ -255,7 +255,7 @@ func (k *kit) testBadSource(t *testing.T) {
 	}
 	req := k.request(dataDir, k.target.Config)
 	bad := k.target.Source
-	bad.Port = freePort(t) // nothing listens there
+	bad.Port = FreePort(t) // nothing listens there
 	bad.ConnString = ""
 	req.Source = &bad
 	_, took, err := k.create(t, k.target.New(t), req, badSourceTimeout)
@@ -364,7 +364,7 @@ func (k *kit) testCancel(t *testing.T) {
 		t.Fatalf("cancelled CreateReplica did not return within %s", cancelLatency)
 	}
 	requireAbsent(t, dataDir)
-	requireNoProcessMentions(t, dataDir)
+	RequireNoProcessMentions(t, dataDir)
 }
 
 // requireDataDir checks that a copy looks like a PostgreSQL data directory.
@@ -396,15 +396,15 @@ func (k *kit) requireStandby(t *testing.T, dataDir string) {
 	writeFile(t, filepath.Join(dataDir, "standby.signal"), "", 0o600)
 	appendFile(t, filepath.Join(dataDir, "postgresql.auto.conf"),
 		"\nprimary_conninfo = '"+strings.ReplaceAll(conninfo, "'", "''")+"'\n")
-	port := freePort(t)
-	pm := startPostmaster(t, k.target.BinDir, dataDir,
+	port := FreePort(t)
+	pm := StartPostmaster(t, k.target.BinDir, dataDir,
 		"-c", "port="+strconv.Itoa(port),
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "unix_socket_directories=",
 		"-c", "hot_standby=on",
 		"-c", "lc_messages=C",
 		"-c", "logging_collector=off")
-	pm.waitReady(t, port)
+	pm.WaitReady(t, port)
 	deadline := time.Now().Add(streamTimeout)
 	for !strings.Contains(pm.log.String(), "started streaming WAL from primary") {
 		if time.Now().After(deadline) {

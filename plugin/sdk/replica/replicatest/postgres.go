@@ -53,7 +53,7 @@ type Primary struct {
 	// PassFile is a pgpass file with the passwords of the superuser and
 	// of the replication role.
 	PassFile string
-	proc     *postmaster
+	proc     *Postmaster
 }
 
 // Source is the primary as a replica source, connecting as the
@@ -84,7 +84,7 @@ func StartPrimary(t *testing.T, binDir string) *Primary {
 	if binDir == "" {
 		binDir = DefaultBinDir
 	}
-	requireBinaries(t, binDir, "initdb", "postgres", "pg_isready", "psql")
+	RequireBinaries(t, binDir, "initdb", "postgres", "pg_isready", "psql")
 	if os.Geteuid() == 0 {
 		t.Fatal("PostgreSQL refuses to run as root: call replicatest.RunAsPostgres from TestMain")
 	}
@@ -103,7 +103,7 @@ func StartPrimary(t *testing.T, binDir string) *Primary {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
-	p.Port = freePort(t)
+	p.Port = FreePort(t)
 	writeFile(t, filepath.Join(p.DataDir, "pg_hba.conf"),
 		"host all all 127.0.0.1/32 scram-sha-256\nhost replication all 127.0.0.1/32 scram-sha-256\n", 0o600)
 	appendFile(t, filepath.Join(p.DataDir, "postgresql.conf"), strings.Join([]string{
@@ -125,29 +125,30 @@ func StartPrimary(t *testing.T, binDir string) *Primary {
 	writeFile(t, p.PassFile, fmt.Sprintf("127.0.0.1:%d:*:%s:%s\n127.0.0.1:%d:*:%s:%s\n",
 		p.Port, primarySuperuser, superPass, p.Port, primaryReplicator, replPass), 0o600)
 
-	p.proc = startPostmaster(t, binDir, p.DataDir)
-	p.proc.waitReady(t, p.Port)
+	p.proc = StartPostmaster(t, binDir, p.DataDir)
+	p.proc.WaitReady(t, p.Port)
 	if _, err := p.Psql(ctx, fmt.Sprintf("CREATE ROLE %s WITH LOGIN REPLICATION PASSWORD '%s'", primaryReplicator, replPass)); err != nil {
 		t.Fatalf("creating the replication role: %v", err)
 	}
 	return p
 }
 
-// postmaster is a postgres server process started by the kit, with its
-// log kept for failure messages.
-type postmaster struct {
+// Postmaster is a postgres server process started by a kit, with its
+// log kept for failure messages. The bootstrap kit starts the clusters it
+// checks with it too.
+type Postmaster struct {
 	binDir string
 	cmd    *exec.Cmd
 	log    *syncBuffer
 	exited chan struct{}
 }
 
-// startPostmaster runs postgres -D dataDir as a direct child (never
+// StartPostmaster runs postgres -D dataDir as a direct child (never
 // pg_ctl: an orphaned postmaster is not reaped on every machine) and stops
 // it with a fast shutdown when the test ends.
-func startPostmaster(t *testing.T, binDir, dataDir string, args ...string) *postmaster {
+func StartPostmaster(t *testing.T, binDir, dataDir string, args ...string) *Postmaster {
 	t.Helper()
-	pm := &postmaster{binDir: binDir, log: &syncBuffer{}, exited: make(chan struct{})}
+	pm := &Postmaster{binDir: binDir, log: &syncBuffer{}, exited: make(chan struct{})}
 	pm.cmd = exec.Command(filepath.Join(binDir, "postgres"), append([]string{"-D", dataDir}, args...)...)
 	pm.cmd.Stdout, pm.cmd.Stderr = pm.log, pm.log
 	pm.cmd.Env = append(os.Environ(), "LC_ALL=C")
@@ -166,9 +167,15 @@ func startPostmaster(t *testing.T, binDir, dataDir string, args ...string) *post
 	return pm
 }
 
+// Log returns what the server wrote so far.
+func (pm *Postmaster) Log() string { return pm.log.String() }
+
+// Exited is closed once the server process has ended.
+func (pm *Postmaster) Exited() <-chan struct{} { return pm.exited }
+
 // stop asks for a fast shutdown and kills the postmaster if it does not
 // finish in time.
-func (pm *postmaster) stop() error {
+func (pm *Postmaster) stop() error {
 	select {
 	case <-pm.exited:
 		return nil
@@ -185,8 +192,8 @@ func (pm *postmaster) stop() error {
 	}
 }
 
-// waitReady polls pg_isready until the server accepts connections.
-func (pm *postmaster) waitReady(t *testing.T, port int) {
+// WaitReady polls pg_isready until the server accepts connections.
+func (pm *Postmaster) WaitReady(t *testing.T, port int) {
 	t.Helper()
 	deadline := time.Now().Add(startTimeout)
 	for {
@@ -219,9 +226,9 @@ func psql(ctx context.Context, binDir string, port int, user, passFile, sql stri
 	return strings.TrimSpace(string(out)), nil
 }
 
-// requireBinaries fails the test, saying what to install, when one of
+// RequireBinaries fails the test, saying what to install, when one of
 // PostgreSQL's executables is missing.
-func requireBinaries(t *testing.T, binDir string, names ...string) {
+func RequireBinaries(t *testing.T, binDir string, names ...string) {
 	t.Helper()
 	for _, n := range names {
 		if _, err := os.Stat(filepath.Join(binDir, n)); err != nil {
@@ -230,8 +237,8 @@ func requireBinaries(t *testing.T, binDir string, names ...string) {
 	}
 }
 
-// freePort returns a TCP port that was free on 127.0.0.1 a moment ago.
-func freePort(t *testing.T) int {
+// FreePort returns a TCP port that was free on 127.0.0.1 a moment ago.
+func FreePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -8,9 +8,10 @@ import (
 	"time"
 )
 
-// requireNoProcessMentions checks that, within leftoverTimeout, no process
-// has path on its command line: the tools of a cancelled copy are gone.
-func requireNoProcessMentions(t *testing.T, path string) {
+// RequireNoProcessMentions checks that, within five seconds
+// (leftoverTimeout), no process has path on its command line: the tools
+// of a cancelled copy are gone.
+func RequireNoProcessMentions(t *testing.T, path string) {
 	t.Helper()
 	deadline := time.Now().Add(leftoverTimeout)
 	for {

@@ -72,6 +72,9 @@ func Run(ctx context.Context, path string, cfg *config.Config, exe string, logge
 	}
 	defer peerClient.Close()
 
+	if probs := validateBootstrapPlugin(ctx, cfg, host); len(probs) > 0 {
+		return probs
+	}
 	dispatcher, closeCallbacks, err := openCallbacks(ctx, host, cfg, logger)
 	if err != nil {
 		return err
@@ -133,7 +136,10 @@ func Run(ctx context.Context, path string, cfg *config.Config, exe string, logge
 		startTimeout: cfg.PostgreSQL.PGCtlTimeout,
 		hooks:        hookRunner,
 		scope:        cfg.Scope,
+		member:       cfg.Name,
+		binDir:       cfg.PostgreSQL.BinDir,
 		bootstrap:    cfg.Bootstrap,
+		plugins:      host,
 	}, peers{peerClient}, logger.Named("ha"))
 
 	settings.mu.Lock()

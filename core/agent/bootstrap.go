@@ -2,14 +2,17 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/custos-ha/custos/core/callbacks"
 	"github.com/custos-ha/custos/core/config"
 	"github.com/custos-ha/custos/core/postgres"
+	"github.com/custos-ha/custos/plugin/sdk/bootstrap"
 )
 
 // recoveryPoll is how often a restored cluster is asked whether its
@@ -51,7 +54,6 @@ func (l *local) customBootstrap(ctx context.Context, name string, m config.Boots
 	if st, err := l.pg.DataDirState(); st != postgres.DirInitialized {
 		return fmt.Errorf("bootstrap method %s: the command succeeded but left no cluster in %s (%s %v)", name, l.pg.DataDir(), st, err)
 	}
-
 	setup := postgres.Setup{ArchiveOff: true}
 	switch {
 	case len(m.RecoveryConf) > 0:
@@ -62,10 +64,123 @@ func (l *local) customBootstrap(ctx context.Context, name string, m config.Boots
 	case m.KeepExistingRecoveryConf:
 		setup.KeepRecovery = true
 	}
+	return l.finishRestored(ctx, name, setup)
+}
+
+// pluginBootstrap creates a new cluster with the bootstrap plugin serving
+// the method ([bootstrap.<name>] without a command): the section's keys
+// but recovery_conf go to the plugin; recovery_conf names the recovery
+// target (recovery_target, _time, _lsn, _xid, _name, _inclusive, _action,
+// _timeline), and the plugin gives the restore_command.
+func (l *local) pluginBootstrap(ctx context.Context, name string, m config.BootstrapMethod) error {
+	if l.plugins == nil {
+		return fmt.Errorf("bootstrap method %s: no plugin host", name)
+	}
+	if m.KeepExistingRecoveryConf || m.NoParams {
+		return fmt.Errorf("bootstrap.%s: keep_existing_recovery_conf and no_params apply to a command; a bootstrap plugin sets the recovery itself", name)
+	}
+	target, err := bootstrapTarget(m.RecoveryConf)
+	if err != nil {
+		return fmt.Errorf("bootstrap.%s.recovery_conf: %w", name, err)
+	}
+	section, err := json.Marshal(map[string]any(m.Params))
+	if err != nil {
+		return fmt.Errorf("bootstrap.%s: %w", name, err)
+	}
+	creator, _, done, err := l.plugins.OpenBootstrap(ctx, name)
+	if err != nil {
+		return fmt.Errorf("bootstrap method %s: %w", name, err)
+	}
+	defer done()
+	l.logger.Info("creating the new cluster with a bootstrap plugin", "method", name)
+	res, err := creator.CreateCluster(ctx, bootstrap.Request{
+		Method: name, Scope: l.scope, Member: l.member, DataDir: l.pg.DataDir(),
+		Config: section, BinDir: l.binDir, Target: target,
+	}, func(p bootstrap.Progress) {
+		l.logger.Info("bootstrap progress", "method", name, "percent", p.Percent, "message", p.Message)
+	})
+	if err != nil {
+		return fmt.Errorf("bootstrap method %s: %w", name, err)
+	}
+	setup := postgres.Setup{ArchiveOff: true}
+	if p := bootstrap.RecoveryParameters(target, res); len(p) > 0 {
+		setup.Recovery = p
+	}
+	return l.finishRestored(ctx, name, setup)
+}
+
+// bootstrapTarget reads a recovery target from recovery_conf settings;
+// nil when they name none. A setting a bootstrap plugin's target cannot
+// carry is refused, named.
+func bootstrapTarget(conf config.Table) (*bootstrap.Target, error) {
+	if len(conf) == 0 {
+		return nil, nil
+	}
+	var t bootstrap.Target
+	for k, v := range conf {
+		s := fmt.Sprint(v)
+		switch k {
+		case "recovery_target":
+			if s != "immediate" {
+				return nil, fmt.Errorf("recovery_target %q: only 'immediate'", s)
+			}
+			t.Immediate = true
+		case "recovery_target_time":
+			at, err := parsePGTime(s)
+			if err != nil {
+				return nil, fmt.Errorf("recovery_target_time: %w", err)
+			}
+			t.Time = at
+		case "recovery_target_lsn":
+			t.LSN = s
+		case "recovery_target_xid":
+			x, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("recovery_target_xid %q: not a transaction id", s)
+			}
+			t.XID = x
+		case "recovery_target_name":
+			t.Name = s
+		case "recovery_target_inclusive":
+			b, err := strconv.ParseBool(s)
+			if err != nil {
+				return nil, fmt.Errorf("recovery_target_inclusive %q: not a boolean", s)
+			}
+			t.Exclusive = !b
+		case "recovery_target_action":
+			t.Action = s
+		case "recovery_target_timeline":
+			t.Timeline = s
+		default:
+			return nil, fmt.Errorf("%s: not a recovery target setting (a bootstrap plugin sets restore_command itself)", k)
+		}
+	}
+	if err := t.Check(); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// parsePGTime reads a timestamp as PostgreSQL's recovery_target_time
+// takes it: RFC 3339, or "2006-01-02 15:04:05[.frac][zone]".
+func parsePGTime(s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999Z07", "2006-01-02 15:04:05.999999999 MST"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q: not a time with its zone (e.g. 2026-12-08 10:00:00+00)", s)
+}
+
+// finishRestored starts a cluster a custom bootstrap restored, with
+// archive_mode off and the setup's recovery settings, waits for the end of
+// its recovery, creates the roles, runs post_bootstrap and restarts it
+// with the configuration in effect.
+func (l *local) finishRestored(ctx context.Context, name string, setup postgres.Setup) error {
 	if err := l.pg.Configure(setup); err != nil {
 		return fmt.Errorf("bootstrap method %s: %w", name, err)
 	}
-	err = l.pg.Start(ctx, l.startTimeout)
+	err := l.pg.Start(ctx, l.startTimeout)
 	for errors.Is(err, postgres.ErrStillStarting) {
 		l.logger.Info("the restored cluster is still starting (recovering)", "method", name)
 		err = l.pg.WaitReady(ctx, l.startTimeout)

@@ -20,3 +20,31 @@ func TestBootstrapParams(t *testing.T) {
 		t.Errorf("no_params: %q, want %q", got, want[2:])
 	}
 }
+
+// TestBootstrapTarget: recovery_conf's recovery target settings become a
+// bootstrap plugin's target; anything else is refused, named.
+func TestBootstrapTarget(t *testing.T) {
+	tg, err := bootstrapTarget(config.Table{
+		"recovery_target_time": "2026-12-08 10:00:00+00", "recovery_target_inclusive": false,
+		"recovery_target_action": "promote",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tg.Time.UTC().Hour() != 10 || !tg.Exclusive || tg.Action != "promote" {
+		t.Errorf("target %+v", tg)
+	}
+	if tg, err := bootstrapTarget(nil); err != nil || tg != nil {
+		t.Errorf("no settings: %+v %v, want none", tg, err)
+	}
+	for _, bad := range []config.Table{
+		{"restore_command": "cp %f %p"},
+		{"recovery_target_time": "yesterday"},
+		{"recovery_target_xid": "abc"},
+		{"recovery_target": "latest"},
+	} {
+		if _, err := bootstrapTarget(bad); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}

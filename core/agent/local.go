@@ -14,6 +14,7 @@ import (
 	"github.com/custos-ha/custos/core/config"
 	"github.com/custos-ha/custos/core/controller"
 	"github.com/custos-ha/custos/core/ha"
+	"github.com/custos-ha/custos/core/plugins"
 	"github.com/custos-ha/custos/core/postgres"
 )
 
@@ -39,7 +40,11 @@ type local struct {
 	// scope and bootstrap are the cluster's name and the [bootstrap]
 	// section (its method), as the agent started.
 	scope     string
+	member    string
+	binDir    string
 	bootstrap config.Bootstrap
+	// plugins finds bootstrap plugins.
+	plugins *plugins.Host
 
 	mu sync.Mutex
 	// sysid caches the system identifier of the data directory.
@@ -212,7 +217,11 @@ func (l *local) setUpstream(m *cluster.Member) {
 // bootstrap method), start as primary, roles, post_bootstrap.
 func (l *local) Bootstrap(ctx context.Context) error {
 	if name := l.bootstrap.Method; name != "" && name != config.DefaultBootstrapMethod {
-		return l.customBootstrap(ctx, name, l.bootstrap.Methods[name])
+		m := l.bootstrap.Methods[name]
+		if m.Command == "" {
+			return l.pluginBootstrap(ctx, name, m)
+		}
+		return l.customBootstrap(ctx, name, m)
 	}
 	if err := l.pg.Bootstrap(ctx); err != nil {
 		return err

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -52,7 +53,46 @@ func validatePluginSections(cfg *config.Config, exe string) config.Problems {
 	for _, name := range cfg.CallbackNames() {
 		probs = append(probs, validateCallbackSection(ctx, cfg, host, name)...)
 	}
-	return probs
+	return append(probs, validateBootstrapPlugin(ctx, cfg, host)...)
+}
+
+// validateBootstrapPlugin has the bootstrap plugin serving the configured
+// method check its [bootstrap.<method>] section, when the section has no
+// command (it then names a plugin); nil otherwise.
+func validateBootstrapPlugin(ctx context.Context, cfg *config.Config, host *plugins.Host) config.Problems {
+	name := cfg.Bootstrap.Method
+	m, ok := cfg.Bootstrap.Methods[name]
+	if name == "" || name == config.DefaultBootstrapMethod || !ok || m.Command != "" {
+		return nil
+	}
+	key := "bootstrap." + name
+	problem := func(msg string) config.Problems { return config.Problems{cfg.ProblemAt(key, msg)} }
+	p, err := host.FindBootstrap(ctx, name)
+	if err != nil {
+		return problem(fmt.Sprintf("no command, and no bootstrap plugin serves method %q: %v", name, err))
+	}
+	defer p.Kill()
+	creator, err := p.Bootstrap()
+	if err != nil {
+		return problem(err.Error())
+	}
+	section, err := json.Marshal(map[string]any(m.Params))
+	if err != nil {
+		return problem(err.Error())
+	}
+	err = creator.Validate(ctx, name, section)
+	var cfgErr *sdk.ConfigError
+	switch {
+	case errors.As(err, &cfgErr):
+		var out config.Problems
+		for _, pr := range cfgErr.Problems {
+			out = append(out, cfg.ProblemAt(key+"."+pr.Path, pr.Message))
+		}
+		return out
+	case err != nil:
+		return problem(fmt.Sprintf("plugin validation failed: %v", err))
+	}
+	return nil
 }
 
 func validateDCSSection(ctx context.Context, cfg *config.Config, host *plugins.Host) config.Problems {

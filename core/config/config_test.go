@@ -343,7 +343,7 @@ func TestProblems(t *testing.T) {
 		{"forbidden initdb option", appendText("\n[bootstrap]\ninitdb = [\"data-checksums\", {pgdata = \"/x\"}] # <-\n"), "bootstrap.initdb", "# <-", `option "pgdata" is not allowed`},
 		{"initdb item with two keys", appendText("\n[bootstrap]\ninitdb = [{a = \"1\", b = \"2\"}] # <-\n"), "bootstrap.initdb[0]", "# <-", "exactly one key"},
 		{"custom method without section", appendText("\n[bootstrap]\nmethod = \"clone\" # <-\n"), "bootstrap.method", "# <-", "no [bootstrap.clone] section"},
-		{"custom method without command", appendText("\n[bootstrap.clone] # <-\nno_params = true\n"), "bootstrap.clone.command", "# <-", "missing required value"},
+		{"no_params without command", appendText("\n[bootstrap.clone]\nno_params = true # <-\n"), "bootstrap.clone.no_params", "# <-", "applies to a command"},
 		{"no dcs section", replace("[dcs.etcd3]\nhosts = [\"127.0.0.1:2379\"]", ""), "dcs", "", "configure exactly one DCS section"},
 		{"two dcs sections", appendText("\n[dcs.consul] # <-\nhost = \"127.0.0.1:8500\"\n"), "dcs.consul", "# <-", "conflicting values: only one DCS section is allowed, found [dcs.etcd3] and [dcs.consul]"},
 		{"nofailover with priority", appendText("\n[tags]\nnofailover = true\nfailover_priority = 3 # <-\n"), "tags.failover_priority", "# <-", "conflicting values"},

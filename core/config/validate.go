@@ -82,7 +82,19 @@ func validate(d *decoder, c *Config) {
 		}
 	}
 	for _, name := range sortedKeys(b.Methods) {
-		v.required(path{"bootstrap", name, "command"}.String(), b.Methods[name].Command)
+		// Without a command the section names a bootstrap plugin serving
+		// the method; the agent finds it and has it check the section
+		// when it starts (and with --validate-config).
+		m := b.Methods[name]
+		if m.Command != "" {
+			v.command(path{"bootstrap", name, "command"}.String(), m.Command)
+			continue
+		}
+		for key, set := range map[string]bool{"no_params": m.NoParams, "keep_existing_recovery_conf": m.KeepExistingRecoveryConf} {
+			if set {
+				d.addAt(path{"bootstrap", name, key}.String(), "applies to a command, and the section has none (without one it names a bootstrap plugin, which sets the recovery itself)")
+			}
+		}
 	}
 	v.forbidden("bootstrap.initdb", b.Initdb, forbiddenInitdbOptions)
 	postBootstrap := "bootstrap.post_bootstrap"

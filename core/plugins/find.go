@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/custos-ha/custos/plugin/sdk"
+	"github.com/custos-ha/custos/plugin/sdk/bootstrap"
 	"github.com/custos-ha/custos/plugin/sdk/replica"
 )
 
@@ -47,6 +48,32 @@ func (h *Host) OpenReplica(ctx context.Context, method string) (*replica.Client,
 		return nil, nil, err
 	}
 	return c, p.Kill, nil
+}
+
+// FindBootstrap starts the bootstrap plugin serving the bootstrap method
+// ([bootstrap] method): the conventional binary
+// custos-plugin-bootstrap-<method> first, then any plugin of kind bootstrap
+// announcing the method in its capabilities.
+func (h *Host) FindBootstrap(ctx context.Context, method string) (*Plugin, error) {
+	return h.find(ctx, "bootstrap plugin for method "+fmt.Sprintf("%q", method), sdk.KindBootstrap+"-"+method, func(id sdk.Identity) bool {
+		return id.Serves(sdk.KindBootstrap) && slices.Contains(bootstrap.Methods(id.Capabilities), method)
+	})
+}
+
+// OpenBootstrap finds the bootstrap plugin of the method and returns its
+// creator, its identity's capabilities and a function that stops the
+// plugin process.
+func (h *Host) OpenBootstrap(ctx context.Context, method string) (*bootstrap.Client, map[string]string, func(), error) {
+	p, err := h.FindBootstrap(ctx, method)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c, err := p.Bootstrap()
+	if err != nil {
+		p.Kill()
+		return nil, nil, nil, err
+	}
+	return c, p.Identity.Capabilities, p.Kill, nil
 }
 
 // find launches the conventional binary, then the others, until one's

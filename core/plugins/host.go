@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/custos-ha/custos/plugin/sdk"
+	"github.com/custos-ha/custos/plugin/sdk/bootstrap"
 	"github.com/custos-ha/custos/plugin/sdk/callback"
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
 	"github.com/custos-ha/custos/plugin/sdk/replica"
@@ -52,6 +53,7 @@ func pluginSets() map[int]plugin.PluginSet {
 			sdk.IdentityPluginName: &sdk.IdentityPlugin{},
 			dcs.PluginName:         &dcs.Plugin{},
 			replica.PluginName:     &replica.Plugin{},
+			bootstrap.PluginName:   &bootstrap.Plugin{},
 			callback.PluginName:    &callback.Plugin{},
 		},
 	}
@@ -352,6 +354,22 @@ func (p *Plugin) Replica() (*replica.Client, error) {
 	c, ok := raw.(*replica.Client)
 	if !ok {
 		return nil, fmt.Errorf("plugin %s: replica service has unexpected type %T", p.Binary.Name, raw)
+	}
+	return c, nil
+}
+
+// Bootstrap returns the bootstrap client of a plugin serving that kind.
+func (p *Plugin) Bootstrap() (*bootstrap.Client, error) {
+	if !p.Identity.Serves(sdk.KindBootstrap) {
+		return nil, fmt.Errorf("plugin %s (%s) does not serve kind %s", p.Binary.Name, p.Identity, sdk.KindBootstrap)
+	}
+	raw, err := p.rpc.Dispense(bootstrap.PluginName)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: dispensing the bootstrap service: %w", p.Binary.Name, err)
+	}
+	c, ok := raw.(*bootstrap.Client)
+	if !ok {
+		return nil, fmt.Errorf("plugin %s: bootstrap service has unexpected type %T", p.Binary.Name, raw)
 	}
 	return c, nil
 }

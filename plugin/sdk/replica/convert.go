@@ -15,20 +15,22 @@ func requestToProto(r Request) *replicav1.CreateReplicaRequest {
 		ConfigJson: r.Config,
 		BinDir:     r.BinDir,
 		Env:        r.Env,
+		KeepData:   r.KeepData,
 	}
 }
 
 func requestFromProto(p *replicav1.CreateReplicaRequest) Request {
 	return Request{
-		Method:  p.GetMethod(),
-		Scope:   p.GetScope(),
-		Member:  p.GetMember(),
-		DataDir: p.GetDataDir(),
-		Source:  sourceFromProto(p.GetSource()),
-		Role:    p.GetRole(),
-		Config:  p.GetConfigJson(),
-		BinDir:  p.GetBinDir(),
-		Env:     p.GetEnv(),
+		Method:   p.GetMethod(),
+		Scope:    p.GetScope(),
+		Member:   p.GetMember(),
+		DataDir:  p.GetDataDir(),
+		Source:   sourceFromProto(p.GetSource()),
+		Role:     p.GetRole(),
+		Config:   p.GetConfigJson(),
+		BinDir:   p.GetBinDir(),
+		Env:      p.GetEnv(),
+		KeepData: p.GetKeepData(),
 	}
 }
 

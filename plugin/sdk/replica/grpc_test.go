@@ -92,6 +92,7 @@ func TestRequestAndProgressCrossTheWire(t *testing.T) {
 		Method: "ok", Scope: "demo", Member: "node2", DataDir: "/var/lib/pg/data",
 		Source: &Source{Member: "node1", ConnString: "host=h port=5432", Host: "h", Port: 5432, DBName: "postgres", User: "replicator", PassFile: "/tmp/pgpass"},
 		Role:   RoleReplica, Config: []byte(`["verbose"]`), BinDir: "/usr/lib/postgresql/15/bin", Env: map[string]string{"A": "b"},
+		KeepData: true,
 	}
 	var got []Progress
 	if err := c.CreateReplica(context.Background(), req, func(p Progress) { got = append(got, p) }); err != nil {
@@ -109,7 +110,7 @@ func TestRequestAndProgressCrossTheWire(t *testing.T) {
 	defer fake.mu.Unlock()
 	if fake.got.Source == nil || *fake.got.Source != *req.Source || fake.got.DataDir != req.DataDir ||
 		fake.got.Env["A"] != "b" || string(fake.got.Config) != `["verbose"]` || fake.got.Role != RoleReplica ||
-		fake.got.BinDir != req.BinDir || fake.got.Scope != "demo" || fake.got.Member != "node2" {
+		fake.got.BinDir != req.BinDir || fake.got.Scope != "demo" || fake.got.Member != "node2" || !fake.got.KeepData {
 		t.Errorf("request crossed as %+v", fake.got)
 	}
 }

@@ -16,6 +16,15 @@ const (
 	// calls it with a nil Request.Source when no leader is running. It is
 	// Patroni's no_leader setting of a custom replica method.
 	CapNoLeader = "replica.no_leader"
+	// CapKeepData is "true" when the plugin's methods can restore into a
+	// data directory that still holds an old copy, rewriting only what
+	// differs (pgBackRest's --delta): the host may then set
+	// Request.KeepData and call with a non-empty data directory instead of
+	// removing it first. It is Patroni's keep_data setting of a custom
+	// replica method. PostgreSQL must not be running in the directory; on
+	// failure or cancellation the directory is emptied, as the old copy
+	// may be half rewritten.
+	CapKeepData = "replica.keep_data"
 )
 
 // RoleReplica is the only role replicas are created for today.
@@ -40,7 +49,8 @@ type Creator interface {
 	//
 	//   - req.DataDir must be absent or an empty directory; otherwise the
 	//     call fails with ErrDataDirNotEmpty and touches nothing. Removing
-	//     an old data directory is the host's decision and job.
+	//     an old data directory is the host's decision and job. The one
+	//     exception is req.KeepData to a plugin announcing CapKeepData.
 	//   - req.Source nil means there is no member to copy from: a method
 	//     that needs one fails with ErrNoSource.
 	//   - On success the directory holds PG_VERSION, global/pg_control and
@@ -81,6 +91,10 @@ type Request struct {
 	BinDir string
 	// Env is added to the environment of the tools the plugin runs.
 	Env map[string]string
+	// KeepData asks to restore into DataDir even when it holds an old
+	// copy (see CapKeepData). A plugin that does not announce CapKeepData
+	// ignores it, and refuses a non-empty directory as usual.
+	KeepData bool
 }
 
 // Source is the member a replica is copied from and how to reach it.

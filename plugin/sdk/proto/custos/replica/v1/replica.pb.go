@@ -228,7 +228,10 @@ type CreateReplicaRequest struct {
 	// bin_dir holds PostgreSQL's executables; empty means PATH.
 	BinDir string `protobuf:"bytes,8,opt,name=bin_dir,json=binDir,proto3" json:"bin_dir,omitempty"`
 	// env is added to the environment of the tools the plugin runs.
-	Env           map[string]string `protobuf:"bytes,9,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Env map[string]string `protobuf:"bytes,9,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// keep_data asks to restore into a data_dir that holds an old copy;
+	// only for plugins announcing replica.keep_data.
+	KeepData      bool `protobuf:"varint,10,opt,name=keep_data,json=keepData,proto3" json:"keep_data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -324,6 +327,13 @@ func (x *CreateReplicaRequest) GetEnv() map[string]string {
 		return x.Env
 	}
 	return nil
+}
+
+func (x *CreateReplicaRequest) GetKeepData() bool {
+	if x != nil {
+		return x.KeepData
+	}
+	return false
 }
 
 type Cancel struct {
@@ -533,7 +543,7 @@ const file_custos_replica_v1_replica_proto_rawDesc = "" +
 	"\x04port\x18\x04 \x01(\x05R\x04port\x12\x16\n" +
 	"\x06dbname\x18\x05 \x01(\tR\x06dbname\x12\x1a\n" +
 	"\busername\x18\x06 \x01(\tR\busername\x12\x1a\n" +
-	"\bpassfile\x18\a \x01(\tR\bpassfile\"\xf4\x02\n" +
+	"\bpassfile\x18\a \x01(\tR\bpassfile\"\x91\x03\n" +
 	"\x14CreateReplicaRequest\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x14\n" +
 	"\x05scope\x18\x02 \x01(\tR\x05scope\x12\x16\n" +
@@ -544,7 +554,9 @@ const file_custos_replica_v1_replica_proto_rawDesc = "" +
 	"\vconfig_json\x18\a \x01(\fR\n" +
 	"configJson\x12\x17\n" +
 	"\abin_dir\x18\b \x01(\tR\x06binDir\x12B\n" +
-	"\x03env\x18\t \x03(\v20.custos.replica.v1.CreateReplicaRequest.EnvEntryR\x03env\x1a6\n" +
+	"\x03env\x18\t \x03(\v20.custos.replica.v1.CreateReplicaRequest.EnvEntryR\x03env\x12\x1b\n" +
+	"\tkeep_data\x18\n" +
+	" \x01(\bR\bkeepData\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\b\n" +

@@ -48,7 +48,7 @@ var env struct {
 const defaultParallel = 4
 
 // pluginsUsed are the plugins the agents under test load.
-var pluginsUsed = []string{"dcs-etcd3", "dcs-consul", "dcs-kubernetes", "replica-basebackup"}
+var pluginsUsed = []string{"dcs-etcd3", "dcs-consul", "dcs-kubernetes", "replica-basebackup", "replica-pgbackrest"}
 
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 

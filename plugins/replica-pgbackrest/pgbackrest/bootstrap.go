@@ -131,7 +131,7 @@ func restoreCommandIn(dataDir string) (string, error) {
 	return cmd, nil
 }
 
-// unquoteConf reads a single-quoted PostgreSQL configuration value ('' and
+// unquoteConf reads a single-quoted PostgreSQL configuration value (” and
 // \' stand for a quote).
 func unquoteConf(v string) (string, error) {
 	if len(v) < 2 || v[0] != '\'' {

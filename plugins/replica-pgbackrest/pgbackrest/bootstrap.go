@@ -131,8 +131,9 @@ func restoreCommandIn(dataDir string) (string, error) {
 	return cmd, nil
 }
 
-// unquoteConf reads a single-quoted PostgreSQL configuration value (” and
-// \' stand for a quote).
+// unquoteConf reads a single-quoted PostgreSQL configuration value, in
+// which two single quotes, or a backslash before a character, stand for
+// that character.
 func unquoteConf(v string) (string, error) {
 	if len(v) < 2 || v[0] != '\'' {
 		return "", fmt.Errorf("%q is not a quoted value", v)

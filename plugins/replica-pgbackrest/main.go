@@ -1,11 +1,17 @@
-// Command custos-plugin-replica-pgbackrest is custos's pgBackRest replica
-// method: it serves the "pgbackrest" method over go-plugin's gRPC
-// handshake, restoring a replica's data directory from a backup. The host
-// starts it; it is not meant to be run by hand.
+// Command custos-plugin-replica-pgbackrest is custos's pgBackRest plugin:
+// it serves the "pgbackrest" replica method (a replica restored from a
+// backup) and the "pgbackrest" bootstrap method (a new cluster restored
+// from a backup, to a point in time) over go-plugin's gRPC handshake. The
+// host starts it; it is not meant to be run by hand.
 package main
 
 import (
+	"maps"
+
+	"github.com/hashicorp/go-plugin"
+
 	"github.com/custos-ha/custos/plugin/sdk"
+	"github.com/custos-ha/custos/plugin/sdk/bootstrap"
 	"github.com/custos-ha/custos/plugin/sdk/replica"
 
 	"github.com/custos-ha/custos/plugins/replica-pgbackrest/pgbackrest"
@@ -17,6 +23,12 @@ var version = "0.0.0-dev"
 
 func main() {
 	logger := sdk.NewLogger("pgbackrest")
-	replica.Serve(sdk.Identity{Name: pgbackrest.Method, Version: version, Capabilities: pgbackrest.Capabilities()},
-		pgbackrest.New(logger), logger)
+	caps := pgbackrest.Capabilities()
+	maps.Copy(caps, pgbackrest.BootstrapCapabilities())
+	id := sdk.Identity{Name: pgbackrest.Method, Version: version, Capabilities: caps,
+		Kinds: []string{sdk.KindReplica, sdk.KindBootstrap}}
+	sdk.Serve(id, plugin.PluginSet{
+		replica.PluginName:   &replica.Plugin{Impl: pgbackrest.New(logger)},
+		bootstrap.PluginName: &bootstrap.Plugin{Impl: pgbackrest.NewBootstrapper(logger)},
+	}, logger)
 }

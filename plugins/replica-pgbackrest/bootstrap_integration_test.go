@@ -1,0 +1,68 @@
+//go:build integration
+
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/custos-ha/custos/plugin/sdk"
+	"github.com/custos-ha/custos/plugin/sdk/bootstrap"
+	"github.com/custos-ha/custos/plugin/sdk/bootstrap/bootstraptest"
+
+	"github.com/custos-ha/custos/plugins/replica-pgbackrest/pgbackrest"
+)
+
+// TestPgbackrestBootstrap: a new cluster restored from the backup (in
+// process and through the binary), started as the host starts it (the
+// recovery target and the restore_command the plugin returned, in
+// recovery.signal mode), ends its recovery at the target as a primary:
+// with an immediate target it holds what the backup held and not what was
+// written after it.
+func TestPgbackrestBootstrap(t *testing.T) {
+	p := startPrimary(t)
+	creators := map[string]func(t *testing.T) bootstrap.Creator{
+		"InProcess": func(*testing.T) bootstrap.Creator { return pgbackrest.NewBootstrapper(testLogger()) },
+		"Binary": func(t *testing.T) bootstrap.Creator {
+			id, c := bootstraptest.LaunchBinary(t, os.Getenv(binaryEnv))
+			if !id.Serves(sdk.KindBootstrap) || !id.Serves(sdk.KindReplica) || id.Capabilities[bootstrap.CapTargets] != pgbackrest.Method {
+				t.Fatalf("identity %s %v: want both kinds and the pgbackrest target method", id, id.Capabilities)
+			}
+			return c
+		},
+	}
+	for name, newCreator := range creators {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c := newCreator(t)
+			dataDir := filepath.Join(t.TempDir(), "data")
+			target := &bootstrap.Target{Immediate: true}
+			res, err := c.CreateCluster(context.Background(), bootstrap.Request{
+				Method: pgbackrest.Method, Scope: "restored", Member: "node1", DataDir: dataDir,
+				Config: section(p.restoreConfig(t), ""), BinDir: binDir, Target: target,
+			}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(res.RestoreCommand, "archive-get") {
+				t.Errorf("restore_command %q: want pgBackRest's archive-get", res.RestoreCommand)
+			}
+			if left, err := bootstrap.RecoveryConfig(dataDir); err != nil || len(left) > 0 {
+				t.Fatalf("recovery configuration left in the new cluster: %v %v", left, err)
+			}
+			var conf strings.Builder
+			for k, v := range bootstrap.RecoveryParameters(target, res) {
+				conf.WriteString(k + " = '" + strings.ReplaceAll(v, "'", "''") + "'\n")
+			}
+			appendFile(t, filepath.Join(dataDir, "postgresql.auto.conf"), conf.String())
+			writeFile(t, filepath.Join(dataDir, "recovery.signal"), "")
+			s := startStandby(t, dataDir)
+			s.waitFor(t, "SELECT pg_is_in_recovery()", "f")
+			s.waitFor(t, "SELECT count(*) FROM before_backup", "1000")
+			s.waitFor(t, "SELECT count(*) FROM pg_tables WHERE tablename = 'after_backup'", "0")
+		})
+	}
+}

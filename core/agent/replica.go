@@ -63,6 +63,18 @@ func (r *replicaCreator) NoLeaderMethods(ctx context.Context) []string {
 	if m := r.methods(); len(m) == 1 && m[0] == defaultReplicaMethod {
 		return nil // pg_basebackup needs a running member
 	}
+	if r.cfg.PostgreSQL.RecoveryConf["restore_command"] == nil {
+		// A member restored without a running leader has no
+		// primary_conninfo: without a restore_command it could not even
+		// replay the WAL of its own backup, and would never start.
+		for _, method := range r.methods() {
+			if method != defaultReplicaMethod {
+				r.logger.Warn("replica methods are not used without a running leader: [postgresql.recovery_conf] sets no restore_command, which a restored member needs to reach consistency", "method", method)
+				break
+			}
+		}
+		return nil
+	}
 	for _, method := range r.methods() {
 		p, err := r.host.FindReplica(ctx, method)
 		if err != nil {

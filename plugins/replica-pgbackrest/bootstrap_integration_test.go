@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,6 +64,47 @@ func TestPgbackrestBootstrap(t *testing.T) {
 			s.waitFor(t, "SELECT pg_is_in_recovery()", "f")
 			s.waitFor(t, "SELECT count(*) FROM before_backup", "1000")
 			s.waitFor(t, "SELECT count(*) FROM pg_tables WHERE tablename = 'after_backup'", "0")
+		})
+	}
+}
+
+// TestPgbackrestBootstrapConformance runs the bootstrap kind's conformance
+// kit against the plugin, in process and through its built binary: every
+// cluster it creates is started as the host starts it and must come up as
+// a primary.
+func TestPgbackrestBootstrapConformance(t *testing.T) {
+	p := startPrimary(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, newCreator := range map[string]func(t *testing.T) bootstrap.Creator{
+		"InProcess": func(*testing.T) bootstrap.Creator { return pgbackrest.NewBootstrapper(testLogger()) },
+		"Binary": func(t *testing.T) bootstrap.Creator {
+			_, c := bootstraptest.LaunchBinary(t, os.Getenv(binaryEnv))
+			return c
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			bootstraptest.RunConformance(t, func(t *testing.T) bootstraptest.Setup {
+				conf := p.restoreConfig(t)
+				ssh := filepath.Join(t.TempDir(), sshName)
+				if err := os.Symlink(exe, ssh); err != nil {
+					t.Fatal(err)
+				}
+				slow := fmt.Sprintf(`, "options": {"repo1-host": "repo.invalid", "repo1-host-user": "postgres", "repo1-host-config": %q, "cmd-ssh": %q}`, conf, ssh)
+				return bootstraptest.Setup{
+					Creator:      newCreator(t),
+					Method:       pgbackrest.Method,
+					Capabilities: pgbackrest.BootstrapCapabilities(),
+					Config:       section(conf, ""),
+					SlowConfig:   section(conf, slow),
+					FailConfig:   []byte(fmt.Sprintf(`{"stanza": "no-such-stanza", "config": %q}`, conf)),
+					Target:       &bootstrap.Target{Immediate: true},
+					BinDir:       binDir,
+					Env:          map[string]string{sshRateEnv: "65536"},
+				}
+			})
 		})
 	}
 }

@@ -62,6 +62,9 @@ func (b *Bootstrapper) CreateCluster(ctx context.Context, req bootstrap.Request,
 	if err := req.Check(); err != nil {
 		return bootstrap.Result{}, err
 	}
+	if err := ctx.Err(); err != nil {
+		return bootstrap.Result{}, err // an ended context starts nothing
+	}
 	cfg, err := ParseConfig(req.Config)
 	if err != nil {
 		return bootstrap.Result{}, err

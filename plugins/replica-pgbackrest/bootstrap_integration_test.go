@@ -13,6 +13,8 @@ import (
 	"github.com/custos-ha/custos/plugin/sdk"
 	"github.com/custos-ha/custos/plugin/sdk/bootstrap"
 	"github.com/custos-ha/custos/plugin/sdk/bootstrap/bootstraptest"
+	"github.com/custos-ha/custos/plugin/sdk/replica"
+	"github.com/custos-ha/custos/plugin/sdk/replica/replicatest"
 
 	"github.com/custos-ha/custos/plugins/replica-pgbackrest/pgbackrest"
 )
@@ -107,4 +109,37 @@ func TestPgbackrestBootstrapConformance(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestPgbackrestReplicaConformance runs the replica kind's conformance kit
+// against the plugin, in process and through its built binary, with the
+// primary whose backup it restores as the source.
+func TestPgbackrestReplicaConformance(t *testing.T) {
+	p := startPrimary(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The slow section's ssh (this test binary) reads its rate from the
+	// environment the plugin passes on.
+	t.Setenv(sshRateEnv, "65536")
+	conf := p.restoreConfig(t)
+	ssh := filepath.Join(t.TempDir(), sshName)
+	if err := os.Symlink(exe, ssh); err != nil {
+		t.Fatal(err)
+	}
+	slow := fmt.Sprintf(`, "options": {"repo1-host": "repo.invalid", "repo1-host-user": "postgres", "repo1-host-config": %q, "cmd-ssh": %q}`, conf, ssh)
+	target := replicatest.Target{
+		New:          func(*testing.T) replica.Creator { return pgbackrest.New(testLogger()) },
+		Method:       pgbackrest.Method,
+		Source:       *p.request("", nil).Source,
+		BinDir:       binDir,
+		Config:       section(conf, ""),
+		SlowConfig:   section(conf, slow),
+		Capabilities: pgbackrest.Capabilities(),
+	}
+	t.Run("InProcess", func(t *testing.T) { replicatest.RunConformance(t, target) })
+	t.Run("Binary", func(t *testing.T) {
+		replicatest.RunConformance(t, replicatest.BinaryTarget(t, os.Getenv(binaryEnv), target))
+	})
 }

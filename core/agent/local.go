@@ -261,6 +261,11 @@ func (l *local) CreateReplica(ctx context.Context, source *cluster.Member) error
 	if l.replicas == nil {
 		return errors.New("no replica creation method is available")
 	}
+	// The old data, if any, goes (or is restored over): forget its
+	// system identifier.
+	l.mu.Lock()
+	l.sysid = ""
+	l.mu.Unlock()
 	return l.replicas.CreateReplica(ctx, l.pg.DataDir(), source)
 }
 

@@ -128,15 +128,34 @@ func (r *replicaCreator) CreateReplica(ctx context.Context, dataDir string, sour
 	return fmt.Errorf("every replica method failed: %w", errors.Join(errs...))
 }
 
+// create runs one replica method. A data directory that is not empty (a
+// re-clone) is handed to a method whose plugin announces
+// replica.keep_data (it restores over the old copy); for any other it is
+// removed first, as Patroni does with its keep_data option.
 func (r *replicaCreator) create(ctx context.Context, method, dataDir string, src *replica.Source) error {
-	creator, done, err := r.host.OpenReplica(ctx, method)
+	p, err := r.host.FindReplica(ctx, method)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer p.Kill()
+	creator, err := p.Replica()
+	if err != nil {
+		return err
+	}
 	section, err := r.section(method)
 	if err != nil {
 		return fmt.Errorf("encoding postgresql.%s: %w", method, err)
+	}
+	keep := false
+	switch st, _ := r.pg.DataDirState(); st {
+	case postgres.DirAbsent, postgres.DirEmpty:
+	default:
+		if p.Identity.Capabilities[replica.CapKeepData] == "true" {
+			keep = true
+			r.logger.Info("keeping the data directory for the method to restore over it", "method", method)
+		} else if _, err := r.pg.RemoveDataDir(ctx, false); err != nil {
+			return err
+		}
 	}
 	from := "none (no_leader)"
 	if src != nil {
@@ -144,6 +163,7 @@ func (r *replicaCreator) create(ctx context.Context, method, dataDir string, src
 	}
 	r.logger.Info("creating replica", "method", method, "source", from)
 	return creator.CreateReplica(ctx, replica.Request{
+		KeepData: keep,
 		Method:  method,
 		Scope:   r.cfg.Scope,
 		Member:  r.cfg.Name,

@@ -199,8 +199,8 @@ func (c *Controller) restart(_ context.Context, s step) error {
 	})
 }
 
-// reinitialize stops PostgreSQL, wipes the data directory and clones it
-// again, in the background.
+// reinitialize stops PostgreSQL and clones it again, in the background:
+// the replica methods wipe the old data first or restore over it.
 func (c *Controller) reinitialize(_ context.Context, s step) error {
 	src := memberOf(s.clu(), s.a.Member)
 	if src == nil {
@@ -215,9 +215,8 @@ func (c *Controller) reinitialize(_ context.Context, s step) error {
 			return err
 		}
 		c.life.stopped(running)
-		if err := c.local.RemoveDataDir(ctx); err != nil {
-			return err
-		}
+		// The replica methods remove the old data first, unless one
+		// restores over it (keep_data).
 		return c.local.CreateReplica(ctx, src)
 	})
 }

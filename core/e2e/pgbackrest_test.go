@@ -295,6 +295,19 @@ func TestPgBackRestReplica(t *testing.T) {
 	if restored := node3.linesWith(0, "restore completed"); len(restored) == 0 {
 		t.Errorf("node3 did not log the pgbackrest restore's completion")
 	}
+
+	// A re-clone keeps the data directory for the method that restores
+	// over it (keep_data: pgbackrest restore --delta).
+	offset := node3.logSize()
+	ctlOK(t, c, "reinit", c.scope, node3.name, "--force")
+	poll.Eventually(t, opTimeout, "node3 restored over its old data", func() error {
+		if len(node3.linesWith(offset, "keeping the data directory")) == 0 || len(node3.linesWith(offset, "--delta")) == 0 {
+			return fmt.Errorf("no delta restore logged yet")
+		}
+		return nil
+	})
+	node1.exec(t, "insert into e2e (note) values ('after the re-clone')")
+	node3.waitRow(t, "after the re-clone", opTimeout)
 	for _, m := range c.m {
 		m.assertNoCrash(t)
 	}

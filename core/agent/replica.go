@@ -164,14 +164,14 @@ func (r *replicaCreator) create(ctx context.Context, method, dataDir string, src
 	r.logger.Info("creating replica", "method", method, "source", from)
 	return creator.CreateReplica(ctx, replica.Request{
 		KeepData: keep,
-		Method:  method,
-		Scope:   r.cfg.Scope,
-		Member:  r.cfg.Name,
-		DataDir: dataDir,
-		Source:  src,
-		Role:    replica.RoleReplica,
-		Config:  section,
-		BinDir:  r.cfg.PostgreSQL.BinDir,
+		Method:   method,
+		Scope:    r.cfg.Scope,
+		Member:   r.cfg.Name,
+		DataDir:  dataDir,
+		Source:   src,
+		Role:     replica.RoleReplica,
+		Config:   section,
+		BinDir:   r.cfg.PostgreSQL.BinDir,
 	}, func(p replica.Progress) {
 		if p.Percent >= 0 {
 			r.logger.Info("replica progress", "method", method, "percent", p.Percent, "message", p.Message)

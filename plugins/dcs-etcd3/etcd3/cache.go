@@ -64,6 +64,9 @@ type cache struct {
 	prefix string
 	// readTimeout bounds the Range of a (re)sync.
 	readTimeout time.Duration
+	// attempt bounds one attempt of that Range, and the wait for etcd to
+	// confirm the watch (see attemptTimeout); 0: readTimeout alone.
+	attempt time.Duration
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -120,12 +123,13 @@ type stream struct {
 	awaitedSince time.Time
 }
 
-func newCache(logger hclog.Logger, client *clientv3.Client, prefix string, readTimeout time.Duration) *cache {
+func newCache(logger hclog.Logger, client *clientv3.Client, prefix string, readTimeout, attempt time.Duration) *cache {
 	return &cache{
 		logger:      logger,
 		client:      client,
 		prefix:      prefix,
 		readTimeout: readTimeout,
+		attempt:     attempt,
 		done:        make(chan struct{}),
 		changed:     make(chan struct{}),
 		subs:        map[*subscriber]struct{}{},
@@ -203,9 +207,14 @@ func (c *cache) session(ctx context.Context) (wasSynced bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("creating a watch: %w", err)
 	}
-	// An etcd that takes the stream but never answers must not hold the
-	// session up past the time a read of it may take.
-	slow := time.AfterFunc(c.readTimeout, func() { cancel(errSlowCreate) })
+	// An etcd member that takes the stream but never answers (a frozen
+	// process holds its connections open) must not hold the session up
+	// past one attempt: the next session's stream goes to another member.
+	confirm := c.readTimeout
+	if c.attempt > 0 {
+		confirm = min(confirm, c.attempt)
+	}
+	slow := time.AfterFunc(confirm, func() { cancel(errSlowCreate) })
 	created, err := ws.Recv()
 	slow.Stop()
 	if err != nil {
@@ -220,7 +229,12 @@ func (c *cache) session(ctx context.Context) (wasSynced bool, err error) {
 	createdRev := created.Header.GetRevision()
 
 	rctx, rcancel := context.WithTimeout(ctx, c.readTimeout)
-	resp, err := c.client.Get(rctx, c.prefix, clientv3.WithPrefix())
+	var resp *clientv3.GetResponse
+	err = retry(rctx, c.attempt, func(ctx context.Context, _ bool) error {
+		var err error
+		resp, err = c.client.Get(ctx, c.prefix, clientv3.WithPrefix())
+		return err
+	})
 	rcancel()
 	if err != nil {
 		return false, fmt.Errorf("reading %s: %w", c.prefix, err)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,9 @@ import (
 	"github.com/custos-ha/custos/plugins/dcs-etcd3/etcd3"
 	"github.com/custos-ha/custos/testkit/servers"
 )
+
+// The frozen-member tests do not run in parallel with the package's other
+// tests: they measure etcd elections, which a loaded machine slows down.
 
 // Timing of the frozen-member tests: Patroni's rule loop_wait + 2 x
 // retry_timeout <= ttl holds, and etcd runs with the chaos suite's timing.
@@ -178,7 +182,6 @@ func TestFrozenMember(t *testing.T) {
 // member noticed it has no leader, every call fails with ErrUnavailable,
 // each within retry_timeout.
 func TestFrozenMajority(t *testing.T) {
-	t.Parallel()
 	c := startFrozenCluster(t)
 	b := configureCluster(t, c, uniqueNamespace(t), "primary")
 	ctx := ctxT(t)
@@ -228,4 +231,66 @@ func TestFrozenMajority(t *testing.T) {
 		t.Error("no call failed with the majority frozen")
 	}
 	t.Logf("majority frozen 12 s: %d calls failed with ErrUnavailable", failed)
+}
+
+// TestFrozenLeaderConcurrentCallers freezes the etcd leader while a
+// primary runs its cycle and three other callers (the REST API, say) read
+// the cluster at the same time: their requests take turns on the
+// balancer's connections, so an attempt after one that hung may be handed
+// the frozen member's connection again unless it is dropped.
+func TestFrozenLeaderConcurrentCallers(t *testing.T) {
+	c := startFrozenCluster(t)
+	b := configureCluster(t, c, uniqueNamespace(t), "primary")
+	ctx := ctxT(t)
+	if _, err := b.AcquireLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lead := c.Leader(ctx, 2*time.Second)
+	if lead < 0 {
+		t.Fatal("no etcd leader")
+	}
+	if err := c.Members[lead].Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	frozenAt := time.Now()
+	var mu sync.Mutex
+	calls := 0
+	var worst time.Duration
+	check := func(rs []callResult) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range rs {
+			calls++
+			worst = max(worst, r.d)
+			if r.err != nil {
+				t.Errorf("%.1fs into the freeze: %s failed after %v: %v", r.start.Sub(frozenAt).Seconds(), r.op, r.d.Round(time.Millisecond), r.err)
+			} else if r.d > frozenRetry {
+				t.Errorf("%.1fs into the freeze: %s took %v, more than retry_timeout", r.start.Sub(frozenAt).Seconds(), r.op, r.d.Round(time.Millisecond))
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		cy := &cycle{b: b}
+		for time.Since(frozenAt) < frozenFor {
+			cctx, cancel := context.WithTimeout(context.Background(), 3*frozenRetry)
+			check(cy.run(cctx))
+			cancel()
+			time.Sleep(frozenLoopWait)
+		}
+	})
+	for range 3 {
+		wg.Go(func() {
+			for time.Since(frozenAt) < frozenFor {
+				cctx, cancel := context.WithTimeout(context.Background(), 3*frozenRetry)
+				start := time.Now()
+				_, err := b.GetCluster(cctx)
+				cancel()
+				check([]callResult{{"GetCluster (reader)", start, time.Since(start), err}})
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("etcd leader frozen %v, four callers: %d calls, slowest %v", frozenFor, calls, worst)
 }

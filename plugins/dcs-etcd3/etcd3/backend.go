@@ -134,7 +134,9 @@ func (b *Backend) Configure(ctx context.Context, req dcs.ConfigureRequest) error
 		dialTimeout = max(time.Until(dl), time.Millisecond)
 	}
 	user, password := cfg.credentials()
+	reconnect := newReconnector(b.logger.Named("client"))
 	client, err := clientv3.New(clientv3.Config{
+		DialOptions:          reconnect.dialOptions(),
 		Endpoints:            endpoints,
 		DialTimeout:          dialTimeout,
 		DialKeepAliveTime:    keepaliveTime,
@@ -149,6 +151,7 @@ func (b *Backend) Configure(ctx context.Context, req dcs.ConfigureRequest) error
 	if err != nil {
 		return b.storeErr(ctx, "connecting to etcd", err)
 	}
+	reconnect.client.Store(client)
 
 	prefix := dcs.Prefix(req.Namespace, req.Scope)
 	readTimeout := defaultDialTimeout
@@ -157,6 +160,7 @@ func (b *Backend) Configure(ctx context.Context, req dcs.ConfigureRequest) error
 	}
 	attempt := attemptTimeout(req.RetryTimeout, len(endpoints))
 	c := newCache(b.logger.Named("cache"), client, prefix, readTimeout, attempt)
+	c.reconnect = reconnect
 	c.start()
 
 	b.mu.Lock()

@@ -14,6 +14,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
 )
@@ -67,6 +68,9 @@ type cache struct {
 	// attempt bounds one attempt of that Range, and the wait for etcd to
 	// confirm the watch (see attemptTimeout); 0: readTimeout alone.
 	attempt time.Duration
+	// reconnect, when set, is told of a watch stream whose member did not
+	// answer.
+	reconnect *reconnector
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -96,6 +100,8 @@ type stream struct {
 	send   func(*pb.WatchRequest) error
 	// end breaks the session (the cache then resyncs).
 	end context.CancelFunc
+	// hung, when set, reports the stream's member as not answering.
+	hung func()
 	// snapshotRev is the revision of the session's Range; events at or
 	// below it are already in it.
 	snapshotRev int64
@@ -220,6 +226,7 @@ func (c *cache) session(ctx context.Context) (wasSynced bool, err error) {
 	if err != nil {
 		if cause := context.Cause(sctx); errors.Is(cause, errSlowCreate) {
 			err = cause
+			c.hung(ws)
 		}
 		return false, fmt.Errorf("creating a watch: %w", err)
 	}
@@ -242,6 +249,7 @@ func (c *cache) session(ctx context.Context) (wasSynced bool, err error) {
 	st := &stream{
 		send:        ws.Send,
 		end:         func() { cancel(errResync) },
+		hung:        func() { c.hung(ws) },
 		snapshotRev: resp.Header.Revision,
 		proven:      resp.Header.Revision == createdRev,
 	}
@@ -261,6 +269,13 @@ func (c *cache) session(ctx context.Context) (wasSynced bool, err error) {
 			return true, fmt.Errorf("watch cancelled by etcd: %s", wr.CancelReason)
 		}
 		c.apply(st, wr)
+	}
+}
+
+// hung reports the member of a watch stream as not answering.
+func (c *cache) hung(ws grpc.ClientStream) {
+	if c.reconnect != nil {
+		c.reconnect.hungStream(ws, "watch")
 	}
 }
 
@@ -388,6 +403,9 @@ func (c *cache) progressLocked(ctx context.Context, minRev int64) bool {
 	}
 	if st.awaited > st.answered && time.Since(st.awaitedSince) > maxUnanswered {
 		c.logger.Debug("a progress request is still unanswered; resyncing the watch cache", "after", maxUnanswered)
+		if st.hung != nil {
+			st.hung()
+		}
 		st.end()
 		return false
 	}

@@ -25,7 +25,14 @@
 // 15 s to give up on them; the balancer hands connections out in turn, so
 // an attempt that ran out of time on such a member is followed by one on
 // another member, and a majority of healthy members answers within the
-// retry timeout. Attempts that fail at once for a reason of the member or of
+// retry timeout. Other callers' requests take turns on the same
+// connections, so that the next attempt may be handed the frozen member's
+// connection again: the member an attempt ran out of time on is therefore
+// connected anew (at most every minReconnect), which takes its hung
+// connection out of the turns at once; the new connection is only used
+// once the member completes the handshake, that is once it answers again.
+// A healthy member that was merely slow is connected again within
+// milliseconds. Attempts that fail at once for a reason of the member or of
 // the moment (no connection, no leader, a leader election) are repeated
 // after a short pause; other errors end the operation. With no quorum every
 // attempt fails and the operation fails when the retry timeout is up.

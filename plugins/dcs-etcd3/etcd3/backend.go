@@ -57,6 +57,8 @@ type Backend struct {
 	member       string
 	ttl          int64 // seconds
 	retryTimeout time.Duration
+	// attempt bounds one attempt of a request (see attemptTimeout).
+	attempt time.Duration
 
 	// leaseMu serialises lease grants and keep-alives so that concurrent
 	// renewals never grant two leases.
@@ -132,7 +134,9 @@ func (b *Backend) Configure(ctx context.Context, req dcs.ConfigureRequest) error
 		dialTimeout = max(time.Until(dl), time.Millisecond)
 	}
 	user, password := cfg.credentials()
+	reconnect := newReconnector(b.logger.Named("client"))
 	client, err := clientv3.New(clientv3.Config{
+		DialOptions:          reconnect.dialOptions(),
 		Endpoints:            endpoints,
 		DialTimeout:          dialTimeout,
 		DialKeepAliveTime:    keepaliveTime,
@@ -147,13 +151,16 @@ func (b *Backend) Configure(ctx context.Context, req dcs.ConfigureRequest) error
 	if err != nil {
 		return b.storeErr(ctx, "connecting to etcd", err)
 	}
+	reconnect.client.Store(client)
 
 	prefix := dcs.Prefix(req.Namespace, req.Scope)
 	readTimeout := defaultDialTimeout
 	if req.RetryTimeout > 0 {
 		readTimeout = req.RetryTimeout
 	}
-	c := newCache(b.logger.Named("cache"), client, prefix, readTimeout)
+	attempt := attemptTimeout(req.RetryTimeout, len(endpoints))
+	c := newCache(b.logger.Named("cache"), client, prefix, readTimeout, attempt)
+	c.reconnect = reconnect
 	c.start()
 
 	b.mu.Lock()
@@ -165,6 +172,7 @@ func (b *Backend) Configure(ctx context.Context, req dcs.ConfigureRequest) error
 	b.member = req.Member
 	b.ttl = ttl
 	b.retryTimeout = req.RetryTimeout
+	b.attempt = attempt
 	b.seen = 0
 	b.failing = false
 	b.mu.Unlock()
@@ -242,6 +250,7 @@ type state struct {
 	member       string
 	ttl          int64
 	retryTimeout time.Duration
+	attempt      time.Duration
 }
 
 func (s state) key(rel string) string { return s.prefix + rel }
@@ -262,7 +271,7 @@ func (b *Backend) state() (state, error) {
 		}
 		return state{}, errNotConfigured
 	}
-	return state{client: b.client, cache: b.cache, prefix: b.prefix, member: b.member, ttl: b.ttl, retryTimeout: b.retryTimeout}, nil
+	return state{client: b.client, cache: b.cache, prefix: b.prefix, member: b.member, ttl: b.ttl, retryTimeout: b.retryTimeout, attempt: b.attempt}, nil
 }
 
 // saw records a revision etcd answered a request with.
@@ -281,8 +290,13 @@ func (b *Backend) seenRev() (rev int64, failing bool) {
 	return b.seen, b.failing
 }
 
-// opContext bounds one operation by the retry timeout; the etcd client
-// retries what is safe to retry within it.
+// retry runs one request of an operation attempt by attempt (see retry).
+func (s state) retry(ctx context.Context, fn func(ctx context.Context, again bool) error) error {
+	return retry(ctx, s.attempt, fn)
+}
+
+// opContext bounds one operation by the retry timeout; its requests are
+// tried, attempt by attempt, within it (see retry).
 func (s state) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	if s.retryTimeout > 0 {
 		return context.WithTimeout(ctx, s.retryTimeout)
@@ -348,8 +362,14 @@ func (b *Backend) keepAlive(ctx context.Context, s state, refresh refreshPolicy)
 		return b.lease, 0, nil
 	}
 	if b.lease != 0 {
-		sent := time.Now()
-		resp, err := s.client.KeepAliveOnce(ctx, b.lease)
+		var sent time.Time
+		var resp *clientv3.LeaseKeepAliveResponse
+		err := s.retry(ctx, func(ctx context.Context, _ bool) error {
+			sent = time.Now()
+			var err error
+			resp, err = s.client.KeepAliveOnce(ctx, b.lease)
+			return err
+		})
 		if err == nil {
 			b.refreshed = sent
 			b.saw(resp.Revision)
@@ -361,8 +381,16 @@ func (b *Backend) keepAlive(ctx context.Context, s state, refresh refreshPolicy)
 		b.logger.Warn("lease expired; granting a new one", "lease", leaseString(b.lease))
 		b.lease = 0
 	}
-	sent := time.Now()
-	resp, err := s.client.Grant(ctx, s.ttl)
+	// A grant whose attempt timed out may have landed: that lease then
+	// expires one TTL later, unused.
+	var sent time.Time
+	var resp *clientv3.LeaseGrantResponse
+	err := s.retry(ctx, func(ctx context.Context, _ bool) error {
+		sent = time.Now()
+		var err error
+		resp, err = s.client.Grant(ctx, s.ttl)
+		return err
+	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("granting a lease: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 
 	"github.com/custos-ha/custos/plugin/sdk/dcs"
 )
@@ -64,6 +65,12 @@ type cache struct {
 	prefix string
 	// readTimeout bounds the Range of a (re)sync.
 	readTimeout time.Duration
+	// attempt bounds one attempt of that Range, and the wait for etcd to
+	// confirm the watch (see attemptTimeout); 0: readTimeout alone.
+	attempt time.Duration
+	// reconnect, when set, is told of a watch stream whose member did not
+	// answer.
+	reconnect *reconnector
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -93,6 +100,8 @@ type stream struct {
 	send   func(*pb.WatchRequest) error
 	// end breaks the session (the cache then resyncs).
 	end context.CancelFunc
+	// hung, when set, reports the stream's member as not answering.
+	hung func()
 	// snapshotRev is the revision of the session's Range; events at or
 	// below it are already in it.
 	snapshotRev int64
@@ -120,12 +129,13 @@ type stream struct {
 	awaitedSince time.Time
 }
 
-func newCache(logger hclog.Logger, client *clientv3.Client, prefix string, readTimeout time.Duration) *cache {
+func newCache(logger hclog.Logger, client *clientv3.Client, prefix string, readTimeout, attempt time.Duration) *cache {
 	return &cache{
 		logger:      logger,
 		client:      client,
 		prefix:      prefix,
 		readTimeout: readTimeout,
+		attempt:     attempt,
 		done:        make(chan struct{}),
 		changed:     make(chan struct{}),
 		subs:        map[*subscriber]struct{}{},
@@ -203,14 +213,20 @@ func (c *cache) session(ctx context.Context) (wasSynced bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("creating a watch: %w", err)
 	}
-	// An etcd that takes the stream but never answers must not hold the
-	// session up past the time a read of it may take.
-	slow := time.AfterFunc(c.readTimeout, func() { cancel(errSlowCreate) })
+	// An etcd member that takes the stream but never answers (a frozen
+	// process holds its connections open) must not hold the session up
+	// past one attempt: the next session's stream goes to another member.
+	confirm := c.readTimeout
+	if c.attempt > 0 {
+		confirm = min(confirm, c.attempt)
+	}
+	slow := time.AfterFunc(confirm, func() { cancel(errSlowCreate) })
 	created, err := ws.Recv()
 	slow.Stop()
 	if err != nil {
 		if cause := context.Cause(sctx); errors.Is(cause, errSlowCreate) {
 			err = cause
+			c.hung(ws)
 		}
 		return false, fmt.Errorf("creating a watch: %w", err)
 	}
@@ -220,7 +236,12 @@ func (c *cache) session(ctx context.Context) (wasSynced bool, err error) {
 	createdRev := created.Header.GetRevision()
 
 	rctx, rcancel := context.WithTimeout(ctx, c.readTimeout)
-	resp, err := c.client.Get(rctx, c.prefix, clientv3.WithPrefix())
+	var resp *clientv3.GetResponse
+	err = retry(rctx, c.attempt, func(ctx context.Context, _ bool) error {
+		var err error
+		resp, err = c.client.Get(ctx, c.prefix, clientv3.WithPrefix())
+		return err
+	})
 	rcancel()
 	if err != nil {
 		return false, fmt.Errorf("reading %s: %w", c.prefix, err)
@@ -228,6 +249,7 @@ func (c *cache) session(ctx context.Context) (wasSynced bool, err error) {
 	st := &stream{
 		send:        ws.Send,
 		end:         func() { cancel(errResync) },
+		hung:        func() { c.hung(ws) },
 		snapshotRev: resp.Header.Revision,
 		proven:      resp.Header.Revision == createdRev,
 	}
@@ -247,6 +269,13 @@ func (c *cache) session(ctx context.Context) (wasSynced bool, err error) {
 			return true, fmt.Errorf("watch cancelled by etcd: %s", wr.CancelReason)
 		}
 		c.apply(st, wr)
+	}
+}
+
+// hung reports the member of a watch stream as not answering.
+func (c *cache) hung(ws grpc.ClientStream) {
+	if c.reconnect != nil {
+		c.reconnect.hungStream(ws, "watch")
 	}
 }
 
@@ -374,6 +403,9 @@ func (c *cache) progressLocked(ctx context.Context, minRev int64) bool {
 	}
 	if st.awaited > st.answered && time.Since(st.awaitedSince) > maxUnanswered {
 		c.logger.Debug("a progress request is still unanswered; resyncing the watch cache", "after", maxUnanswered)
+		if st.hung != nil {
+			st.hung()
+		}
 		st.end()
 		return false
 	}

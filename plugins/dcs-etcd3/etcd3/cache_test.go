@@ -39,7 +39,7 @@ func progressAnswer(rev int64) *pb.WatchResponse {
 // requests are answered by answer (nil: never answered).
 func syncedCache(t *testing.T, proven bool, answer func(n uint64) *pb.WatchResponse) (*cache, *stream) {
 	t.Helper()
-	c := newCache(hclog.NewNullLogger(), nil, testPrefix, 0)
+	c := newCache(hclog.NewNullLogger(), nil, testPrefix, 0, 0)
 	st := &stream{snapshotRev: 10, proven: proven}
 	var sent atomic.Uint64
 	st.end = func() {}

@@ -15,6 +15,40 @@
 // refresh is older than ttl/3, so that a leader's TouchMember right after
 // its RenewLeader sends none, and a replica one every few cycles.
 //
+// # Attempts
+//
+// Every operation is bounded by the host's retry timeout, and each of its
+// requests is tried attempt by attempt within it, one attempt bounded by the
+// retry timeout divided by the number of endpoints (at least one second).
+// An etcd member that is frozen (SIGSTOP, a paused machine) keeps its
+// connections open and answers nothing, and the client's keepalive takes
+// 15 s to give up on them; the balancer hands connections out in turn, so
+// an attempt that ran out of time on such a member is followed by one on
+// another member, and a majority of healthy members answers within the
+// retry timeout. Other callers' requests take turns on the same
+// connections, so that the next attempt may be handed the frozen member's
+// connection again: the member an attempt ran out of time on is therefore
+// connected anew (at most every minReconnect), which takes its hung
+// connection out of the turns at once; the new connection is only used
+// once the member completes the handshake, that is once it answers again.
+// A healthy member that was merely slow is connected again within
+// milliseconds. Attempts that fail at once for a reason of the member or of
+// the moment (no connection, no leader, a leader election) are repeated
+// after a short pause; other errors end the operation. With no quorum every
+// attempt fails and the operation fails when the retry timeout is up.
+//
+// A write whose attempt timed out may still have landed. Plain puts and
+// deletes, keep-alives and RenewLeader's transaction do the same when
+// repeated. CompareAndSet and AcquireLeader, repeated after such an attempt,
+// may find their compare failed by their own write: they report success
+// only when the key shows it (see CompareAndSet), and their failure
+// otherwise. A lease granted by an attempt that timed out expires unused.
+//
+// The watch cache opens its watch on whichever member the balancer picks;
+// a stream whose creation is not confirmed within one attempt, or whose
+// progress requests stay unanswered (maxUnanswered), is replaced by one on
+// the next member, and reads use a Range meanwhile.
+//
 // # Watch cache
 //
 // Each configured backend keeps one etcd watch on the cluster prefix, with

@@ -23,19 +23,35 @@ func (b *Backend) AcquireLeader(ctx context.Context) (string, error) {
 	octx, cancel := s.opContext(ctx)
 	defer cancel()
 	var resp *clientv3.TxnResponse
+	var lease clientv3.LeaseID
+	retried := false
 	err = b.withLease(octx, s, refreshAlways, func(id clientv3.LeaseID, _ int64) error {
-		var err error
-		resp, err = s.client.Txn(octx).
-			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-			Then(clientv3.OpPut(key, s.member, clientv3.WithLease(id))).
-			Commit()
-		return err
+		lease = id
+		return s.retry(octx, func(actx context.Context, again bool) error {
+			retried = retried || again
+			var err error
+			resp, err = s.client.Txn(actx).
+				If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+				Then(clientv3.OpPut(key, s.member, clientv3.WithLease(id))).
+				Else(clientv3.OpGet(key)).
+				Commit()
+			return err
+		})
 	})
 	if err != nil {
 		return "", b.storeErr(ctx, "acquiring leader key "+key, err)
 	}
 	b.saw(resp.Header.Revision)
 	if !resp.Succeeded {
+		// An attempt that timed out may have created the key: only this
+		// backend writes with its lease, so a key created once with this
+		// member's name on it is that attempt's.
+		if kvs := resp.Responses[0].GetResponseRange().GetKvs(); retried && len(kvs) == 1 &&
+			kvs[0].Lease == int64(lease) && string(kvs[0].Value) == s.member &&
+			kvs[0].Version == 1 {
+			b.logger.Info("an attempt that timed out had acquired the leader key", "key", key)
+			return revString(kvs[0].ModRevision), nil
+		}
 		return "", fmt.Errorf("acquiring leader key %s: %w", key, dcs.ErrExists)
 	}
 	return revString(resp.Header.Revision), nil
@@ -71,14 +87,18 @@ func (b *Backend) RenewLeader(ctx context.Context) error {
 			resp = nil
 			return nil
 		}
+		// The transaction checks its own effect: repeated after an attempt
+		// that timed out, it finds the key already moved or created.
 		put := clientv3.OpPut(key, s.member, clientv3.WithLease(id))
-		var err error
-		resp, err = s.client.Txn(octx).
-			If(mine, clientv3.Compare(clientv3.LeaseValue(key), "=", id)).
-			Else(clientv3.OpTxn([]clientv3.Cmp{mine}, []clientv3.Op{put},
-				[]clientv3.Op{clientv3.OpTxn([]clientv3.Cmp{absent}, []clientv3.Op{put}, nil)})).
-			Commit()
-		return err
+		return s.retry(octx, func(actx context.Context, _ bool) error {
+			var err error
+			resp, err = s.client.Txn(actx).
+				If(mine, clientv3.Compare(clientv3.LeaseValue(key), "=", id)).
+				Else(clientv3.OpTxn([]clientv3.Cmp{mine}, []clientv3.Op{put},
+					[]clientv3.Op{clientv3.OpTxn([]clientv3.Cmp{absent}, []clientv3.Op{put}, nil)})).
+				Commit()
+			return err
+		})
 	})
 	if err != nil {
 		return b.storeErr(ctx, "renewing leader key "+key, err)
@@ -112,11 +132,13 @@ func (b *Backend) TakeLeader(ctx context.Context) error {
 	octx, cancel := s.opContext(ctx)
 	defer cancel()
 	err = b.withLease(octx, s, refreshAlways, func(id clientv3.LeaseID, _ int64) error {
-		resp, err := s.client.Put(octx, key, s.member, clientv3.WithLease(id))
-		if err == nil {
-			b.saw(resp.Header.Revision)
-		}
-		return err
+		return s.retry(octx, func(actx context.Context, _ bool) error {
+			resp, err := s.client.Put(actx, key, s.member, clientv3.WithLease(id))
+			if err == nil {
+				b.saw(resp.Header.Revision)
+			}
+			return err
+		})
 	})
 	if err != nil {
 		return b.storeErr(ctx, "taking leader key "+key, err)
@@ -134,11 +156,16 @@ func (b *Backend) DeleteLeader(ctx context.Context) error {
 	key := s.key(dcs.LeaderPath)
 	octx, cancel := s.opContext(ctx)
 	defer cancel()
-	resp, err := s.client.Txn(octx).
-		If(clientv3.Compare(clientv3.Value(key), "=", s.member)).
-		Then(clientv3.OpDelete(key)).
-		Else(clientv3.OpGet(key, clientv3.WithCountOnly())).
-		Commit()
+	var resp *clientv3.TxnResponse
+	err = s.retry(octx, func(actx context.Context, _ bool) error {
+		var err error
+		resp, err = s.client.Txn(actx).
+			If(clientv3.Compare(clientv3.Value(key), "=", s.member)).
+			Then(clientv3.OpDelete(key)).
+			Else(clientv3.OpGet(key, clientv3.WithCountOnly())).
+			Commit()
+		return err
+	})
 	if err != nil {
 		return b.storeErr(ctx, "deleting leader key "+key, err)
 	}
@@ -172,11 +199,13 @@ func (b *Backend) TouchMember(ctx context.Context, data []byte) error {
 				return nil
 			}
 		}
-		resp, err := s.client.Put(octx, key, string(data), clientv3.WithLease(id))
-		if err == nil {
-			b.saw(resp.Header.Revision)
-		}
-		return err
+		return s.retry(octx, func(actx context.Context, _ bool) error {
+			resp, err := s.client.Put(actx, key, string(data), clientv3.WithLease(id))
+			if err == nil {
+				b.saw(resp.Header.Revision)
+			}
+			return err
+		})
 	})
 	if err != nil {
 		return b.storeErr(ctx, "writing member key "+key, err)

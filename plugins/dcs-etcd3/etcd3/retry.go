@@ -3,6 +3,7 @@ package etcd3
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -86,7 +87,15 @@ func transient(err error) bool {
 		return true
 	}
 	if s, ok := status.FromError(err); ok {
-		return s.Code() == codes.Unavailable
+		switch s.Code() {
+		case codes.Unavailable, codes.DeadlineExceeded:
+			return true
+		case codes.Unknown:
+			// A member whose own wait ran out (a linearizable read waiting
+			// for a frozen leader's read index) says so in an Unknown
+			// status.
+			return strings.Contains(s.Message(), context.DeadlineExceeded.Error())
+		}
 	}
 	return false
 }

@@ -39,6 +39,10 @@ func TestTransient(t *testing.T) {
 		{rpctypes.ErrGRPCLeaderChanged, true},
 		{rpctypes.ErrGRPCTimeout, true},
 		{status.Error(codes.Unavailable, "connection refused"), true},
+		{status.Error(codes.DeadlineExceeded, "context deadline exceeded"), true},
+		// A member whose read index from a frozen leader timed out.
+		{status.Error(codes.Unknown, "context deadline exceeded"), true},
+		{status.Error(codes.Unknown, "something else"), false},
 		{rpctypes.ErrGRPCLeaseNotFound, false},
 		{rpctypes.ErrGRPCCompacted, false},
 		{rpctypes.ErrGRPCPermissionDenied, false},

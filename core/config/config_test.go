@@ -220,9 +220,6 @@ func TestFullConfig(t *testing.T) {
 	if dyn.MemberSlotsTTL != 3600 || dyn.SynchronousMode != SyncQuorum {
 		t.Errorf("member_slots_ttl = %d, synchronous_mode = %q", dyn.MemberSlotsTTL, dyn.SynchronousMode)
 	}
-	if dyn.StandbyCluster == nil || dyn.StandbyCluster.Port != 5432 {
-		t.Errorf("standby_cluster = %+v", dyn.StandbyCluster)
-	}
 	if got := dyn.PostgreSQL.Parameters["wal_log_hints"].String(); got != "on" {
 		t.Errorf("wal_log_hints renders %q, want on", got)
 	}
@@ -343,6 +340,7 @@ func TestProblems(t *testing.T) {
 		{"forbidden initdb option", appendText("\n[bootstrap]\ninitdb = [\"data-checksums\", {pgdata = \"/x\"}] # <-\n"), "bootstrap.initdb", "# <-", `option "pgdata" is not allowed`},
 		{"initdb item with two keys", appendText("\n[bootstrap]\ninitdb = [{a = \"1\", b = \"2\"}] # <-\n"), "bootstrap.initdb[0]", "# <-", "exactly one key"},
 		{"custom method without section", appendText("\n[bootstrap]\nmethod = \"clone\" # <-\n"), "bootstrap.method", "# <-", "no [bootstrap.clone] section"},
+		{"standby cluster", appendText("\n[bootstrap.dcs.standby_cluster] # <-\nhost = \"primary.example.net\"\n"), "bootstrap.dcs.standby_cluster", "# <-", "not supported yet"},
 		{"no_params without command", appendText("\n[bootstrap.clone]\nno_params = true # <-\n"), "bootstrap.clone.no_params", "# <-", "applies to a command"},
 		{"no dcs section", replace("[dcs.etcd3]\nhosts = [\"127.0.0.1:2379\"]", ""), "dcs", "", "configure exactly one DCS section"},
 		{"two dcs sections", appendText("\n[dcs.consul] # <-\nhost = \"127.0.0.1:8500\"\n"), "dcs.consul", "# <-", "conflicting values: only one DCS section is allowed, found [dcs.etcd3] and [dcs.consul]"},

@@ -140,6 +140,9 @@ func validate(d *decoder, c *Config) {
 	var standbyMethods []string
 	if b.DCS.StandbyCluster != nil {
 		standbyMethods = b.DCS.StandbyCluster.CreateReplicaMethods
+		// Not run yet: a standby cluster's member would promote itself
+		// and become a second primary beside the remote one.
+		d.addAt("bootstrap.dcs.standby_cluster", "not supported yet: custos does not run standby clusters (their leader would promote itself); remove it and replicate with a replica method instead")
 	}
 	for _, name := range sortedKeys(pg.ReplicaMethods) {
 		if !slices.Contains(pg.CreateReplicaMethods, name) && !slices.Contains(standbyMethods, name) {

@@ -56,6 +56,7 @@ func (c *Controller) haConfig() ha.Config {
 		SyncNodeCount:                          d.SynchronousNodeCount,
 		MaximumLagOnSyncNode:                   int64(d.MaximumLagOnSyncnode),
 		CloneWithoutLeader:                     c.opts.CloneWithoutLeader,
+		StandbyCluster:                         d.StandbyCluster != nil,
 	}
 }
 

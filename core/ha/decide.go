@@ -249,6 +249,8 @@ func (d *decider) noData() {
 		}
 		d.add(Action{Kind: ActCreateReplica, Member: src})
 		d.say("trying to bootstrap from %s %s", map[bool]string{true: "leader", false: "replica"}[src == c.LeaderName()], src)
+	case c.Initialize == nil && d.in.Config.StandbyCluster:
+		d.say("not bootstrapping: /config sets standby_cluster, which custos does not run yet")
 	case c.Initialize == nil && d.mem.BootstrapFailed != "":
 		d.say("waiting for another member to bootstrap: my bootstrap failed (%s)", d.mem.BootstrapFailed)
 	case c.Initialize == nil && d.in.Config.Tags.CanFailover() && d.watchdogBlocks() != "":
@@ -355,6 +357,11 @@ func (d *decider) leader() {
 		d.say("demoting self: %s", why)
 		return
 	}
+	if d.pg.InRecovery && d.in.Config.StandbyCluster {
+		d.add(Action{Kind: ActReleaseLeader})
+		d.say("releasing the leader key instead of promoting: /config sets standby_cluster, which custos does not run yet")
+		return
+	}
 	if o := d.in.Outcome; d.pg.InRecovery && o != nil && o.Kind == ActPromote && o.Hook != "" {
 		// Patroni: the promotion is cancelled and the key given up; the
 		// leader race backs off for ttl (raceBackoff).
@@ -436,6 +443,10 @@ func (d *decider) race() {
 	case !cfg.Tags.CanFailover():
 		d.follow()
 		d.say("no leader; I am nofailover and will not take part in the race")
+		return
+	case cfg.StandbyCluster:
+		d.follow()
+		d.say("no leader; /config sets standby_cluster, which custos does not run yet: not racing (a standby cluster's member must not promote)")
 		return
 	case !d.mem.PromoteRefusedAt.IsZero() && d.in.Now.Sub(d.mem.PromoteRefusedAt) < cfg.TTL:
 		d.follow()

@@ -225,6 +225,7 @@ func (w *world) input(t *testing.T, extra string) Input {
 	in.Config.Tags.NoStream = has(cfg, "nostream")
 	in.Config.FailsafeMode = has(cfg, "failsafe")
 	in.Config.CloneWithoutLeader = has(cfg, "clone_without_leader")
+	in.Config.StandbyCluster = has(cfg, "standby_cluster")
 	in.Config.KeepMemberSlots = has(cfg, "keep_member_slots")
 	for _, spec := range strings.Split(cfg["permanent"], ",") {
 		if spec == "" {

@@ -48,6 +48,10 @@ type Config struct {
 	// member's data without a running member to copy from (a restore from
 	// a backup: the no_leader capability).
 	CloneWithoutLeader bool
+	// StandbyCluster: /config sets standby_cluster, which custos does not
+	// run yet; a member then never promotes nor bootstraps a cluster
+	// (a standby cluster's member must not become a second primary).
+	StandbyCluster bool
 }
 
 // Synchronous modes (Config.SyncMode).
